@@ -1,0 +1,104 @@
+"""The ``yamlllm-export`` command: a thin click shell over the library.
+
+One handler turns the project's errors into ``error: <one line>`` and exit code 2; an unexpected failure
+prints one line too (exit 1) unless ``YAMLLLM_DEBUG=1`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from yamlllm_export.errors import YamlllmError
+
+TARGET_CHOICE = click.Choice(["ort", "portable"])
+DTYPE_CHOICE = click.Choice(["float32", "float16", "bfloat16"])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except YamlllmError as err:
+            _fail(str(err).splitlines()[0] if str(err) else type(err).__name__, 2)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", 130)
+        except Exception as err:  # noqa: BLE001 - last-resort one-liner; YAMLLLM_DEBUG=1 shows the traceback
+            if os.environ.get("YAMLLLM_DEBUG"):
+                raise
+            line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            _fail(f"internal error ({type(err).__name__}: {line}); rerun with YAMLLLM_DEBUG=1 for the traceback", 1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="yamlllm-export")
+def main() -> None:
+    """Compile YamlLLM transformer YAML into verified ONNX models."""
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC.yaml")
+@click.option("-o", "--output", "out_dir", required=True, help="Output folder (must not exist unless --overwrite).")
+@click.option("--target", type=TARGET_CHOICE, default="ort", show_default=True, help="Lowering target.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Weight initialisation seed.")
+@click.option("--dtype", type=DTYPE_CHOICE, default="float32", show_default=True, help="Weight and activation dtype.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@handle_errors
+def build(spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool) -> None:
+    """Build SPEC.yaml into an ONNX model folder."""
+    from yamlllm_export.export.writer import export_onnx
+    from yamlllm_export.spec import load_spec
+
+    spec = load_spec(spec_path)  # fail fast, before torch is imported
+    folder = export_onnx(spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite)
+    info = json.loads((folder / "build.json").read_text())
+    fused = {k: v for k, v in info["op_counts"].items() if k.startswith("com.microsoft.")}
+    click.echo(
+        f"built {folder} ({info['name']}: {info['parameter_count']:,} parameters, target {info['target']}, "
+        f"{info['dtype']}, {info['build_seconds']:.1f} s)"
+    )
+    if fused:
+        click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC.yaml")
+@click.option("--target", type=TARGET_CHOICE, default=None, help="Also check that this target can express the spec.")
+@handle_errors
+def check(spec_path: str, target: str | None) -> None:
+    """Validate SPEC.yaml (schema and rules) without building anything."""
+    from yamlllm_export.spec import load_spec
+
+    spec = load_spec(spec_path)
+    if target is not None:  # every feature of this spec version lowers on every target
+        from yamlllm_export.lowerings import get_target
+
+        get_target(target)
+    suffix = f", target {target}" if target else ""
+    click.echo(f"ok: {spec_path} ({spec.name}: {spec.parameter_count():,} parameters{suffix})")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the YamlLLM dialect."""
+    from yamlllm_export.spec.schema import schema as load_schema
+
+    click.echo(json.dumps(load_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""The project's error types: every user-facing failure is one of these, printed as one line by the CLI."""
+
+from __future__ import annotations
+
+
+class YamlllmError(Exception):
+    """Base class. ``str(err)`` is the one line shown to the user."""
+
+
+class SpecError(YamlllmError):
+    """The YAML file or spec is invalid; the message starts with the file or key path."""
+
+
+class BuildError(YamlllmError):
+    """The spec is valid but this build cannot proceed (output folder, memory, disk, target)."""

@@ -1,0 +1,30 @@
+"""Where a build's weights came from, and the hash that proves a rebuilt reference is the same model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+from torch import nn
+
+from yamlllm_export.spec.types import ModelSpec
+
+
+def spec_sha256(spec: ModelSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every state-dict tensor, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def seed_source(seed: int, model: nn.Module) -> dict[str, Any]:
+    return {"kind": "seed", "seed": seed, "torch_version": torch.__version__, "sha256": weights_sha256(model)}

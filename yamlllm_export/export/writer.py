@@ -1,0 +1,189 @@
+"""Write a model folder: ``model.onnx`` (+ ``model.onnx.data`` when large), ``model.yaml``, ``build.json``.
+
+Everything is written into a temporary sibling folder and moved into place only when complete, so a
+failed or interrupted build leaves nothing behind. An existing folder is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from yamlllm_export import __version__
+from yamlllm_export.errors import BuildError
+from yamlllm_export.export.io_contract import FlatIO, IOContract
+from yamlllm_export.export.provenance import seed_source, spec_sha256
+from yamlllm_export.export.resources import check_resources
+from yamlllm_export.lowerings import Target, get_target
+from yamlllm_export.spec import ModelSpec, load_spec
+from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
+
+EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse unusable output paths before any work starts."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"{out_dir}: exists and is not a directory")
+    if out_dir.exists() and not overwrite:
+        raise BuildError(f"{out_dir}: output folder exists; pass --overwrite to replace it")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BuildError(f"{out_dir}: parent {parent} is not a directory")
+            break
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    return {
+        "yamlllm_export": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # the exporter logs progress and optional-package notes at INFO/WARNING
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(None):
+        warnings.simplefilter("ignore")
+        try:
+            return _torch_export(model, contract, target, dtype)
+        finally:
+            onnx_log.setLevel(level)
+
+
+def _torch_export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:
+    return torch.onnx.export(
+        FlatIO(model, contract).eval(),
+        contract.example_inputs(dtype),
+        dynamic_shapes=contract.dynamic_shapes(),
+        input_names=contract.input_names(),
+        output_names=contract.output_names(),
+        opset_version=target.opset,
+        custom_translation_table=target.table,
+        dynamo=True,
+        optimize=True,
+        verbose=False,
+    )
+
+
+def _check(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise BuildError(f"{path.name}: exported graph fails onnx.checker: {first}") from err
+
+
+def export_onnx(
+    model_or_spec: Any,
+    out_dir: str | Path,
+    *,
+    target: str = "ort",
+    seed: int = 0,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    spec: ModelSpec | None = None,
+) -> Path:
+    """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
+    ``DecoderLM`` together with ``spec=``. Returns the folder. Raises ``SpecError``/``BuildError``."""
+    from yamlllm_export.model.builders import DTYPES, build_model
+    from yamlllm_export.model.decoder import DecoderLM
+
+    started = time.perf_counter()
+    given_model = isinstance(model_or_spec, DecoderLM)
+    if given_model and spec is None:
+        raise BuildError("export_onnx: pass spec= together with a model")
+    spec = load_spec(spec if given_model else model_or_spec)
+    if dtype not in DTYPES:
+        raise BuildError(f"--dtype: unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    tgt = get_target(target)
+    out_dir = Path(out_dir)
+    prepare_out_dir(out_dir, overwrite)
+    n_params = spec.parameter_count()
+    weight_bytes = n_params * DTYPE_BYTES[dtype]
+    if not given_model:
+        check_resources(weight_bytes, out_dir)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
+    try:
+        model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
+        source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
+        contract = IOContract.for_spec(spec)
+        program = _export(model, contract, tgt, DTYPES[dtype])
+        fusions = tgt.fuse(program.model) if tgt.fuse else {}
+        onnx_path = tmp / "model.onnx"
+        program.save(str(onnx_path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+        _check(onnx_path)
+        ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
+        (tmp / "model.yaml").write_text(_spec_yaml(spec))
+        info = {
+            "tool": "yamlllm-export",
+            "versions": _versions(),
+            "name": spec.name,
+            "spec_sha256": spec_sha256(spec),
+            "target": tgt.name,
+            "opset": {"": tgt.opset, **tgt.extra_opsets},
+            "dtype": dtype,
+            "parameter_count": n_params,
+            "kv_cache_bytes_per_token": kv_cache_bytes_per_token(spec, dtype),
+            "weights": source,
+            "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
+            "fusions": fusions,
+            "op_counts": dict(sorted(ops.items())),
+            "external_data": weight_bytes > EXTERNAL_DATA_BYTES,
+            "build_seconds": round(time.perf_counter() - started, 3),
+        }
+        (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        _move_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _sha(model: torch.nn.Module) -> str:
+    from yamlllm_export.export.provenance import weights_sha256
+
+    return weights_sha256(model)
+
+
+def _spec_yaml(spec: ModelSpec) -> str:
+    header = "# Normalized spec written by yamlllm-export: every default filled in. Loads back to the same model.\n"
+    return header + yaml.safe_dump(spec.to_dict(), sort_keys=False)
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,52 @@
+"""Lowering pieces shared by every target: plain-op graph fragments that take the opset as a parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx_ir as ir
+
+from yamlllm_export.ops.masking import mask_value
+
+_TORCH_DTYPE = {ir.DataType.FLOAT: "float32", ir.DataType.FLOAT16: "float16", ir.DataType.BFLOAT16: "bfloat16"}
+
+
+def neg(x: Any) -> float:
+    """The finite mask value for the dtype of traced value ``x`` (see ``ops/masking.py``)."""
+    import torch
+
+    name = _TORCH_DTYPE.get(getattr(x, "dtype", None), "float32")
+    return mask_value(getattr(torch, name))
+
+
+def dim(op: Any, x: Any, axis: int) -> Any:
+    """x.shape[axis] as an int64 tensor of shape (1,)."""
+    return op.Shape(x, start=axis, end=axis + 1 if axis != -1 else None)
+
+
+def scalar(op: Any, x1: Any) -> Any:
+    """(1,) → ()."""
+    return op.Squeeze(x1, op.Constant(value_ints=[0]))
+
+
+def attention_bias(op: Any, attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
+    """``yamlllm::attention_bias`` in plain ops (all targets). Mirrors ``ops/attention_bias.py``."""
+    S, T = dim(op, input_ids, 1), dim(op, attention_mask, 1)
+    zero, neg32 = op.Constant(value_float=0.0), op.Constant(value_float=mask_value_f32())
+    pad = op.Where(op.Equal(attention_mask, op.Constant(value_int=0)), neg32, zero)  # (B, T)
+    pad = op.Unsqueeze(pad, op.Constant(value_ints=[1, 2]))  # (B, 1, 1, T)
+    if alibi_slopes is None:
+        shape = op.Concat(dim(op, attention_mask, 0), op.Constant(value_ints=[1]), S, T, axis=0)
+        return op.Expand(pad, shape)  # (B, 1, S, T)
+    one = op.Constant(value_int=1)
+    pos = op.Cast(op.Max(op.Sub(op.CumSum(attention_mask, one), one), op.Constant(value_int=0)), to=ir.DataType.FLOAT)
+    q_pos = op.Slice(pos, op.Sub(T, S), T, op.Constant(value_ints=[1]))  # (B, S)
+    rel = op.Sub(op.Unsqueeze(pos, one), op.Unsqueeze(q_pos, op.Constant(value_ints=[2])))  # (B, S, T)
+    slopes = op.Unsqueeze(op.Cast(alibi_slopes, to=ir.DataType.FLOAT), op.Constant(value_ints=[0, 2, 3]))  # (1, nh, 1, 1)
+    return op.Add(op.Mul(slopes, op.Unsqueeze(rel, one)), pad)  # (B, nh, S, T)
+
+
+def mask_value_f32() -> float:
+    import torch
+
+    return mask_value(torch.float32)

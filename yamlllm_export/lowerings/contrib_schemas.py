@@ -1,0 +1,73 @@
+"""Make ONNX (and so onnxscript and ``onnx.checker``) know ONNX Runtime's contrib operators.
+
+ORT publishes its schemas through ``get_all_operator_schema()``; we convert each ``com.microsoft`` one
+(plus ``SimplifiedLayerNormalization``, which ORT registers in the default domain) into an
+``onnx.defs.OpSchema`` and register it once per process. GroupQueryAttention's trailing optional
+``output_qk`` is dropped: with it declared, the exporter leaves a dangling output that ORT rejects.
+Contrib ops whose name ONNX already uses in its default domain (Gelu, Trilu, ...) are skipped unless we
+emit them (``EMITTED_CLASHES``): ``onnx.reference`` builds a table assuming operator names are unique
+across domains, so it is imported before any such name is registered.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import onnx
+from onnx.defs import OpSchema
+
+DROPPED_OUTPUTS = {("GroupQueryAttention", "output_qk")}
+DEFAULT_DOMAIN_OPS = {"SimplifiedLayerNormalization"}
+EMITTED_CLASHES = {"RotaryEmbedding"}
+_OPTION = {
+    "Single": OpSchema.FormalParameterOption.Single,
+    "Optional": OpSchema.FormalParameterOption.Optional,
+    "Variadic": OpSchema.FormalParameterOption.Variadic,
+}
+
+
+def _param(p) -> OpSchema.FormalParameter:  # noqa: ANN001 - ORT's pybind type
+    option = _OPTION[str(p.option).rsplit(".", 1)[-1]]
+    return OpSchema.FormalParameter(p.name, p.typeStr, p.description, param_option=option, is_homogeneous=p.isHomogeneous)
+
+
+def _convert(s) -> OpSchema:  # noqa: ANN001
+    outputs = [o for o in s.outputs if (s.name, o.name) not in DROPPED_OUTPUTS]
+    attrs = [OpSchema.Attribute(n, OpSchema.AttrType(int(a.type)), a.description, required=a.required) for n, a in s.attributes.items()]
+    return OpSchema(
+        s.name,
+        s.domain,
+        s.since_version,
+        s.doc or "",
+        inputs=[_param(i) for i in s.inputs],
+        outputs=[_param(o) for o in outputs],
+        type_constraints=[(t.type_param_str, list(t.allowed_type_strs), t.description) for t in s.type_constraints],
+        attributes=attrs,
+    )
+
+
+def _known(s) -> bool:  # noqa: ANN001
+    try:
+        onnx.defs.get_schema(s.name, s.since_version, s.domain)
+        return True
+    except onnx.defs.SchemaError:
+        return False
+
+
+@functools.cache
+def register_contrib_schemas() -> int:
+    """Register ORT's contrib schemas with ONNX (idempotent). Returns how many were added."""
+    import onnx.reference  # noqa: F401 - must build its name table before clashing names exist
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
+
+    added = 0
+    for s in ort_c.get_all_operator_schema():
+        wanted = s.domain == "com.microsoft" or (s.domain == "" and s.name in DEFAULT_DOMAIN_OPS)
+        if not wanted or s.deprecated or _known(s) or (s.domain and onnx.defs.has(s.name) and s.name not in EMITTED_CLASHES):
+            continue
+        try:
+            onnx.defs.register_schema(_convert(s))
+        except Exception:  # noqa: BLE001 - a schema ONNX cannot represent is one we do not emit
+            continue
+        added += 1
+    return added

@@ -1,0 +1,77 @@
+"""Target ``ort``: ONNX Runtime's fused kernels (com.microsoft contrib ops) where they exist.
+
+Attention → ``GroupQueryAttention`` (+ ``RotaryEmbedding`` on q and k). Why not GQA's own ``do_rotary``:
+with ``position_ids`` it only reads the first element on a prompt, so left-padded rows would rotate at
+the wrong positions. Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and
+where new keys are written from ``seqlens_k``, which is only right for right padding and would make the
+present cache ragged. With every row "full", present = past ++ new exactly, and padding (either side)
+and ALiBi come through ``attention_bias``; pad keys are masked with a finite value (see ops/masking.py).
+Limit (ORT CPU kernel): batch > 1 with several new tokens *and* a non-empty past is refused by ORT with
+an error; it never returns wrong numbers. Split such work per row or token.
+
+RMSNorm → ``SimplifiedLayerNormalization``; after export, ``fuse()`` chains residual adds into
+``SkipSimplifiedLayerNormalization`` / ``SkipLayerNormalization`` with onnxscript's ORT fusion rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx_ir as ir
+import torch
+from onnxscript import opset18 as op
+from onnxscript import values
+
+from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings.common import dim
+
+OPSET = 18
+msft = values.Opset("com.microsoft", 1)
+
+
+def attention(
+    query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
+    cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """``yamlllm::attention`` → com.microsoft.GroupQueryAttention (see module docstring)."""
+    if cos_cache is not None:
+        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads)
+        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads)
+    total = op.Add(dim(op, past_key, 2), dim(op, query, 1))  # (1,) int64
+    seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), dim(op, query, 0))
+    total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
+    if attention_bias is not None:
+        attention_bias = op.CastLike(attention_bias, query)
+    return msft.GroupQueryAttention(
+        query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias,
+        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, _num_outputs=3,
+    )  # fmt: skip
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """``yamlllm::rms_norm`` → SimplifiedLayerNormalization (ORT kernel, default domain), fp32 statistics."""
+    if weight is None:
+        weight = op.Expand(op.CastLike(op.Constant(value_float=1.0), x), dim(op, x, -1))
+    out = op.SimplifiedLayerNormalization(x, weight, axis=-1, epsilon=eps, stash_type=1)
+    return out[0] if isinstance(out, tuple) else out  # the exporter also binds the optional inv_std_var output
+
+
+def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
+    return common.attention_bias(op, attention_mask, input_ids, alibi_slopes)
+
+
+TABLE = {
+    torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.attention_bias.default: attention_bias,
+    torch.ops.yamlllm.rms_norm.default: rms_norm,
+}
+
+
+def fuse(model: ir.Model) -> dict[str, int]:
+    """Post-export fusions for ORT (onnxscript's rules); returns how often each fired, for build.json."""
+    from onnxscript.rewriter.ort_fusions.skip_normalization import fuse_skip_layer_normalization, fuse_skip_rms_normalization
+
+    return {
+        "skip_simplified_layer_normalization": fuse_skip_rms_normalization(model),
+        "skip_layer_normalization": fuse_skip_layer_normalization(model),
+    }

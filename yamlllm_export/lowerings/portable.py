@@ -1,0 +1,83 @@
+"""Target ``portable``: plain opset-18 ops only, for any ONNX runtime (no com.microsoft domain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx_ir as ir
+import torch
+from onnxscript import opset18 as op
+
+from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings.common import dim
+
+OPSET = 18
+
+
+def rotary(x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) -> Any:
+    """RoPE (half-rotation layout) on x (B, S, n, hs), rotating the first 2 · cos_cache.shape[1] features."""
+    axes = op.Constant(value_ints=[2])
+    cos = op.Unsqueeze(op.CastLike(op.Gather(cos_cache, position_ids), x), axes)  # (B, S, 1, rd/2)
+    sin = op.Unsqueeze(op.CastLike(op.Gather(sin_cache, position_ids), x), axes)
+    half, last = dim(op, cos_cache, 1), op.Constant(value_ints=[-1])
+    x1 = op.Slice(x, op.Constant(value_ints=[0]), half, last)
+    x2 = op.Slice(x, half, op.Add(half, half), last)
+    rest = op.Slice(x, op.Add(half, half), op.Constant(value_ints=[2**62]), last)
+    return op.Concat(op.Sub(op.Mul(x1, cos), op.Mul(x2, sin)), op.Add(op.Mul(x2, cos), op.Mul(x1, sin)), rest, axis=-1)
+
+
+def attention(
+    query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
+    cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """``yamlllm::attention`` as MatMul/Softmax. Query heads are grouped as (nkv, G) and K/V broadcast over
+    G, so grouped KV heads are never materialised nh times."""
+    G = num_heads // num_kv_heads
+    q = op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1]))  # (B, S, nh, hs)
+    k = op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))  # (B, S, nkv, hs)
+    v = op.Reshape(value, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))
+    if cos_cache is not None:
+        q, k = rotary(q, position_ids, cos_cache, sin_cache), rotary(k, position_ids, cos_cache, sin_cache)
+    present_k = op.Concat(past_key, op.Transpose(k, perm=[0, 2, 1, 3]), axis=2)  # (B, nkv, T, hs)
+    present_v = op.Concat(past_value, op.Transpose(v, perm=[0, 2, 1, 3]), axis=2)
+    B, S, P = dim(op, query, 0), dim(op, query, 1), dim(op, past_key, 2)
+    T = op.Add(P, S)
+    q = op.Mul(op.Transpose(q, perm=[0, 2, 1, 3]), op.CastLike(op.Constant(value_float=scale), query))  # (B, nh, S, hs)
+    grouped = op.Concat(B, op.Constant(value_ints=[num_kv_heads, G]), S, op.Constant(value_ints=[-1]), axis=0)
+    q5 = op.Reshape(q, grouped)  # (B, nkv, G, S, hs)
+    k5 = op.Unsqueeze(op.Transpose(present_k, perm=[0, 1, 3, 2]), op.Constant(value_ints=[2]))  # (B, nkv, 1, hs, T)
+    scores = op.Reshape(op.MatMul(q5, k5), op.Concat(B, op.Constant(value_ints=[num_heads]), S, T, axis=0))  # (B, nh, S, T)
+    # causal by cache index: new token i sees entries 0 .. P + i
+    k_idx = op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1))
+    q_idx = op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1))
+    visible = op.LessOrEqual(op.Unsqueeze(k_idx, op.Constant(value_ints=[0])), op.Unsqueeze(q_idx, op.Constant(value_ints=[1])))
+    causal = op.Where(visible, op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=common.neg(query)), query))
+    scores = op.Add(scores, causal)  # (S, T) broadcast
+    if attention_bias is not None:
+        scores = op.Add(scores, op.CastLike(attention_bias, query))
+    probs = op.Reshape(op.Softmax(scores, axis=-1), op.Concat(B, op.Constant(value_ints=[num_kv_heads, G]), S, T, axis=0))
+    out = op.MatMul(probs, op.Unsqueeze(present_v, op.Constant(value_ints=[2])))  # (B, nkv, G, S, hs)
+    out = op.Reshape(out, op.Concat(B, op.Constant(value_ints=[num_heads]), S, op.Constant(value_ints=[-1]), axis=0))
+    out = op.Reshape(op.Transpose(out, perm=[0, 2, 1, 3]), op.Constant(value_ints=[0, 0, -1]))  # (B, S, nh·hs)
+    return out, present_k, present_v
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """x / sqrt(mean(x²) + eps) · w, statistics in float32."""
+    xf = op.Cast(x, to=ir.DataType.FLOAT)
+    ms = op.ReduceMean(op.Mul(xf, xf), op.Constant(value_ints=[-1]), keepdims=1)
+    y = op.Div(xf, op.Sqrt(op.Add(ms, op.Constant(value_float=eps))))
+    if weight is not None:
+        y = op.Mul(y, op.Cast(weight, to=ir.DataType.FLOAT))
+    return op.CastLike(y, x)
+
+
+def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
+    return common.attention_bias(op, attention_mask, input_ids, alibi_slopes)
+
+
+TABLE = {
+    torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.attention_bias.default: attention_bias,
+    torch.ops.yamlllm.rms_norm.default: rms_norm,
+}

@@ -1,0 +1,80 @@
+"""Spec → modules. The only place that reads the spec on the model side.
+
+The model is built on the meta device and materialised once with ``to_empty``, so weights are never held
+twice (a 7 B model needs its weights' bytes once, not twice).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from yamlllm_export.model.attention import SelfAttention
+from yamlllm_export.model.decoder import Block, DecoderLM
+from yamlllm_export.model.ffn import MLP, GatedMLP
+from yamlllm_export.model.init import init_weights
+from yamlllm_export.model.norms import make_norm
+from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
+from yamlllm_export.spec.types import ModelSpec, NormSpec
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _norm(spec: NormSpec, dim: int) -> nn.Module:
+    return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
+
+
+def _block(spec: ModelSpec, rotary: RotaryCache | None) -> Block:
+    lay = spec.layer
+    att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
+    attn = SelfAttention(
+        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
+        bias=att.bias, dropout=att.dropout, rotary=rotary,
+    )  # fmt: skip
+    mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
+    mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
+    return Block(
+        attn=attn, ffn=mlp, norm1=_norm(lay.layer_norm, d), norm2=_norm(lay.layer_norm, d),
+        placement=lay.norm_placement, dropout=lay.residual_dropout,
+    )  # fmt: skip
+
+
+def _skeleton(spec: ModelSpec) -> DecoderLM:
+    emb, d = spec.embedding, spec.layer.hidden_dim
+    kind = emb.positional_encoding.type
+    rotary = (
+        RotaryCache(emb.max_position_embeddings, spec.layer.attention.head_dim, theta=emb.positional_encoding.rope_theta)
+        if kind == "rope"
+        else None
+    )
+    embed = nn.Embedding(emb.vocab_size, d, padding_idx=emb.padding_idx)
+    lm_head = nn.Linear(d, emb.vocab_size, bias=False)
+    if spec.tie_word_embeddings:
+        lm_head.weight = embed.weight
+    return DecoderLM(
+        embed=embed,
+        positions=LearnedPositions(emb.max_position_embeddings, d) if kind == "learned" else None,
+        alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
+        blocks=[_block(spec, rotary) for _ in range(spec.num_layers)],
+        final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
+        lm_head=lm_head,
+        dropout=emb.dropout,
+    )
+
+
+def build_model(spec: ModelSpec, *, seed: int = 0, device: str | torch.device = "cpu", dtype: str = "float32") -> DecoderLM:
+    """The PyTorch model for ``spec`` with weights initialised from ``seed`` (see ``model/init.py``), in eval mode."""
+    with torch.device("meta"):
+        model = _skeleton(spec)
+    model = model.to_empty(device=device)
+    if spec.tie_word_embeddings:  # to_empty re-creates parameters; re-tie
+        model.lm_head.weight = model.embed.weight
+    for module in model.modules():
+        if hasattr(module, "reset_buffers"):
+            module.reset_buffers()
+    init = spec.initialization
+    init_weights(
+        model, scheme=init.type, seed=seed, num_layers=spec.num_layers, gain=init.gain, std=init.std,
+        residual_scale=init.gpt2_residual_scale, padding_idx=spec.embedding.padding_idx,
+    )  # fmt: skip
+    return model.to(DTYPES[dtype]).eval()

@@ -1,0 +1,71 @@
+"""Weight initialisation schemes of the YamlLLM dialect, reproducible from a seed.
+
+All schemes draw from torch's RNG forked and seeded with ``seed``, visiting parameters in module order,
+so the same spec, seed and torch version give bit-identical weights (build.json records all three).
+
+- default: each module's own ``reset_parameters`` (PyTorch's defaults);
+- gpt2: N(0, std) for every matrix and embedding, residual output projections (attention ``o_proj``,
+  FFN ``down``) with std · scale, scale = 1/sqrt(2 · num_layers) unless given (Radford et al. 2019);
+- xavier_uniform / xavier_normal (with ``gain``), kaiming_uniform / kaiming_normal: every matrix and
+  embedding; biases zero.
+Norm scales start at 1 and shifts at 0 in every scheme; a ``padding_idx`` row is zeroed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+RESIDUAL_OUTPUTS = ("o_proj", "down")
+
+
+def _reset_defaults(model: nn.Module) -> None:
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        elif getattr(module, "weight", None) is not None and module.__class__.__name__ == "RMSNorm":
+            nn.init.ones_(module.weight)
+
+
+def _init_matrix(name: str, weight: torch.Tensor, *, scheme: str, gain: float, std: float, residual_std: float) -> None:
+    if scheme == "gpt2":
+        nn.init.normal_(weight, 0.0, residual_std if name.split(".")[-2] in RESIDUAL_OUTPUTS else std)
+    elif scheme == "xavier_uniform":
+        nn.init.xavier_uniform_(weight, gain=gain)
+    elif scheme == "xavier_normal":
+        nn.init.xavier_normal_(weight, gain=gain)
+    elif scheme == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight, nonlinearity="relu")
+    elif scheme == "kaiming_normal":
+        nn.init.kaiming_normal_(weight, nonlinearity="relu")
+    else:
+        raise ValueError(f"unknown initialization scheme {scheme!r}")
+
+
+@torch.no_grad()
+def init_weights(
+    model: nn.Module, *, scheme: str, seed: int, num_layers: int, gain: float, std: float, residual_scale: float | None, padding_idx: int | None
+) -> None:
+    """Initialise every parameter of ``model`` in place (see module docstring)."""
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if scheme == "default":
+            _reset_defaults(model)
+        else:
+            residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
+            seen: set[int] = set()
+            for name, p in model.named_parameters():
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                if p.dim() >= 2:
+                    _init_matrix(name, p, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
+                elif name.endswith("bias"):
+                    nn.init.zeros_(p)
+                else:  # norm scales
+                    nn.init.ones_(p)
+    if padding_idx is not None:
+        model.embed.weight[padding_idx].zero_()

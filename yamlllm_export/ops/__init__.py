@@ -1,0 +1,10 @@
+"""Our torch custom ops (namespace ``yamlllm``). Each is eager reference + fake kernel; lowerings live in
+``yamlllm_export.lowerings``. Importing this package registers them."""
+
+from __future__ import annotations
+
+from yamlllm_export.ops.attention import attention
+from yamlllm_export.ops.attention_bias import attention_bias
+from yamlllm_export.ops.rms_norm import rms_norm
+
+__all__ = ["attention", "attention_bias", "rms_norm"]

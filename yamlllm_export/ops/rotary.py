@@ -1,0 +1,26 @@
+"""Rotary position embedding (RoPE, Su et al. 2021), half-rotation layout (GPT-NeoX / LLaMA).
+
+The caches hold ``cos(p·θ_i)`` and ``sin(p·θ_i)`` for positions p < max_positions and the rotary_dim/2
+frequencies θ_i = theta^(-2i/rotary_dim), the layout of ``com.microsoft.RotaryEmbedding`` and ONNX
+``RotaryEmbedding``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rope_caches(max_positions: int, rotary_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin), each [max_positions, rotary_dim / 2], computed in float64 for accuracy, returned fp32."""
+    inv_freq = theta ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+    angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: torch.Tensor, position_ids: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor) -> torch.Tensor:
+    """Rotate the first rotary_dim features of every head. x: (B, S, nh, hs); position_ids: (B, S)."""
+    half = cos_cache.shape[-1]
+    cos = cos_cache[position_ids].unsqueeze(2).to(x.dtype)  # (B, S, 1, rd/2)
+    sin = sin_cache[position_ids].unsqueeze(2).to(x.dtype)
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)

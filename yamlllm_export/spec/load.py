@@ -1,0 +1,180 @@
+"""Load a spec: YAML text → ``yaml`` safe loader → JSON Schema → defaults → rules → frozen ``ModelSpec``.
+
+Every failure is a ``SpecError`` whose message begins with the file (and line) or the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from yamlllm_export.errors import SpecError
+from yamlllm_export.spec import rules, schema
+from yamlllm_export.spec.types import (
+    AttentionSpec,
+    EmbeddingSpec,
+    FFNSpec,
+    InitSpec,
+    LayerSpec,
+    ModelSpec,
+    NormSpec,
+    PositionalEncodingSpec,
+)
+
+MAX_SPEC_BYTES = 1 << 20
+
+
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` that reads ``1e-6`` as a float (YAML 1.1 wants ``1.0e-6``) and refuses duplicate keys."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}' (line {line})", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        raise SpecError(f"{path}: no such file")
+    if not path.is_file():
+        raise SpecError(f"{path}: not a regular file")
+    if path.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: {path.stat().st_size} bytes is too large for a model spec")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = err.problem or "invalid YAML"
+        if "could not determine a constructor" in problem:
+            tag = problem.split("tag", 1)[-1].strip()
+            problem = f"unsupported YAML tag {tag} (only plain YAML data is accepted)"
+        raise SpecError(f"{where}: YAML error: {problem}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: YAML error: {err}") from None
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _schema_message(err: jsonschema.ValidationError) -> str:
+    where = _key_path(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed), key=str)
+        return f"{where}: unknown key {', '.join(repr(k) for k in extra)} (allowed: {', '.join(allowed)})"
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        return f"{_key_path([*err.absolute_path, missing[0]])}: required key is missing"
+    if err.validator == "enum":
+        return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
+    return f"{where}: {err.message}"
+
+
+def _derive(d: dict[str, Any]) -> None:
+    """Fill values derived from others (in place). Only fields the user left unset are touched."""
+    att, layer = d["layer"]["attention"], d["layer"]
+    if att["num_kv_heads"] is None:
+        att["num_kv_heads"] = att["num_heads"]
+    if att["head_dim"] is None:
+        att["head_dim"] = layer["hidden_dim"] // att["num_heads"]
+    if "final_layer_norm" not in d:
+        d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] == "pre" else None
+    d["embedding"]["positional_encoding"].pop("max_position_embeddings", None)
+
+
+def _freeze(d: dict[str, Any]) -> ModelSpec:
+    emb, lay = d["embedding"], d["layer"]
+    pe = PositionalEncodingSpec(**emb["positional_encoding"])
+    final = d["final_layer_norm"]
+    return ModelSpec(
+        name=d["name"],
+        embedding=EmbeddingSpec(**{**emb, "positional_encoding": pe}),
+        num_layers=d["num_layers"],
+        layer=LayerSpec(
+            **{
+                **lay,
+                "attention": AttentionSpec(**lay["attention"]),
+                "ffn": FFNSpec(**lay["ffn"]),
+                "layer_norm": NormSpec(**lay["layer_norm"]),
+            }
+        ),
+        final_layer_norm=NormSpec(**final) if final is not None else None,
+        tie_word_embeddings=d["tie_word_embeddings"],
+        initialization=InitSpec(**d["initialization"]),
+    )
+
+
+
+
+def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
+    """Validate plain spec data (as parsed from YAML) and return the frozen spec."""
+    if not isinstance(data, Mapping):
+        kind = "empty" if data is None else type(data).__name__
+        raise SpecError(f"{source}: the spec must be a mapping of keys, not {kind}")
+    errors = sorted(schema.validator().iter_errors(dict(data)), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise SpecError(_schema_message(best))
+    filled = schema.fill_defaults(dict(data))
+    found = rules.problems(filled)
+    if found:
+        key, message = found[0]
+        raise SpecError(f"{key}: {message}")
+    _derive(filled)
+    _coerce_numbers(filled)
+    return _freeze(filled)
+
+
+_FLOAT_KEYS = {"rope_theta", "eps", "dropout", "residual_dropout", "gain", "std", "gpt2_residual_scale"}
+
+
+def _coerce_numbers(d: dict[str, Any]) -> None:
+    """JSON Schema's ``number`` admits ints; the typed spec holds floats for those fields."""
+    for key, value in d.items():
+        if isinstance(value, dict):
+            _coerce_numbers(value)
+        elif key in _FLOAT_KEYS and isinstance(value, int) and not isinstance(value, bool):
+            d[key] = float(value)
+
+
+def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) -> ModelSpec:
+    """Load and validate a spec from a YAML path, a dict, or pass a ``ModelSpec`` through."""
+    if isinstance(source, ModelSpec):
+        return source
+    if isinstance(source, Mapping):
+        return validate_dict(source)
+    path = Path(source)
+    return validate_dict(_read_yaml(path), str(path))

@@ -1,0 +1,1 @@
+"""Proving an export: ONNX Runtime sessions and teacher-forced parity against the PyTorch reference."""
