@@ -1,0 +1,45 @@
+"""Shared fixtures: each (model, target) is exported once per test session (per xdist worker), and tests
+of one model share an ``xdist_group`` so a single worker builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+TINY_MODELS = sorted(p.stem for p in MODELS.glob("tiny-*.yaml"))
+TARGETS = ("ort", "portable")
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Path]:
+    """built(model_stem, target) -> folder of ``models/<model_stem>.yaml`` exported with seed 0."""
+    from yamlllm_export import export_onnx
+
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(model: str, target: str) -> Path:
+        if (model, target) not in cache:
+            out = tmp_path_factory.mktemp("builds") / f"{model}-{target}"
+            cache[model, target] = export_onnx(MODELS / f"{model}.yaml", out, target=target, seed=0)
+        return cache[model, target]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def reference() -> Callable[[str], object]:
+    """reference(model_stem) -> the PyTorch model the seed-0 builds were made from."""
+    from yamlllm_export import build_model
+
+    cache: dict[str, object] = {}
+
+    def get(model: str) -> object:
+        if model not in cache:
+            cache[model] = build_model(MODELS / f"{model}.yaml", seed=0)
+        return cache[model]
+
+    return get

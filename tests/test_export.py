@@ -1,0 +1,83 @@
+"""The export folder: build.json provenance, bit-identical rebuilds, atomic writes, resource refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import MODELS
+from yamlllm_export import build_model, export_onnx, load_spec
+from yamlllm_export.errors import BuildError
+from yamlllm_export.export import resources
+from yamlllm_export.export.provenance import weights_sha256
+
+
+@pytest.mark.xdist_group(name="tiny-llama")
+def test_build_json_records_provenance(built):
+    folder = built("tiny-llama", "ort")
+    info = json.loads((folder / "build.json").read_text())
+    for key in ("versions", "spec_sha256", "target", "opset", "parameter_count", "build_seconds", "weights", "kv_cache_bytes_per_token"):
+        assert key in info, key
+    assert info["versions"]["torch"] and info["opset"] == {"": 18, "com.microsoft": 1}
+    assert info["weights"]["kind"] == "seed" and info["weights"]["seed"] == 0
+    assert info["parameter_count"] == load_spec(MODELS / "tiny-llama.yaml").parameter_count()
+    # the reference rebuilt from model.yaml + seed is bit-identical to the exported weights
+    rebuilt = build_model(load_spec(folder / "model.yaml"), seed=info["weights"]["seed"])
+    assert weights_sha256(rebuilt) == info["weights"]["sha256"]
+    assert load_spec(folder / "model.yaml") == load_spec(MODELS / "tiny-llama.yaml")
+    assert info["kv_cache_bytes_per_token"] == 2 * 2 * 2 * 16 * 4  # layers · (k, v) · kv heads · head dim · fp32
+
+
+def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
+    from yamlllm_export.export import writer
+
+    def explode(path):
+        raise BuildError("simulated checker failure")
+
+    monkeypatch.setattr(writer, "_check", explode)
+    with pytest.raises(BuildError, match="simulated"):
+        export_onnx(MODELS / "tiny-postnorm-mqa.yaml", tmp_path / "out", target="portable")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_keeps_old_folder_until_new_one_is_complete(tmp_path, monkeypatch):
+    from yamlllm_export.export import writer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous build")
+    monkeypatch.setattr(writer, "_check", lambda path: (_ for _ in ()).throw(BuildError("boom")))
+    with pytest.raises(BuildError):
+        export_onnx(MODELS / "tiny-postnorm-mqa.yaml", out, target="portable", overwrite=True)
+    assert (out / "old.txt").read_text() == "previous build"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_memory_refusal_names_needed_and_available_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "available_ram", lambda: 2 * 10**9)
+    spec = load_spec(MODELS / "alibi.yaml")  # 124 M parameters ≈ 0.5 GB fp32
+    with pytest.raises(BuildError, match=r"needs about 2\.1 GB of RAM \(0\.5 GB of weights\) but 2\.0 GB is available"):
+        export_onnx(spec, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_refusal(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9, 10**6))
+    with pytest.raises(BuildError, match="of disk"):
+        export_onnx(MODELS / "alibi.yaml", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_of_an_in_memory_model_records_its_hash(tmp_path):
+    spec = load_spec(MODELS / "tiny-postnorm-mqa.yaml")
+    model = build_model(spec, seed=5)
+    folder = export_onnx(model, tmp_path / "out", spec=spec, target="portable")
+    info = json.loads((folder / "build.json").read_text())
+    assert info["weights"] == {"kind": "model", "sha256": weights_sha256(model)}
+    assert yaml.safe_load((folder / "model.yaml").read_text())["name"] == spec.name

@@ -1,0 +1,93 @@
+"""Spec loading: defaults come from the schema, derived values are filled once, the normalized spec
+round-trips, and the dialect's accepted spellings load."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from tests.conftest import MODELS
+from yamlllm_export.errors import SpecError
+from yamlllm_export.spec import load_spec
+from yamlllm_export.spec.schema import schema
+
+MINIMAL = {
+    "name": "m",
+    "embedding": {"vocab_size": 10, "max_position_embeddings": 8, "embedding_dim": 8},
+    "num_layers": 1,
+    "layer": {"hidden_dim": 8, "attention": {"num_heads": 2}, "ffn": {"intermediate_size": 16}},
+}
+
+
+def test_dialect_defaults_are_filled():
+    spec = load_spec(MINIMAL)
+    assert spec.embedding.positional_encoding.type == "learned"
+    assert spec.layer.attention.mechanism == "standard"
+    assert (spec.layer.attention.num_kv_heads, spec.layer.attention.head_dim) == (2, 4)
+    assert spec.layer.attention.bias is True and spec.layer.ffn.bias is True
+    assert spec.layer.layer_norm.type == "layernorm" and spec.layer.ffn.activation == "gelu"
+    assert spec.layer.norm_placement == "pre"
+    assert spec.tie_word_embeddings is False
+    assert spec.final_layer_norm == spec.layer.layer_norm  # pre-norm: final norm like the layer norm
+    assert spec.initialization.type == "default"
+
+
+def test_post_norm_gets_no_final_norm_unless_given():
+    d = {**MINIMAL, "layer": {**MINIMAL["layer"], "norm_placement": "post"}}
+    assert load_spec(d).final_layer_norm is None
+    assert load_spec({**d, "final_layer_norm": {"type": "rmsnorm"}}).final_layer_norm.type == "rmsnorm"
+    assert load_spec({**MINIMAL, "final_layer_norm": None}).final_layer_norm is None
+
+
+def test_user_values_are_never_overwritten():
+    d = {**MINIMAL, "layer": {**MINIMAL["layer"], "attention": {"num_heads": 2, "num_kv_heads": 1, "head_dim": 6}}}
+    att = load_spec(d).layer.attention
+    assert (att.num_kv_heads, att.head_dim) == (1, 6)
+
+
+def test_every_schema_property_has_a_default_or_is_required():
+    def walk(node, path):
+        node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]] if "$ref" in node else node
+        for key, sub in node.get("properties", {}).items():
+            sub_r = schema()["$defs"][sub["$ref"].rsplit("/", 1)[-1]] if "$ref" in sub else sub
+            optional = key not in node.get("required", [])
+            documented = "default" in sub or "default" in sub_r or "description" in sub_r or sub_r.get("type") == "object"
+            assert not optional or documented, f"{path}{key} has neither default nor description"
+            if sub_r.get("type") == "object":
+                walk(sub_r, f"{path}{key}.")
+
+    walk(schema(), "")
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_normalized_spec_round_trips(path):
+    spec = load_spec(path)
+    again = load_spec(yaml.safe_load(yaml.safe_dump(spec.to_dict())))
+    assert again == spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.num_layers = 3  # type: ignore[misc]
+
+
+def test_positional_max_positions_accepted_when_equal():
+    pe = {"type": "rope", "max_position_embeddings": 8}
+    d = {**MINIMAL, "embedding": {**MINIMAL["embedding"], "positional_encoding": pe}}
+    assert load_spec(d).embedding.max_position_embeddings == 8
+    with pytest.raises(SpecError, match="disagrees"):
+        load_spec({**d, "embedding": {**d["embedding"], "positional_encoding": {**pe, "max_position_embeddings": 9}}})
+
+
+def test_parameter_count_matches_built_model():
+    from yamlllm_export import build_model
+
+    for name in ("tiny-llama", "tiny-gpt2", "tiny-alibi", "tiny-postnorm-mqa"):
+        spec = load_spec(MODELS / f"{name}.yaml")
+        model = build_model(spec)
+        assert sum(p.numel() for p in model.parameters()) == spec.parameter_count(), name
+
+
+def test_llama_style_example_is_the_7b_shape():
+    spec = load_spec(MODELS / "llama-style.yaml")
+    assert spec.parameter_count() == 6_738_415_616
+    assert (spec.layer.attention.num_heads, spec.layer.attention.head_dim) == (32, 128)
