@@ -51,11 +51,20 @@ BAD_SPECS = {
         _with("embedding.positional_encoding", {"type": "alibi"}),
         "layer.attention.mechanism: 'standard' with positional_encoding.type 'alibi'",
     ),
-    "alibi-mechanism-with-rope": (_with("layer.attention.mechanism", "alibi"), "embedding.positional_encoding.type: 'rope' with attention.mechanism"),
-    "gated-without-flag": (_with("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),
+    "alibi-mechanism-with-rope": (
+        _with("layer.attention.mechanism", "alibi"),
+        "embedding.positional_encoding.type: 'rope' with attention.mechanism",
+    ),
+    "gated-without-flag": (
+        _with("layer.ffn.use_gated_activation", False),
+        "layer.ffn.use_gated_activation: 'swiglu' is a gated activation",
+    ),
     "flag-without-gated": (_with("layer.ffn.activation", "gelu"), "layer.ffn.use_gated_activation: true with non-gated activation 'gelu'"),
     "embedding-dim-mismatch": (_with("embedding.embedding_dim", 32), "embedding.embedding_dim: 32 must equal layer.hidden_dim 64"),
-    "heads-not-dividing-hidden": (_with("layer.attention.num_heads", 5, yaml.safe_load(_with("layer.attention.num_kv_heads", 1))), "layer.hidden_dim: 64 is not divisible by num_heads 5"),
+    "heads-not-dividing-hidden": (
+        _with("layer.attention.num_heads", 5, yaml.safe_load(_with("layer.attention.num_kv_heads", 1))),
+        "layer.hidden_dim: 64 is not divisible by num_heads 5",
+    ),
     "positions-disagree": (
         _with("embedding.positional_encoding.max_position_embeddings", 64),
         "embedding.positional_encoding.max_position_embeddings: 64 disagrees",
@@ -136,10 +145,10 @@ def test_unknown_target_is_a_usage_error(tmp_path):
 
 
 def test_full_size_llama_is_refused_before_work_when_memory_is_short(tmp_path):
-    from yamlllm_export.export.resources import RAM_FACTOR, available_ram
+    from yamlllm_export.export.resources import RAM_FACTOR_EXTERNAL, available_ram
     from yamlllm_export.spec import load_spec
 
-    need = load_spec(MODELS / "llama-style.yaml").parameter_count() * 4 * RAM_FACTOR
+    need = load_spec(MODELS / "llama-style.yaml").parameter_count() * 4 * RAM_FACTOR_EXTERNAL
     if available_ram() >= need:
         pytest.skip("this machine could build the 6.7 B model; the refusal path is covered by test_export")
     result = CliRunner().invoke(main, ["build", str(MODELS / "llama-style.yaml"), "-o", str(tmp_path / "out")])

@@ -37,8 +37,8 @@ def test_logits_match_pytorch(built, reference, model, target, side):
 @pytest.mark.parametrize("model", TINY_MODELS, ids=TINY_MODELS)
 def test_parity_check_catches_a_wrong_model(built, model):
     """The harness itself can fail: a reference with other weights (seed 1) is far off."""
-    from yamlllm_export import build_model
     from tests.conftest import MODELS
+    from yamlllm_export import build_model
 
     folder = built(model, "portable")
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))

@@ -126,8 +126,9 @@ def export_onnx(
     prepare_out_dir(out_dir, overwrite)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
+    external = weight_bytes > EXTERNAL_DATA_BYTES
     if not given_model:
-        check_resources(weight_bytes, out_dir)
+        check_resources(weight_bytes, out_dir, external_data=external)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
@@ -139,7 +140,7 @@ def export_onnx(
         program = _export(model, contract, tgt, DTYPES[dtype])
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
-        program.save(str(onnx_path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+        program.save(str(onnx_path), external_data=external)
         _check(onnx_path)
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
@@ -157,7 +158,7 @@ def export_onnx(
             "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),
-            "external_data": weight_bytes > EXTERNAL_DATA_BYTES,
+            "external_data": external,
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")

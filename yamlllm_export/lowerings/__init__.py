@@ -31,7 +31,14 @@ def targets() -> dict[str, Target]:
 
     register_contrib_schemas()
     return {
-        "ort": Target("ort", "ONNX Runtime contrib kernels (GroupQueryAttention, RotaryEmbedding, ...)", ort.OPSET, ort.TABLE, ort.fuse, {"com.microsoft": 1}),
+        "ort": Target(
+            "ort",
+            "ONNX Runtime contrib kernels (GroupQueryAttention, RotaryEmbedding, ...)",
+            ort.OPSET,
+            ort.TABLE,
+            ort.fuse,
+            {"com.microsoft": 1},
+        ),
         "portable": Target("portable", "plain opset-18 ops, any ONNX runtime", portable.OPSET, portable.TABLE),
     }
 

@@ -51,7 +51,9 @@ def attention(
     k_idx = op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1))
     q_idx = op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1))
     visible = op.LessOrEqual(op.Unsqueeze(k_idx, op.Constant(value_ints=[0])), op.Unsqueeze(q_idx, op.Constant(value_ints=[1])))
-    causal = op.Where(visible, op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=common.neg(query)), query))
+    causal = op.Where(
+        visible, op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=common.neg(query)), query)
+    )
     scores = op.Add(scores, causal)  # (S, T) broadcast
     if attention_bias is not None:
         scores = op.Add(scores, op.CastLike(attention_bias, query))

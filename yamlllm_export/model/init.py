@@ -46,7 +46,15 @@ def _init_matrix(name: str, weight: torch.Tensor, *, scheme: str, gain: float, s
 
 @torch.no_grad()
 def init_weights(
-    model: nn.Module, *, scheme: str, seed: int, num_layers: int, gain: float, std: float, residual_scale: float | None, padding_idx: int | None
+    model: nn.Module,
+    *,
+    scheme: str,
+    seed: int,
+    num_layers: int,
+    gain: float,
+    std: float,
+    residual_scale: float | None,
+    padding_idx: int | None,
 ) -> None:
     """Initialise every parameter of ``model`` in place (see module docstring)."""
     devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]

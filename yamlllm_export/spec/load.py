@@ -137,8 +137,6 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
     )
 
 
-
-
 def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
     """Validate plain spec data (as parsed from YAML) and return the frozen spec."""
     if not isinstance(data, Mapping):
