@@ -1,10 +1,11 @@
-"""Lowering pieces shared by every target: plain-op graph fragments that take the opset as a parameter."""
+"""Lowering pieces shared by every target: opset-parametrised helpers and the plain-op attention-bias lowering."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import onnx_ir as ir
+from onnxscript import opset18
 
 from yamlllm_export.ops.masking import mask_value
 
@@ -29,10 +30,14 @@ def scalar(op: Any, x1: Any) -> Any:
     return op.Squeeze(x1, op.Constant(value_ints=[0]))
 
 
-def attention_bias(op: Any, attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
-    """``yamlllm::attention_bias`` in plain ops (all targets). Mirrors ``ops/attention_bias.py``."""
+def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
+    """``yamlllm::attention_bias`` in plain opset-18 ops, the one lowering every target shares (no runtime
+    has an ALiBi kernel). Mirrors ``ops/attention_bias.py``."""
+    import torch
+
+    op = opset18
     S, T = dim(op, input_ids, 1), dim(op, attention_mask, 1)
-    zero, neg32 = op.Constant(value_float=0.0), op.Constant(value_float=mask_value_f32())
+    zero, neg32 = op.Constant(value_float=0.0), op.Constant(value_float=mask_value(torch.float32))
     pad = op.Where(op.Equal(attention_mask, op.Constant(value_int=0)), neg32, zero)  # (B, T)
     pad = op.Unsqueeze(pad, op.Constant(value_ints=[1, 2]))  # (B, 1, 1, T)
     if alibi_slopes is None:
@@ -44,9 +49,3 @@ def attention_bias(op: Any, attention_mask: Any, input_ids: Any, alibi_slopes: A
     rel = op.Sub(op.Unsqueeze(pos, one), op.Unsqueeze(q_pos, op.Constant(value_ints=[2])))  # (B, S, T)
     slopes = op.Unsqueeze(op.Cast(alibi_slopes, to=ir.DataType.FLOAT), op.Constant(value_ints=[0, 2, 3]))  # (1, nh, 1, 1)
     return op.Add(op.Mul(slopes, op.Unsqueeze(rel, one)), pad)  # (B, nh, S, T)
-
-
-def mask_value_f32() -> float:
-    import torch
-
-    return mask_value(torch.float32)

@@ -56,13 +56,9 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return out[0] if isinstance(out, tuple) else out  # the exporter also binds the optional inv_std_var output
 
 
-def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
-    return common.attention_bias(op, attention_mask, input_ids, alibi_slopes)
-
-
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
-    torch.ops.yamlllm.attention_bias.default: attention_bias,
+    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }
 

@@ -74,12 +74,8 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return op.CastLike(y, x)
 
 
-def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
-    return common.attention_bias(op, attention_mask, input_ids, alibi_slopes)
-
-
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
-    torch.ops.yamlllm.attention_bias.default: attention_bias,
+    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }
