@@ -97,3 +97,34 @@ def test_external_data_folder_runs_and_matches(tmp_path, monkeypatch, reference)
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
     diffs = teacher_forced(reference("tiny-postnorm-mqa"), cpu_session(folder), contract, lengths=[4, 2], side="left", decode_steps=2)
     assert max(d.max_abs for d in diffs) <= 1e-4
+
+
+@pytest.mark.xdist_group(name="tiny-gpt2")
+def test_reference_rebuild_reports_mismatches(built, tmp_path):
+    import shutil
+
+    from yamlllm_export.export.reference import load_reference
+
+    folder = built("tiny-gpt2", "portable")
+    assert weights_sha256(load_reference(folder)) == json.loads((folder / "build.json").read_text())["weights"]["sha256"]
+
+    def copy_with(edit):
+        dst = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(folder, dst)
+        edit(dst)
+        return dst
+
+    def set_info(dst, **weights):
+        info = json.loads((dst / "build.json").read_text())
+        info["weights"].update(weights)
+        (dst / "build.json").write_text(json.dumps(info))
+
+    cases = {
+        "torch 1.0.0": copy_with(lambda d: set_info(d, torch_version="1.0.0")),
+        "sha256 mismatch": copy_with(lambda d: set_info(d, seed=1)),
+        "cannot be rebuilt": copy_with(lambda d: set_info(d, kind="model")),
+        "model.yaml is missing": copy_with(lambda d: (d / "model.yaml").unlink()),
+    }
+    for expected, dst in cases.items():
+        with pytest.raises(BuildError, match=expected):
+            load_reference(dst)
