@@ -4,7 +4,6 @@ file, no traceback, and no output folder (or partial folder) left behind."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 import yaml
@@ -177,7 +176,12 @@ def test_build_command_writes_folder(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "out"], "temporary folders left behind"
 
 
-def test_dialect_example_loads_with_scientific_floats(tmp_path):
+def test_dialect_scientific_floats_are_numbers(tmp_path):
+    """The dialect writes ``eps: 1e-6``, which YAML 1.1 would read as a string."""
+    from yamlllm_export.spec import load_spec
+
     spec = tmp_path / "s.yaml"
-    spec.write_text(textwrap.dedent((MODELS / "tiny-llama.yaml").read_text()))
+    spec.write_text(_with("layer.layer_norm.eps", "PLACEHOLDER").replace("PLACEHOLDER", "1e-6"))
     assert CliRunner().invoke(main, ["check", str(spec)]).exit_code == 0
+    eps = load_spec(spec).layer.layer_norm.eps
+    assert isinstance(eps, float) and eps == 1e-6
