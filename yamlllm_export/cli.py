@@ -11,14 +11,19 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from yamlllm_export.errors import YamlllmError
 
+if TYPE_CHECKING:
+    from yamlllm_export.validate.runner import ValidateOptions
+
 TARGET_CHOICE = click.Choice(["ort", "portable"])
 DTYPE_CHOICE = click.Choice(["float32", "float16", "bfloat16"])
+EP_CHOICE = click.Choice(["cpu", "cuda"])
 
 
 def _fail(message: str, code: int) -> None:
@@ -57,8 +62,9 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight initialisation seed.")
 @click.option("--dtype", type=DTYPE_CHOICE, default="float32", show_default=True, help="Weight and activation dtype.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--validate", "run_validate", is_flag=True, help="Validate the folder after building (as `validate FOLDER`).")
 @handle_errors
-def build(spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool) -> None:
+def build(spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool, run_validate: bool) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
     from yamlllm_export.spec import load_spec
@@ -73,6 +79,32 @@ def build(spec_path: str, out_dir: str, target: str, seed: int, dtype: str, over
     )
     if fused:
         click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
+    if run_validate:
+        from yamlllm_export.validate.runner import ValidateOptions
+
+        _validate_and_exit(folder, ValidateOptions())
+
+
+def _validate_and_exit(folder: Path, options: ValidateOptions) -> None:
+    """Run the checks, print the table, exit 0 (all pass), 1 (a check failed) or 2 (nothing validated)."""
+    from rich.console import Console
+
+    from yamlllm_export.validate.report import render_table, summary
+    from yamlllm_export.validate.runner import validate_folder
+
+    report = validate_folder(folder, options)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    console.print(render_table(report))
+    for ep in report.eps:
+        if ep.status == "skipped":
+            console.print(f"{ep.ep}: skipped ({ep.reason})", markup=False)
+    console.print(f"{summary(report)}; report in {report.report_dir}", markup=False)
+    if report.problem and report.exit_code == 2:
+        click.echo(f"error: {report.problem}", err=True)
+    elif report.problem:  # a check failed too: exit 1 says more than "not everything could run"
+        console.print(f"note: {report.problem}", markup=False)
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 @main.command()
@@ -90,6 +122,28 @@ def check(spec_path: str, target: str | None) -> None:
         get_target(target)
     suffix = f", target {target}" if target else ""
     click.echo(f"ok: {spec_path} ({spec.name}: {spec.parameter_count():,} parameters{suffix})")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--ep", "eps", type=EP_CHOICE, multiple=True, help="Execution provider (repeatable). Default: CPU, and CUDA when usable.")
+@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Decode steps after the prompt.")
+@click.option("--batch", type=click.IntRange(min=1), default=3, show_default=True, help="Prompts per batch, of different lengths.")
+@click.option("--prompt-len", type=click.IntRange(min=1), default=None, help="Longest prompt [default: 32, capped by the context].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random prompts.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None, help="Report folder [default: FOLDER/parity].")
+@handle_errors
+def validate(
+    folder: Path, eps: tuple[str, ...], steps: int, batch: int, prompt_len: int | None, seed: int, report_dir: Path | None
+) -> None:
+    """Check a model folder: graph structure, then parity with the PyTorch model on ONNX Runtime.
+
+    Exit code 0 when every check passes, 1 when one fails, 2 on bad input (or when nothing could run).
+    """
+    from yamlllm_export.validate.runner import ValidateOptions
+
+    options = ValidateOptions(eps=eps, steps=steps, batch=batch, prompt_len=prompt_len, seed=seed, report_dir=report_dir)
+    _validate_and_exit(folder, options)
 
 
 @main.command()

@@ -1,0 +1,152 @@
+"""``validate`` on good and deliberately broken exports: every tiny model × target passes every check on the
+CPU, and each broken graph fails the check that names its bug while the checks it cannot affect pass."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from tests.conftest import TARGETS, TINY_MODELS
+from tests.validate_fixtures import (
+    boost_token,
+    copy_folder,
+    drop_padding_mask,
+    edit_graph,
+    failed,
+    fix_past_length,
+    misspell_op,
+    point_external_data,
+    round_logits_to_fp16,
+    row,
+    run,
+    set_default_opset,
+    set_rope_tables,
+    shift_cache,
+    to_external_data,
+    truncate_lm_head,
+)
+
+STRUCTURE = {"checker", "shape inference", "io contract", "opset", "external data"}
+PARITY = ("prefill", "decode", "incremental", "long context", "tokens")
+GRID = [pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m)) for m in TINY_MODELS for t in TARGETS]
+
+
+@pytest.mark.parametrize(("model", "target"), GRID)
+def test_every_tiny_build_passes(built, tmp_path, model, target):
+    report = run(built(model, target), tmp_path / "parity")
+    bad = [(r.check, r.ep, r.status, r.measured, r.detail) for r in report.results if r.status != "pass"]
+    assert report.exit_code == 0 and not bad, bad
+    assert {(c, "cpu") for c in (*PARITY, "session")} | {(c, "-") for c in STRUCTURE} == {(r.check, r.ep) for r in report.results}
+    for r in report.results:  # every logits row carries a finite measured value under its limit
+        if r.check in PARITY[:4]:
+            assert math.isfinite(r.value) and r.value <= r.limit == 1e-4, r
+    saved = json.loads((tmp_path / "parity" / "parity.json").read_text())
+    assert saved["passed"] is True and saved["exit_code"] == 0 and len(saved["checks"]) == len(report.results)
+    assert "| prefill | cpu |" in (tmp_path / "parity" / "parity.md").read_text()
+
+
+# name: (edit of model.onnx, checks that must fail, checks that must pass)
+BROKEN = {
+    "cache-read-at-wrong-offset": (shift_cache, {"decode", "incremental"}, {"prefill", *STRUCTURE}),
+    "attention-mask-dropped": (drop_padding_mask, {"prefill", "decode"}, {"incremental", "long context", *STRUCTURE}),
+    "wrong-rope-theta": (lambda m: set_rope_tables(m, theta=500.0), {"prefill", "decode", "long context"}, STRUCTURE),
+    "rope-table-wrong-past-64": (
+        lambda m: set_rope_tables(m, theta=0.0, from_position=64),
+        {"long context"},
+        {"prefill", "decode", "incremental", "tokens", *STRUCTURE},
+    ),
+    "logits-rounded-to-fp16": (round_logits_to_fp16, {"prefill", "decode"}, {"incremental", *STRUCTURE}),
+    "leaked-token-bias": (lambda m: boost_token(m, 7, 100.0, 256), {"tokens"}, STRUCTURE),
+    "unknown-op": (misspell_op, {"checker", "session"}, {"io contract", "opset", "external data"}),
+    "lm-head-shape-mismatch": (truncate_lm_head, {"shape inference"}, {"checker", "io contract", "opset"}),
+    "past-length-not-dynamic": (fix_past_length, {"io contract"}, {"checker", "opset", "external data"}),
+}
+BROKEN_GRID = [
+    pytest.param(name, target, id=f"{name}-{target}", marks=pytest.mark.xdist_group(name="tiny-llama"))
+    for name in BROKEN
+    for target in TARGETS
+]
+
+
+@pytest.mark.parametrize(("case", "target"), BROKEN_GRID)
+def test_broken_export_fails_the_right_check(built, tmp_path, case, target):
+    edit, must_fail, must_pass = BROKEN[case]
+    folder = edit_graph(copy_folder(built("tiny-llama", target), tmp_path / "broken"), edit)
+    report = run(folder, tmp_path / "parity")
+    got = failed(report)
+    assert must_fail <= got, f"{case}: failed {sorted(got)}, expected at least {sorted(must_fail)}"
+    assert not (must_pass & got), f"{case}: {sorted(must_pass & got)} should have passed"
+    assert report.exit_code == 1
+    for check in must_fail:  # a failure says what it measured and where
+        r = row(report, check)
+        assert r.detail or r.measured, r
+
+
+@pytest.mark.xdist_group(name="tiny-llama")
+def test_fp16_rounding_fails_fp32_tolerance_with_measured_value(built, tmp_path):
+    folder = edit_graph(copy_folder(built("tiny-llama", "ort"), tmp_path / "broken"), round_logits_to_fp16)
+    prefill = row(run(folder, tmp_path / "parity"), "prefill")
+    assert prefill.status == "fail" and 1e-4 < prefill.value < 1e-2, prefill
+    assert prefill.measured.startswith("max|Δ| ") and prefill.tolerance == "max|Δ| ≤ 1e-04"
+
+
+@pytest.mark.xdist_group(name="tiny-llama")
+def test_opset_mismatch_is_named(built, tmp_path):
+    """ai.onnx 17 instead of 18: every op of this graph still exists there, so only the opset check objects."""
+    folder = edit_graph(copy_folder(built("tiny-llama", "ort"), tmp_path / "broken"), lambda m: set_default_opset(m, 17))
+    report = run(folder, tmp_path / "parity")
+    assert failed(report) == {"opset"}
+    assert "ai.onnx 17" in row(report, "opset").detail
+
+
+@pytest.mark.xdist_group(name="tiny-postnorm-mqa")
+def test_external_data_inside_the_folder_passes(built, tmp_path):
+    folder = copy_folder(built("tiny-postnorm-mqa", "ort"), tmp_path / "ext")
+    to_external_data(folder)
+    report = run(folder, tmp_path / "parity")
+    assert report.exit_code == 0, [(r.check, r.detail) for r in report.results if r.status != "pass"]
+    assert row(report, "external data").measured.endswith("in 1 file(s)")
+
+
+@pytest.mark.parametrize("where", ["outside", "missing"])
+@pytest.mark.xdist_group(name="tiny-postnorm-mqa")
+def test_external_data_outside_or_missing_fails(built, tmp_path, where):
+    folder = copy_folder(built("tiny-postnorm-mqa", "ort"), tmp_path / "ext")
+    to_external_data(folder)
+    if where == "outside":  # the data moved one level up and the graph points there
+        shutil.move(folder / "model.onnx.data", tmp_path / "model.onnx.data")
+        point_external_data(folder, "../model.onnx.data")
+    else:
+        (folder / "model.onnx.data").unlink()
+    report = run(folder, tmp_path / "parity")
+    assert "external data" in failed(report) and report.exit_code == 1
+    expected = "outside the folder" if where == "outside" else "is missing"
+    assert expected in row(report, "external data").detail
+
+
+@pytest.fixture(scope="module")
+def fp16_alibi(tmp_path_factory):
+    from tests.conftest import MODELS
+    from yamlllm_export import export_onnx
+
+    return export_onnx(MODELS / "tiny-alibi.yaml", tmp_path_factory.mktemp("fp16") / "alibi", dtype="float16")
+
+
+@pytest.mark.xdist_group(name="tiny-alibi")
+def test_fp16_build_passes_with_relative_l2_against_fp32_reference(fp16_alibi, tmp_path):
+    report = run(fp16_alibi, tmp_path / "parity")
+    assert report.exit_code == 0, [(r.check, r.measured) for r in report.results if r.status != "pass"]
+    prefill, tokens = row(report, "prefill"), row(report, "tokens")
+    assert prefill.tolerance == "‖Δ‖/‖ref‖ ≤ 1e-02" and 0 < prefill.value <= 1e-2  # half precision is never exact
+    assert tokens.tolerance == "≥ 99% agree" and tokens.value >= 0.99
+
+
+@pytest.mark.xdist_group(name="tiny-alibi")
+def test_fp16_broken_cache_fails_relative_l2(fp16_alibi, tmp_path):
+    folder = edit_graph(copy_folder(fp16_alibi, tmp_path / "broken"), shift_cache)
+    report = run(folder, tmp_path / "parity")
+    assert {"decode", "incremental"} <= failed(report) and "prefill" not in failed(report)
+    assert row(report, "decode").value > 1e-2

@@ -1,0 +1,197 @@
+"""Helpers for the ``validate`` tests: copy a built folder, break its ``model.onnx`` the way real exports
+break (cache fed at the wrong offset, padding mask dropped, wrong RoPE tables, precision lost, ...), and
+run ``validate_folder`` with small, fast settings.
+
+Each break edits the good graph with the ``onnx`` package and leaves ``model.yaml`` and ``build.json``
+alone, so the reference is still the right model and only the graph is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from yamlllm_export.validate.runner import ValidateOptions, validate_folder
+
+FAST = {"steps": 3, "batch": 3, "prompt_len": 8}  # lengths 8/6/4; long context: max_positions - 3 + 3 steps
+BIG = np.iinfo(np.int64).max
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_graph(folder: Path, edit: Callable[[onnx.ModelProto], None]) -> Path:
+    """Apply ``edit`` to ``folder/model.onnx`` in place (weights stay inline)."""
+    model = onnx.load(str(folder / "model.onnx"))
+    edit(model)
+    onnx.save(model, str(folder / "model.onnx"))
+    return folder
+
+
+def edit_build_json(folder: Path, **weights: object) -> None:
+    info = json.loads((folder / "build.json").read_text())
+    info["weights"].update(weights)
+    (folder / "build.json").write_text(json.dumps(info))
+
+
+def run(folder: Path, report_dir: Path, **options: object) -> object:
+    """``validate_folder`` on the CPU with the FAST settings (overridable)."""
+    return validate_folder(folder, ValidateOptions(**{"eps": ("cpu",), **FAST, **options, "report_dir": report_dir}))
+
+
+def failed(report: object) -> set[str]:
+    return {r.check for r in report.results if r.status == "fail"}
+
+
+def row(report: object, check: str, ep: str = "cpu") -> object:
+    return next(r for r in report.results if r.check == check and r.ep in (ep, "-"))
+
+
+# --- graph surgery -------------------------------------------------------------------------------
+
+
+def _const(name: str, values: list[int]) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values))
+
+
+def _producer_index(graph: onnx.GraphProto, tensor: str) -> int:
+    return next(i for i, n in enumerate(graph.node) if tensor in n.output)
+
+
+def wrap_output(model: onnx.ModelProto, tensor: str, make: Callable[[str, str], list[onnx.NodeProto]]) -> None:
+    """The node producing ``tensor`` now writes ``tensor_orig``; ``make(orig, tensor)`` computes ``tensor`` from it."""
+    graph = model.graph
+    i = _producer_index(graph, tensor)
+    producer = graph.node[i]
+    orig = f"{tensor}_orig"
+    producer.output[list(producer.output).index(tensor)] = orig
+    for k, node in enumerate(make(orig, tensor)):
+        graph.node.insert(i + 1 + k, node)
+
+
+def rewire_input(model: onnx.ModelProto, name: str, make: Callable[[str, str], list[onnx.NodeProto]]) -> None:
+    """Every consumer of graph input ``name`` reads ``make(name, new)``'s result instead."""
+    graph = model.graph
+    new = f"{name}_broken"
+    for node in graph.node:
+        for k, inp in enumerate(node.input):
+            if inp == name:
+                node.input[k] = new
+    for k, node in enumerate(make(name, new)):
+        graph.node.insert(k, node)
+
+
+def shift_cache(model: onnx.ModelProto) -> None:
+    """Layer 0's past is read one slot off (drop the oldest entry, repeat the newest): a wrong cache offset."""
+    for kv in ("key", "value"):
+        name = f"past_key_values.0.{kv}"
+        p = name.replace(".", "_")
+
+        def make(src: str, dst: str, p: str = p) -> list[onnx.NodeProto]:
+            return [
+                _const(f"{p}_one", [1]), _const(f"{p}_last", [-1]), _const(f"{p}_end", [BIG]), _const(f"{p}_axis", [2]),
+                helper.make_node("Slice", [src, f"{p}_one", f"{p}_end", f"{p}_axis"], [f"{p}_tail"]),
+                helper.make_node("Slice", [src, f"{p}_last", f"{p}_end", f"{p}_axis"], [f"{p}_newest"]),
+                helper.make_node("Concat", [f"{p}_tail", f"{p}_newest"], [dst], axis=2),
+            ]  # fmt: skip
+
+        rewire_input(model, name, make)
+
+
+def drop_padding_mask(model: onnx.ModelProto) -> None:
+    """The attention bias (built from attention_mask) is replaced by zeros: pads are attended to."""
+
+    def make(src: str, dst: str) -> list[onnx.NodeProto]:
+        zero = helper.make_node("Constant", [], ["bias_zero"], value=helper.make_tensor("bias_zero", onnx.TensorProto.FLOAT, [], [0.0]))
+        return [zero, helper.make_node("Mul", [src, "bias_zero"], [dst])]
+
+    wrap_output(model, "attention_bias", make)
+
+
+def set_rope_tables(model: onnx.ModelProto, *, theta: float, from_position: int = 0) -> None:
+    """Rewrite the RoPE cos/sin tables from ``from_position`` on with another ``theta`` (0: no rotation)."""
+    for init in model.graph.initializer:
+        if init.name.endswith(("rotary.cos", "rotary.sin")):
+            table = numpy_helper.to_array(init).copy()
+            rows, half = table.shape
+            if theta:
+                angles = np.outer(np.arange(rows), theta ** (-np.arange(half) / half))
+                wrong = np.cos(angles) if init.name.endswith("cos") else np.sin(angles)
+            else:
+                wrong = np.full_like(table, 1.0 if init.name.endswith("cos") else 0.0)
+            table[from_position:] = wrong[from_position:]
+            init.CopyFrom(numpy_helper.from_array(table.astype(np.float32), init.name))
+
+
+def round_logits_to_fp16(model: onnx.ModelProto) -> None:
+    """Logits pass through float16 and back: precision lost on the way out."""
+
+    def make(src: str, dst: str) -> list[onnx.NodeProto]:
+        return [
+            helper.make_node("Cast", [src], ["logits_half"], to=onnx.TensorProto.FLOAT16),
+            helper.make_node("Cast", ["logits_half"], [dst], to=onnx.TensorProto.FLOAT),
+        ]
+
+    wrap_output(model, "logits", make)
+
+
+def boost_token(model: onnx.ModelProto, token: int, amount: float, vocab: int) -> None:
+    """One vocabulary entry gets a constant added to its logit (a leaked bias): greedy tokens change."""
+    bias = np.zeros(vocab, dtype=np.float32)
+    bias[token] = amount
+
+    def make(src: str, dst: str) -> list[onnx.NodeProto]:
+        const = helper.make_node("Constant", [], ["token_bias"], value=numpy_helper.from_array(bias, "token_bias"))
+        return [const, helper.make_node("Add", [src, "token_bias"], [dst])]
+
+    wrap_output(model, "logits", make)
+
+
+def misspell_op(model: onnx.ModelProto) -> None:
+    next(n for n in model.graph.node if n.op_type == "MatMul").op_type = "MatMull"
+
+
+def truncate_lm_head(model: onnx.ModelProto) -> None:
+    """The LM head's weight loses half its rows: MatMul's inner dimensions no longer agree."""
+    weight = next(n for n in model.graph.node if "logits" in n.output).input[1]
+    init = next(i for i in model.graph.initializer if i.name == weight)
+    array = numpy_helper.to_array(init)
+    init.CopyFrom(numpy_helper.from_array(array[: array.shape[0] // 2].copy(), weight))
+    for info in model.graph.value_info:  # keep the declared shape consistent, so only inference can object
+        if info.name == weight:
+            info.type.tensor_type.shape.dim[0].dim_value = array.shape[0] // 2
+
+
+def fix_past_length(model: onnx.ModelProto, length: int = 5) -> None:
+    dim = next(i for i in model.graph.input if i.name == "past_key_values.0.key").type.tensor_type.shape.dim[2]
+    dim.Clear()
+    dim.dim_value = length
+
+
+def set_default_opset(model: onnx.ModelProto, version: int) -> None:
+    next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = version
+
+
+def to_external_data(folder: Path, location: str = "model.onnx.data") -> None:
+    """Re-save ``model.onnx`` with its weights in ``location`` (relative to the folder); small tensors (shape
+    constants) stay inline, as in the writer's own external-data folders (ORT needs them inline)."""
+    model = onnx.load(str(folder / "model.onnx"))
+    onnx.save(model, str(folder / "model.onnx"), save_as_external_data=True, location=location, size_threshold=1024)
+
+
+def point_external_data(folder: Path, location: str) -> None:
+    """Rewrite where ``model.onnx`` says its external data lives, leaving the data file where it is."""
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for init in model.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(folder / "model.onnx"))

@@ -1,0 +1,96 @@
+"""One forward step of an exported graph on any EP: ids + mask + past in, float32 logits + presents out.
+
+Runs through ORT's I/O binding with ``OrtValue``s rather than ``session.run``: numpy has no bfloat16, so a
+bfloat16 build's cache and logits could not cross as numpy arrays, and the presents can stay on the EP's
+device (a 7 B model's cache would otherwise travel to the host and back at every step).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.validate.session import GraphRunError, default_positions, one_line
+
+ELEM_TYPES = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "bfloat16": onnx.TensorProto.BFLOAT16}
+# numpy holders for each ONNX element type; bfloat16 travels as its raw 16 bits
+HOLDERS = {
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.BFLOAT16: np.uint16,
+}
+ORT_TYPE_NAMES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16"}
+
+
+def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even float32 → bfloat16, as uint16 bit patterns."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
+    return ((bits + rounding) >> 16).astype(np.uint16)
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def to_numpy_float32(value: ort.OrtValue) -> np.ndarray:
+    """A host ``OrtValue`` of any float type as a float32 array (ORT cannot hand bfloat16 to numpy)."""
+    if value.data_type() != "tensor(bfloat16)":
+        return value.numpy().astype(np.float32, copy=False)
+    shape = tuple(value.shape())
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.ctypeslib.as_array((ctypes.c_uint16 * n).from_address(value.data_ptr())) if n else np.zeros(0, np.uint16)
+    return bfloat16_bits_to_float32(raw.copy()).reshape(shape)
+
+
+def host_value(x: np.ndarray, elem_type: int) -> tuple[ort.OrtValue, np.ndarray]:
+    """(OrtValue, the array it reads): ORT borrows host memory, so the array must outlive the run."""
+    holder = float32_to_bfloat16_bits(x) if elem_type == onnx.TensorProto.BFLOAT16 else np.ascontiguousarray(x, dtype=HOLDERS[elem_type])
+    return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(holder, elem_type), holder
+
+
+@dataclass(frozen=True)
+class GraphStepper:
+    session: ort.InferenceSession
+    contract: IOContract
+    cache_elem_type: int  # onnx.TensorProto element type of past_key_values.*
+    device: str = "cpu"  # where presents stay between steps: "cpu" or "cuda"
+
+    @classmethod
+    def for_session(cls, session: ort.InferenceSession, contract: IOContract, device: str = "cpu") -> GraphStepper:
+        inputs = {i.name: i.type for i in session.get_inputs()}
+        dtype = ORT_TYPE_NAMES.get(inputs.get(contract.past_names()[0], ""), "float32")
+        return cls(session, contract, ELEM_TYPES[dtype], device)
+
+    def empty_past(self, batch: int) -> list[ort.OrtValue]:
+        shape = (batch, self.contract.num_kv_heads, 0, self.contract.head_dim)
+        return [host_value(np.zeros(shape, np.float32), self.cache_elem_type)[0] for _ in self.contract.past_names()]
+
+    def step(self, input_ids: np.ndarray, mask: np.ndarray, past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
+        """One forward → (logits as float32 (B, S, V), presents to feed back as ``past``)."""
+        binding = self.session.io_binding()
+        feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        if self.contract.has_position_ids:
+            feeds["position_ids"] = default_positions(mask, input_ids.shape[1])
+        held = []  # keeps the borrowed host arrays alive until the run is over
+        for name, array in feeds.items():
+            value, holder = host_value(array, onnx.TensorProto.INT64)
+            held.append(holder)
+            binding.bind_ortvalue_input(name, value)
+        for name, value in zip(self.contract.past_names(), past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self.contract.present_names():
+            binding.bind_output(name, self.device)
+        try:
+            self.session.run_with_iobinding(binding)
+        except RuntimeError as err:  # ORT's own error types pass through unchanged
+            raise GraphRunError(one_line(err)) from err
+        logits, *presents = binding.get_outputs()
+        return to_numpy_float32(logits), list(presents)
