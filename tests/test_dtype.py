@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import MODELS
 from yamlllm_export import export_onnx, load_spec
 from yamlllm_export.export.io_contract import IOContract
-from yamlllm_export.validate.parity import padded_batch
-from yamlllm_export.validate.session import cpu_session, run_step
+from yamlllm_export.validate.parity import padded_batch, rel_l2, trace
+from yamlllm_export.validate.session import cpu_session
+from yamlllm_export.validate.stepper import GraphStepper
 
 CASES = [
     pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m))
@@ -24,19 +24,9 @@ CASES = [
 def test_float16_build_tracks_fp32_reference(tmp_path, reference, model, target):
     folder = export_onnx(MODELS / f"{model}.yaml", tmp_path / "fp16", target=target, dtype="float16")
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
-    session = cpu_session(folder)
-    rng = np.random.default_rng(0)
-    ids, mask = padded_batch([6, 3], contract.vocab_size, "left", rng)
-    past = [np.zeros((2, contract.num_kv_heads, 0, contract.head_dim), dtype=np.float16) for _ in contract.past_names()]
-    ref_past = None
-    for step in range(5):
-        with torch.no_grad():
-            ref, ref_past = reference(model)(torch.from_numpy(ids), torch.from_numpy(mask), None, ref_past)
-        got, past = run_step(session, contract, ids, mask, past)
-        assert got.dtype == np.float16 and not np.isnan(got).any(), f"step {step}"
-        valid = mask[:, -ids.shape[1] :].astype(bool)
-        ref_v, got_v = ref.numpy()[valid], got.astype(np.float32)[valid]
-        rel = np.linalg.norm(ref_v - got_v) / np.linalg.norm(ref_v)
-        assert rel <= 1e-2, f"{model}/{target} step {step}: relative L2 {rel:.2e}"
-        ids = rng.integers(1, contract.vocab_size, (2, 1))
-        mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
+    stepper = GraphStepper.for_session(cpu_session(folder), contract)
+    assert stepper.session.get_outputs()[0].type == "tensor(float16)"
+    ids, mask = padded_batch([6, 3], contract.vocab_size, "left", np.random.default_rng(0))
+    for step in trace(reference(model), stepper, ids, mask, decode_steps=4):
+        rel = rel_l2(step.ref, step.got, step.valid)  # inf when the output holds a NaN
+        assert rel <= 1e-2, f"{model}/{target} {step.name}: relative L2 {rel:.2e}"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from tests.conftest import TARGETS, TINY_MODELS
 from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.parity import teacher_forced
-from yamlllm_export.validate.session import cpu_session, run_step
+from yamlllm_export.validate.session import GraphRunError, cpu_session
+from yamlllm_export.validate.stepper import GraphStepper
 
 TOL = 1e-4
 GRID = [
@@ -53,12 +53,11 @@ def test_ort_refuses_chunked_prefill_with_past_for_batches(built):
     fail loudly there, never return wrong numbers."""
     folder = built("tiny-llama", "ort")
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
-    session = cpu_session(folder)
+    stepper = GraphStepper.for_session(cpu_session(folder), contract)
     ids = np.ones((2, 3), dtype=np.int64)
-    past = [np.zeros((2, contract.num_kv_heads, 0, contract.head_dim), dtype=np.float32) for _ in contract.past_names()]
-    _, presents = run_step(session, contract, ids, np.ones((2, 3), dtype=np.int64), past)
-    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="batch_size must be 1"):
-        run_step(session, contract, ids, np.ones((2, 6), dtype=np.int64), presents)
+    _, presents = stepper.step(ids, np.ones((2, 3), dtype=np.int64), stepper.empty_past(2))
+    with pytest.raises(GraphRunError, match="batch_size must be 1"):
+        stepper.step(ids, np.ones((2, 6), dtype=np.int64), presents)
 
 
 @pytest.mark.xdist_group(name="tiny-llama")
@@ -68,11 +67,10 @@ def test_ort_chunked_prefill_with_past_batch_one_matches(built, reference):
 
     folder = built("tiny-llama", "ort")
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
-    session = cpu_session(folder)
+    stepper = GraphStepper.for_session(cpu_session(folder), contract)
     ids = np.arange(1, 10, dtype=np.int64)[None]
-    past = [np.zeros((1, contract.num_kv_heads, 0, contract.head_dim), dtype=np.float32) for _ in contract.past_names()]
-    _, presents = run_step(session, contract, ids[:, :5], np.ones((1, 5), dtype=np.int64), past)
-    got, _ = run_step(session, contract, ids[:, 5:], np.ones((1, 9), dtype=np.int64), presents)
+    _, presents = stepper.step(ids[:, :5], np.ones((1, 5), dtype=np.int64), stepper.empty_past(1))
+    got, _ = stepper.step(ids[:, 5:], np.ones((1, 9), dtype=np.int64), presents)
     with torch.no_grad():
         ref, _ = reference("tiny-llama")(torch.from_numpy(ids))
     assert np.abs(ref[:, 5:].numpy() - got).max() <= TOL

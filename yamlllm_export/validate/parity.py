@@ -157,14 +157,6 @@ def trace(
     return steps
 
 
-def _diff(step: str, ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> StepDiff:
-    if np.isnan(got).any():
-        return StepDiff(step, float("inf"), int(np.argwhere(np.isnan(got))[0][0]))
-    err = np.abs(ref - got).max(axis=-1) * valid  # (B, S)
-    row = int(np.unravel_index(err.argmax(), err.shape)[0])
-    return StepDiff(step, float(err.max()), row)
-
-
 def teacher_forced(
     model: torch.nn.Module,
     session: object,
@@ -180,4 +172,11 @@ def teacher_forced(
     ids, mask = padded_batch(lengths, contract.vocab_size, side, rng)
     stepper = GraphStepper.for_session(session, contract)
     steps = trace(model, stepper, ids, mask, decode_steps, lambda last: rng.integers(1, contract.vocab_size, len(last)))
-    return [_diff(s.name, s.ref, s.got, s.valid) for s in steps]
+    diffs = []
+    for s in steps:
+        err = np.abs(s.ref.astype(np.float64) - s.got) * s.valid[..., None]
+        worst_row = (
+            int(np.unravel_index(err.argmax(), err.shape)[0]) if np.isfinite(s.got).all() else int(np.argwhere(~np.isfinite(s.got))[0][0])
+        )
+        diffs.append(StepDiff(s.name, max_abs(s.ref, s.got, s.valid), worst_row))
+    return diffs

@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from yamlllm_export.export.io_contract import IOContract
-
 EP_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 ORT_DEFAULT_LOG_SEVERITY = 2  # ORT has no getter for the default logger's level; 2 (warning) is its default
 FLOAT_TYPES = {"float", "float16", "bfloat16"}
@@ -168,15 +166,3 @@ def one_line(err: BaseException, limit: int = 240) -> str:
 def default_positions(mask: np.ndarray, new_tokens: int) -> np.ndarray:
     """cumsum(mask) - 1 clamped at 0, for the last ``new_tokens`` slots (the model's own default)."""
     return np.maximum(np.cumsum(mask, axis=-1) - 1, 0)[:, -new_tokens:].astype(np.int64)
-
-
-def run_step(
-    session: ort.InferenceSession, contract: IOContract, input_ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One forward of the exported graph → (logits, presents as a flat [k0, v0, k1, v1, ...] list)."""
-    feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
-    if contract.has_position_ids:
-        feeds["position_ids"] = default_positions(mask, input_ids.shape[1])
-    feeds.update(zip(contract.past_names(), past, strict=True))
-    logits, *presents = session.run(contract.output_names(), feeds)
-    return logits, presents
