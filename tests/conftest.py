@@ -43,3 +43,20 @@ def reference() -> Callable[[str], object]:
         return cache[model]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def export_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """export_case(case_id, spec_dict, target) -> folder, exported once per session (per xdist worker)
+    with seed 0. ``case_id`` names the cache entry and the folder (use the test id's feature part)."""
+    from yamlllm_export import export_onnx
+
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(case_id: str, spec: dict, target: str) -> Path:
+        if (case_id, target) not in cache:
+            out = tmp_path_factory.mktemp("cases") / f"{case_id}-{target}"
+            cache[case_id, target] = export_onnx(spec, out, target=target, seed=0)
+        return cache[case_id, target]
+
+    return get

@@ -59,7 +59,10 @@ BAD_SPECS = {
         "layer.ffn.use_gated_activation: 'swiglu' is a gated activation",
     ),
     "flag-without-gated": (_with("layer.ffn.activation", "gelu"), "layer.ffn.use_gated_activation: true with non-gated activation 'gelu'"),
-    "embedding-dim-mismatch": (_with("embedding.embedding_dim", 32), "embedding.embedding_dim: 32 must equal layer.hidden_dim 64"),
+    "parallel-post-norm": (
+        _with("layer.norm_placement", "post", yaml.safe_load(_with("layer.parallel", True))),
+        "layer.parallel: a parallel block is pre-norm",
+    ),
     "heads-not-dividing-hidden": (
         _with("layer.attention.num_heads", 5, yaml.safe_load(_with("layer.attention.num_kv_heads", 1))),
         "layer.hidden_dim: 64 is not divisible by num_heads 5",
@@ -69,9 +72,9 @@ BAD_SPECS = {
         "embedding.positional_encoding.max_position_embeddings: 64 disagrees",
     ),
     "odd-rope-head-dim": (_with("layer.attention.head_dim", 15), "layer.attention.head_dim: 15 is odd"),
-    "mla-not-supported": (
+    "mla-without-latent": (
         _with("layer.attention.mechanism", "mla"),
-        "layer.attention.mechanism: 'mla' (multi-latent attention) is not supported",
+        "layer.attention.mla_latent_dim: required with mechanism 'mla'",
     ),
     "negative-eps": (_with("layer.layer_norm.eps", -1.0), "layer.layer_norm.eps: -1.0 is less than or equal to the minimum of 0"),
 }

@@ -195,3 +195,12 @@ def point_external_data(folder: Path, location: str) -> None:
             if entry.key == "location":
                 entry.value = location
     onnx.save(model, str(folder / "model.onnx"))
+
+
+def assert_parity(folder: Path, report_dir: Path, *, skip: tuple[str, ...] = (), steps: int = 8) -> object:
+    """The feature grids' parity check: ``validate`` on the CPU (left-padded prefill, ``steps`` decode steps,
+    incremental vs recompute, long context, tokens; fp32 max abs ≤ 1e-4); every check but ``skip`` passes."""
+    report = run(folder, report_dir, steps=steps)
+    bad = [(r.check, r.measured, r.detail) for r in report.results if r.status != "pass" and r.check not in skip]
+    assert not bad, bad
+    return report

@@ -21,7 +21,7 @@ from yamlllm_export.errors import YamlllmError
 if TYPE_CHECKING:
     from yamlllm_export.validate.runner import ValidateOptions
 
-TARGET_CHOICE = click.Choice(["ort", "portable"])
+TARGET_CHOICE = click.Choice(["ort", "onnx", "portable"])
 DTYPE_CHOICE = click.Choice(["float32", "float16", "bfloat16"])
 EP_CHOICE = click.Choice(["cpu", "cuda"])
 
@@ -116,10 +116,10 @@ def check(spec_path: str, target: str | None) -> None:
     from yamlllm_export.spec import load_spec
 
     spec = load_spec(spec_path)
-    if target is not None:  # every feature of this spec version lowers on every target
-        from yamlllm_export.lowerings import get_target
+    if target is not None:
+        from yamlllm_export.spec.features import check_target
 
-        get_target(target)
+        check_target(spec, target)
     suffix = f", target {target}" if target else ""
     click.echo(f"ok: {spec_path} ({spec.name}: {spec.parameter_count():,} parameters{suffix})")
 

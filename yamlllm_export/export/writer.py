@@ -27,6 +27,7 @@ from yamlllm_export.export.provenance import seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.spec import ModelSpec, load_spec
+from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 
 EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
@@ -122,6 +123,7 @@ def export_onnx(
     if dtype not in DTYPES:
         raise BuildError(f"--dtype: unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     tgt = get_target(target)
+    check_target(spec, tgt.name)
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, overwrite)
     n_params = spec.parameter_count()

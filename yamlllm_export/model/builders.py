@@ -15,7 +15,7 @@ from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.norms import make_norm
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
-from yamlllm_export.spec.types import ModelSpec, NormSpec
+from yamlllm_export.spec.types import LayerSpec, ModelSpec, NormSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -24,8 +24,7 @@ def _norm(spec: NormSpec, dim: int) -> nn.Module:
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
 
 
-def _block(spec: ModelSpec, rotary: RotaryCache | None) -> Block:
-    lay = spec.layer
+def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
     att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
     attn = SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
@@ -43,7 +42,7 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
     rotary = (
-        RotaryCache(emb.max_position_embeddings, spec.layer.attention.head_dim, theta=emb.positional_encoding.rope_theta)
+        RotaryCache(emb.max_position_embeddings, emb.positional_encoding.rotary_dim, theta=emb.positional_encoding.rope_theta)
         if kind == "rope"
         else None
     )
@@ -55,7 +54,7 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         embed=embed,
         positions=LearnedPositions(emb.max_position_embeddings, d) if kind == "learned" else None,
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
-        blocks=[_block(spec, rotary) for _ in range(spec.num_layers)],
+        blocks=[_block(layer, rotary) for layer in spec.layer_specs()],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,

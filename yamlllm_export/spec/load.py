@@ -5,6 +5,7 @@ Every failure is a ``SpecError`` whose message begins with the file (and line) o
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -21,10 +22,15 @@ from yamlllm_export.spec.types import (
     EmbeddingSpec,
     FFNSpec,
     InitSpec,
+    LayerOverrideSpec,
     LayerSpec,
     ModelSpec,
+    MoESpec,
     NormSpec,
+    OverrideAttentionSpec,
     PositionalEncodingSpec,
+    QKNormSpec,
+    RopeScalingSpec,
 )
 
 MAX_SPEC_BYTES = 1 << 20
@@ -105,20 +111,65 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
 
 def _derive(d: dict[str, Any]) -> None:
     """Fill values derived from others (in place). Only fields the user left unset are touched."""
-    att, layer = d["layer"]["attention"], d["layer"]
+    emb, layer = d["embedding"], d["layer"]
+    att, ffn, pe = layer["attention"], layer["ffn"], emb["positional_encoding"]
+    mla = att["mechanism"] == "mla"
     if att["num_kv_heads"] is None:
         att["num_kv_heads"] = att["num_heads"]
     if att["head_dim"] is None:
         att["head_dim"] = layer["hidden_dim"] // att["num_heads"]
-    if "final_layer_norm" not in d:
-        d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] == "pre" else None
-    d["embedding"]["positional_encoding"].pop("max_position_embeddings", None)
+    for key in ("qkv_bias", "out_bias"):
+        if att[key] is None:
+            att[key] = att["bias"]
+    if mla:
+        att["mla_rope_head_dim"] = att["mla_rope_head_dim"] or att["head_dim"] // 2
+        att["mla_v_head_dim"] = att["mla_v_head_dim"] or att["head_dim"]
+    if pe["type"] == "rope" and pe["rotary_dim"] is None:
+        rotated = att["mla_rope_head_dim"] if mla else att["head_dim"]
+        pe["rotary_dim"] = rotated if mla else int(rotated * pe["partial_rotary_factor"]) // 2 * 2
+    elif pe["type"] != "rope":
+        pe["rotary_dim"] = None
+    scaling = pe["rope_scaling"]
+    if scaling is not None and scaling["original_max_position_embeddings"] is None:
+        scaling["original_max_position_embeddings"] = max(1, int(emb["max_position_embeddings"] // scaling["factor"]))
+    if emb["scale"] == "sqrt_hidden":
+        emb["scale"] = math.sqrt(layer["hidden_dim"])
+    if ffn["intermediate_size"] is None:
+        ffn["intermediate_size"] = ffn_size(layer["hidden_dim"], ffn)
+    if ffn["moe"] is not None and ffn["moe"]["intermediate_size"] is None:
+        ffn["moe"]["intermediate_size"] = ffn["intermediate_size"]
+    if "final_layer_norm" not in d:  # post-norm models end on a norm already
+        d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
+    pe.pop("max_position_embeddings", None)
+
+
+def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
+    """intermediate_size from expansion_factor (default 4), or LLaMA's rounding when multiple_of is set:
+    h = 4d, × 2/3 when gated, × ffn_dim_multiplier, rounded up to a multiple of multiple_of."""
+    size = (ffn["expansion_factor"] or 4) * hidden
+    if ffn["multiple_of"] is None:
+        return max(1, int(size))
+    if ffn["use_gated_activation"]:
+        size = int(2 * size / 3)
+    if ffn["ffn_dim_multiplier"] is not None:
+        size = int(ffn["ffn_dim_multiplier"] * size)
+    m = ffn["multiple_of"]
+    return max(m, m * math.ceil(size / m))
+
+
+def _optional(cls: type, value: dict[str, Any] | None) -> Any:
+    return cls(**value) if value is not None else None
 
 
 def _freeze(d: dict[str, Any]) -> ModelSpec:
     emb, lay = d["embedding"], d["layer"]
-    pe = PositionalEncodingSpec(**emb["positional_encoding"])
-    final = d["final_layer_norm"]
+    pe = emb["positional_encoding"]
+    pe = PositionalEncodingSpec(**{**pe, "rope_scaling": _optional(RopeScalingSpec, pe["rope_scaling"])})
+    att, ffn = lay["attention"], lay["ffn"]
+    overrides = tuple(
+        LayerOverrideSpec(tuple(o["layers"]), OverrideAttentionSpec(**o.get("attention", {}), fields=tuple(o.get("attention", {}))))
+        for o in d["layer_overrides"]
+    )
     return ModelSpec(
         name=d["name"],
         embedding=EmbeddingSpec(**{**emb, "positional_encoding": pe}),
@@ -126,13 +177,15 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer=LayerSpec(
             **{
                 **lay,
-                "attention": AttentionSpec(**lay["attention"]),
-                "ffn": FFNSpec(**lay["ffn"]),
+                "attention": AttentionSpec(**{**att, "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
+                "ffn": FFNSpec(**{**ffn, "moe": _optional(MoESpec, ffn["moe"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),
-        final_layer_norm=NormSpec(**final) if final is not None else None,
+        final_layer_norm=_optional(NormSpec, d["final_layer_norm"]),
         tie_word_embeddings=d["tie_word_embeddings"],
+        final_logit_softcap=d["final_logit_softcap"],
+        layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
     )
 
@@ -156,7 +209,11 @@ def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
     return _freeze(filled)
 
 
-_FLOAT_KEYS = {"rope_theta", "eps", "dropout", "residual_dropout", "gain", "std", "gpt2_residual_scale"}
+_FLOAT_KEYS = {
+    *("rope_theta", "eps", "dropout", "residual_dropout", "gain", "std", "gpt2_residual_scale", "scale"),
+    *("partial_rotary_factor", "factor", "low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow", "attention_factor"),
+    *("expansion_factor", "ffn_dim_multiplier", "logit_softcap", "final_logit_softcap"),
+}
 
 
 def _coerce_numbers(d: dict[str, Any]) -> None:
@@ -164,6 +221,10 @@ def _coerce_numbers(d: dict[str, Any]) -> None:
     for key, value in d.items():
         if isinstance(value, dict):
             _coerce_numbers(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _coerce_numbers(item)
         elif key in _FLOAT_KEYS and isinstance(value, int) and not isinstance(value, bool):
             d[key] = float(value)
 

@@ -1,4 +1,8 @@
-"""Semantic rules the JSON Schema cannot say. Each rule yields ``(key_path, message)``; all are collected."""
+"""Semantic rules the JSON Schema cannot say. Each rule yields ``(key_path, message)``; all are collected.
+
+Rules see the schema-valid, default-filled spec before derived values are filled in (``load._derive``), so
+a field the user left unset is still ``None`` here.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 GATED = {"swiglu", "geglu", "reglu"}
+FACTOR_AT_LEAST_ONE = {"dynamic", "llama3", "yarn"}
 
 Problem = tuple[str, str]
+
+
+def _head_dim(d: dict[str, Any]) -> int:
+    att = d["layer"]["attention"]
+    return att["head_dim"] or d["layer"]["hidden_dim"] // att["num_heads"]
 
 
 def _attention(d: dict[str, Any]) -> Iterator[Problem]:
@@ -23,14 +33,37 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.hidden_dim",
             f"{layer['hidden_dim']} is not divisible by num_heads {heads}; set layer.attention.head_dim",
         )
-    if att["mechanism"] == "mla":
+    if att["window_size"] is not None and not att["causal"]:
+        yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+    if att["mechanism"] == "complex" and _head_dim(d) % 2:
+        yield "layer.attention.head_dim", f"{_head_dim(d)} is odd; complex attention pairs real and imaginary halves"
+
+
+def _mla(d: dict[str, Any]) -> Iterator[Problem]:
+    att, pe = d["layer"]["attention"], d["embedding"]["positional_encoding"]
+    if att["mechanism"] != "mla":
+        for key in ("mla_latent_dim", "mla_rank", "mla_rope_head_dim", "mla_v_head_dim"):
+            if att[key] is not None:
+                yield f"layer.attention.{key}", f"is set but attention.mechanism is '{att['mechanism']}', not 'mla'"
+        return
+    if att["mla_latent_dim"] is None:
+        yield "layer.attention.mla_latent_dim", "required with mechanism 'mla' (the rank of the compressed KV latent)"
+    if pe["type"] != "rope":
         yield (
-            "layer.attention.mechanism",
-            "'mla' (multi-latent attention) is not supported by this version of yamlllm-export",
+            "embedding.positional_encoding.type",
+            f"'{pe['type']}' with attention.mechanism 'mla'; MLA carries positions in its decoupled RoPE key and needs type: rope",
         )
-    for key in ("mla_latent_dim", "mla_rank"):
-        if att[key] is not None and att["mechanism"] != "mla":
-            yield f"layer.attention.{key}", f"is set but attention.mechanism is '{att['mechanism']}', not 'mla'"
+    if att["num_kv_heads"] not in (None, att["num_heads"]):
+        yield "layer.attention.num_kv_heads", "MLA derives every head's keys and values from one shared latent; leave num_kv_heads unset"
+    if att["qk_norm"] is not None:
+        yield "layer.attention.qk_norm", "not available with mechanism 'mla' (MLA normalises its latents itself)"
+    if att["mla_rope_head_dim"] is not None and att["mla_rope_head_dim"] % 2:
+        yield "layer.attention.mla_rope_head_dim", f"{att['mla_rope_head_dim']} is odd; RoPE rotates pairs of dimensions"
+    if pe["rotary_dim"] is not None or pe["partial_rotary_factor"] != 1.0:
+        yield (
+            "embedding.positional_encoding.rotary_dim",
+            "MLA rotates its whole decoupled RoPE part (mla_rope_head_dim); leave rotary_dim and partial_rotary_factor unset",
+        )
 
 
 def _positions(d: dict[str, Any]) -> Iterator[Problem]:
@@ -52,15 +85,44 @@ def _positions(d: dict[str, Any]) -> Iterator[Problem]:
             "embedding.positional_encoding.max_position_embeddings",
             f"{pe_max} disagrees with embedding.max_position_embeddings {emb['max_position_embeddings']}",
         )
-    if pe["type"] == "rope":
-        head_dim = d["layer"]["attention"]["head_dim"] or d["layer"]["hidden_dim"] // d["layer"]["attention"]["num_heads"]
-        if head_dim % 2:
-            yield "layer.attention.head_dim", f"{head_dim} is odd; RoPE rotates pairs of dimensions"
     if emb["padding_idx"] is not None and emb["padding_idx"] >= emb["vocab_size"]:
         yield "embedding.padding_idx", f"{emb['padding_idx']} is outside vocab_size {emb['vocab_size']}"
+    if pe["type"] != "rope":
+        for key, unset in (("rotary_dim", None), ("partial_rotary_factor", 1.0), ("rope_scaling", None)):
+            if pe[key] != unset:
+                yield f"embedding.positional_encoding.{key}", f"applies to RoPE, but positional_encoding.type is '{pe['type']}'"
+        return
+    yield from _rope(d, pe)
 
 
-def _ffn_and_model(d: dict[str, Any]) -> Iterator[Problem]:
+def _rope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
+    path = "embedding.positional_encoding"
+    if d["layer"]["attention"]["mechanism"] != "mla":
+        head_dim = _head_dim(d)
+        if pe["rotary_dim"] is not None and pe["partial_rotary_factor"] != 1.0:
+            yield f"{path}.rotary_dim", "set either rotary_dim or partial_rotary_factor, not both"
+        elif pe["rotary_dim"] is not None and (pe["rotary_dim"] % 2 or pe["rotary_dim"] > head_dim):
+            yield f"{path}.rotary_dim", f"{pe['rotary_dim']} must be even and at most head_dim {head_dim}"
+        elif pe["rotary_dim"] is None and int(head_dim * pe["partial_rotary_factor"]) < 2:
+            yield f"{path}.partial_rotary_factor", f"{pe['partial_rotary_factor']} of head_dim {head_dim} rotates no pair of dimensions"
+        elif pe["rotary_dim"] is None and pe["partial_rotary_factor"] == 1.0 and head_dim % 2:
+            yield "layer.attention.head_dim", f"{head_dim} is odd; RoPE rotates pairs of dimensions"
+    scaling = pe["rope_scaling"]
+    if scaling is None:
+        return
+    kind = scaling["type"]
+    if kind in FACTOR_AT_LEAST_ONE and scaling["factor"] < 1:
+        yield f"{path}.rope_scaling.factor", f"{scaling['factor']} is below 1; {kind} scaling extends the context"
+    if kind == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        yield (
+            f"{path}.rope_scaling.high_freq_factor",
+            f"{scaling['high_freq_factor']} must exceed low_freq_factor {scaling['low_freq_factor']}",
+        )
+    if kind == "yarn" and scaling["beta_fast"] <= scaling["beta_slow"]:
+        yield f"{path}.rope_scaling.beta_fast", f"{scaling['beta_fast']} must exceed beta_slow {scaling['beta_slow']}"
+
+
+def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
     ffn = d["layer"]["ffn"]
     act, gated = ffn["activation"], ffn["use_gated_activation"]
     if act in GATED and not gated:
@@ -70,12 +132,40 @@ def _ffn_and_model(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.ffn.use_gated_activation",
             f"true with non-gated activation '{act}'; use one of {sorted(GATED)}",
         )
-    emb_dim, hidden = d["embedding"]["embedding_dim"], d["layer"]["hidden_dim"]
-    if emb_dim != hidden:
-        yield "embedding.embedding_dim", f"{emb_dim} must equal layer.hidden_dim {hidden}"
+    if ffn["intermediate_size"] is not None:
+        for key in ("expansion_factor", "multiple_of", "ffn_dim_multiplier"):
+            if ffn[key] is not None:
+                yield f"layer.ffn.{key}", "set either intermediate_size or the values it is derived from, not both"
+    if ffn["ffn_dim_multiplier"] is not None and ffn["multiple_of"] is None:
+        yield "layer.ffn.ffn_dim_multiplier", "needs layer.ffn.multiple_of (LLaMA rounding)"
+    moe = ffn["moe"]
+    if moe is not None:
+        if moe["top_k"] > moe["num_experts"]:
+            yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds num_experts {moe['num_experts']}"
+        if moe["frequency"] > d["num_layers"]:
+            yield "layer.ffn.moe.frequency", f"{moe['frequency']} exceeds num_layers {d['num_layers']}: no layer would be MoE"
 
 
-RULES = (_attention, _positions, _ffn_and_model)
+def _layout(d: dict[str, Any]) -> Iterator[Problem]:
+    layer = d["layer"]
+    if layer["parallel"] and layer["norm_placement"] != "pre":
+        yield (
+            "layer.parallel",
+            f"a parallel block is pre-norm (one norm feeds attention and FFN); norm_placement is '{layer['norm_placement']}'",
+        )
+    for path, norm in (("layer.layer_norm", layer["layer_norm"]), ("final_layer_norm", d.get("final_layer_norm"))):
+        if norm and norm.get("unit_offset") and not norm.get("elementwise_affine", True):
+            yield f"{path}.unit_offset", "needs elementwise_affine: true (the offset applies to the learned scale)"
+    for k, entry in enumerate(d["layer_overrides"]):
+        for index in entry["layers"]:
+            if index >= d["num_layers"]:
+                yield f"layer_overrides[{k}].layers", f"layer {index} does not exist (num_layers {d['num_layers']})"
+        window = entry.get("attention", {}).get("window_size")
+        if window is not None and not layer["attention"]["causal"]:
+            yield f"layer_overrides[{k}].attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+
+
+RULES = (_attention, _mla, _positions, _ffn, _layout)
 
 
 def problems(filled: dict[str, Any]) -> list[Problem]:

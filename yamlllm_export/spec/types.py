@@ -1,49 +1,96 @@
-"""The frozen, typed spec tree. Built only by ``spec.load``; every default is already filled in."""
+"""The frozen, typed spec tree. Built only by ``spec.load``; every default and derived value is filled in."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
+class RopeScalingSpec:
+    type: str  # linear | dynamic | llama3 | yarn
+    factor: float
+    original_max_position_embeddings: int  # derived when absent: max_position_embeddings // factor
+    low_freq_factor: float  # llama3
+    high_freq_factor: float  # llama3
+    beta_fast: float  # yarn
+    beta_slow: float  # yarn
+    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1
+
+
+@dataclass(frozen=True)
 class PositionalEncodingSpec:
-    type: str  # learned | rope | alibi
+    type: str  # learned | rope | alibi | sinusoidal | none
     rope_theta: float
+    partial_rotary_factor: float
+    rotary_dim: int | None  # derived for RoPE (even, <= the rotated head size); None otherwise
+    rope_scaling: RopeScalingSpec | None
 
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
     vocab_size: int
     max_position_embeddings: int
-    embedding_dim: int
+    embedding_dim: int  # != layer.hidden_dim: factorized embeddings
     padding_idx: int | None
     dropout: float
+    scale: float | None  # multiply token embeddings ('sqrt_hidden' is resolved to a number); None = 1
     positional_encoding: PositionalEncodingSpec
+
+
+@dataclass(frozen=True)
+class QKNormSpec:
+    type: str  # rmsnorm | layernorm
+    eps: float
+    elementwise_affine: bool
+    scope: str  # head | full
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
     num_heads: int
     num_kv_heads: int
-    head_dim: int
+    head_dim: int  # for MLA: the non-rotary query/key head size
     bias: bool
+    qkv_bias: bool  # derived: bias when unset
+    out_bias: bool  # derived: bias when unset
     dropout: float
-    mechanism: str  # standard | alibi
+    mechanism: str  # standard | alibi | mla | complex
+    causal: bool
+    window_size: int | None
+    logit_softcap: float | None
+    qk_norm: QKNormSpec | None
     alibi_max_positions: int | None
     use_flash_attention: bool
     mla_latent_dim: int | None
     mla_rank: int | None
+    mla_rope_head_dim: int | None  # derived for MLA: head_dim // 2
+    mla_v_head_dim: int | None  # derived for MLA: head_dim
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    num_experts: int
+    top_k: int
+    frequency: int
+    intermediate_size: int  # derived: ffn.intermediate_size when unset
+    shared_expert_intermediate_size: int | None
+    normalize_top_k: bool
 
 
 @dataclass(frozen=True)
 class FFNSpec:
-    intermediate_size: int
+    intermediate_size: int  # derived when absent (expansion_factor / LLaMA rounding)
+    expansion_factor: float | None
+    multiple_of: int | None
+    ffn_dim_multiplier: float | None
     activation: str
     use_gated_activation: bool
     bias: bool
     dropout: float
+    moe: MoESpec | None  # in ``layer_specs()``: None on the layers that keep the dense FFN
 
 
 @dataclass(frozen=True)
@@ -51,6 +98,7 @@ class NormSpec:
     type: str  # layernorm | rmsnorm
     eps: float
     elementwise_affine: bool
+    unit_offset: bool  # scale by (1 + w), w starting at 0 (Gemma)
 
 
 @dataclass(frozen=True)
@@ -59,8 +107,22 @@ class LayerSpec:
     attention: AttentionSpec
     ffn: FFNSpec
     layer_norm: NormSpec
-    norm_placement: str  # pre | post
+    norm_placement: str  # pre | post | sandwich | output
+    parallel: bool  # PaLM: x + Attn(N(x)) + FFN(N(x))
     residual_dropout: float
+
+
+@dataclass(frozen=True)
+class OverrideAttentionSpec:
+    window_size: int | None = None
+    logit_softcap: float | None = None
+    fields: tuple[str, ...] = ()  # which of the above the entry sets (None is a value: "no window here")
+
+
+@dataclass(frozen=True)
+class LayerOverrideSpec:
+    layers: tuple[int, ...]
+    attention: OverrideAttentionSpec
 
 
 @dataclass(frozen=True)
@@ -79,14 +141,42 @@ class ModelSpec:
     layer: LayerSpec
     final_layer_norm: NormSpec | None
     tie_word_embeddings: bool
+    final_logit_softcap: float | None
+    layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["layer_overrides"] = [
+            {"layers": list(o["layers"]), "attention": {k: o["attention"][k] for k in o["attention"]["fields"]}}
+            for o in d["layer_overrides"]
+        ]
+        return d
+
+    def layer_specs(self) -> tuple[LayerSpec, ...]:
+        """The resolved spec of every layer: ``layer`` with ``layer_overrides`` applied (later entries win),
+        and ``ffn.moe`` kept only on the layers its ``frequency`` makes MoE."""
+        return _layer_specs(self)
 
     def parameter_count(self) -> int:
         """Parameters of the PyTorch model ``build_model`` makes from this spec, without building it."""
         from yamlllm_export.spec.sizes import parameter_count
 
         return parameter_count(self)
+
+
+@functools.cache
+def _layer_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
+    out = []
+    for i in range(spec.num_layers):
+        layer = spec.layer
+        moe = layer.ffn.moe
+        if moe is not None and (i + 1) % moe.frequency:
+            layer = dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, moe=None))
+        for o in spec.layer_overrides:
+            if i in o.layers:
+                changes = {f: getattr(o.attention, f) for f in o.attention.fields}
+                layer = dataclasses.replace(layer, attention=dataclasses.replace(layer.attention, **changes))
+        out.append(layer)
+    return tuple(out)

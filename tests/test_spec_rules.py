@@ -1,0 +1,181 @@
+"""Every compatibility rule of the dialect, each with the message a user sees (key path first)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.feature_cases import case
+from yamlllm_export import SpecError, load_spec
+
+MLA = ("layer.attention.mechanism", "mla", "layer.attention.num_kv_heads", ..., "layer.attention.mla_latent_dim", 16)
+RULES = {
+    "mla-needs-latent": (
+        case("layer.attention.mechanism", "mla", "layer.attention.num_kv_heads", ...),
+        "layer.attention.mla_latent_dim: required",
+    ),
+    "mla-refuses-alibi": (
+        case(*MLA, "embedding.positional_encoding", {"type": "alibi"}),
+        "embedding.positional_encoding.type: 'alibi' with attention.mechanism 'mla'",
+    ),
+    "mla-refuses-gqa": (case(*MLA, "layer.attention.num_kv_heads", 2), "layer.attention.num_kv_heads: MLA derives every head"),
+    "mla-refuses-qk-norm": (case(*MLA, "layer.attention.qk_norm", {}), "layer.attention.qk_norm: not available with mechanism 'mla'"),
+    "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
+    "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
+    "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),
+    "flag-needs-gated": (case("layer.ffn.activation", "squared_relu"), "true with non-gated activation 'squared_relu'"),
+    "alibi-needs-mechanism": (case("embedding.positional_encoding", {"type": "alibi"}), "ALiBi requires attention.mechanism: alibi"),
+    "mechanism-needs-alibi": (case("layer.attention.mechanism", "alibi"), "ALiBi requires positional_encoding.type: alibi"),
+    "window-needs-causal": (
+        case("layer.attention.window_size", 8, "layer.attention.causal", False),
+        "layer.attention.window_size: a sliding window needs causal attention",
+    ),
+    "override-window-needs-causal": (
+        case("layer.attention.causal", False, "layer_overrides", [{"layers": [1], "attention": {"window_size": 4}}]),
+        "layer_overrides[0].attention.window_size: a sliding window needs causal attention",
+    ),
+    "override-layer-out-of-range": (
+        case("layer_overrides", [{"layers": [0, 5], "attention": {"window_size": 4}}]),
+        "layer_overrides[0].layers: layer 5 does not exist (num_layers 2)",
+    ),
+    "rotary-dim-and-factor": (
+        case("embedding.positional_encoding.rotary_dim", 8, "embedding.positional_encoding.partial_rotary_factor", 0.5),
+        "rotary_dim: set either rotary_dim or partial_rotary_factor",
+    ),
+    "rotary-dim-too-big": (case("embedding.positional_encoding.rotary_dim", 32), "rotary_dim: 32 must be even and at most head_dim 16"),
+    "rotary-dim-odd": (case("embedding.positional_encoding.rotary_dim", 5), "rotary_dim: 5 must be even"),
+    "rope-keys-without-rope": (
+        case(
+            "embedding.positional_encoding.type", "learned", "embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2}
+        ),
+        "embedding.positional_encoding.rope_scaling: applies to RoPE, but positional_encoding.type is 'learned'",
+    ),
+    "yarn-factor-below-one": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 0.5}),
+        "rope_scaling.factor: 0.5 is below 1; yarn scaling extends the context",
+    ),
+    "llama3-freq-order": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 1}),
+        "rope_scaling.high_freq_factor: 1 must exceed low_freq_factor 4",
+    ),
+    "yarn-beta-order": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 4, "beta_fast": 1, "beta_slow": 2}),
+        "rope_scaling.beta_fast: 1 must exceed beta_slow 2",
+    ),
+    "scaling-needs-type": (case("embedding.positional_encoding.rope_scaling", {"factor": 2}), "rope_scaling.type: required key is missing"),
+    "ffn-size-twice": (case("layer.ffn.expansion_factor", 3), "layer.ffn.expansion_factor: set either intermediate_size"),
+    "multiplier-needs-multiple-of": (
+        case("layer.ffn.intermediate_size", ..., "layer.ffn.ffn_dim_multiplier", 1.3),
+        "layer.ffn.ffn_dim_multiplier: needs layer.ffn.multiple_of",
+    ),
+    "moe-top-k": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 5}), "layer.ffn.moe.top_k: 5 exceeds num_experts 4"),
+    "moe-frequency": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "frequency": 3}),
+        "layer.ffn.moe.frequency: 3 exceeds num_layers 2",
+    ),
+    "parallel-needs-pre-norm": (
+        case("layer.parallel", True, "layer.norm_placement", "sandwich"),
+        "layer.parallel: a parallel block is pre-norm",
+    ),
+    "unit-offset-needs-affine": (
+        case("layer.layer_norm.unit_offset", True, "layer.layer_norm.elementwise_affine", False),
+        "layer.layer_norm.unit_offset: needs elementwise_affine: true",
+    ),
+    "complex-odd-head": (
+        case("layer.attention.mechanism", "complex", "layer.attention.head_dim", 15),
+        "layer.attention.head_dim: 15 is odd",
+    ),
+    "unknown-scale-word": (case("embedding.scale", "sqrt_dim"), "embedding.scale: 'sqrt_dim' is not valid"),
+    "bad-placement": (case("layer.norm_placement", "middle"), "layer.norm_placement: 'middle' is not one of pre, post, sandwich, output"),
+}
+
+
+@pytest.mark.parametrize(("spec", "expected"), list(RULES.values()), ids=list(RULES))
+def test_rule_message(spec, expected):
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    assert expected in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+DERIVED = {
+    "expansion-factor": (case("layer.ffn.intermediate_size", ..., "layer.ffn.expansion_factor", 3), "layer.ffn.intermediate_size", 192),
+    "llama-rounding": (  # LLaMA-7B's own numbers: d 4096, multiple_of 256 -> 11008
+        case("layer.hidden_dim", 4096, "embedding.embedding_dim", 4096, "layer.ffn.intermediate_size", ..., "layer.ffn.multiple_of", 256),
+        "layer.ffn.intermediate_size",
+        11008,
+    ),
+    "llama-rounding-multiplier": (  # LLaMA-2-70B: d 8192, multiple_of 4096, ffn_dim_multiplier 1.3 -> 28672
+        case(
+            "layer.hidden_dim",
+            8192,
+            "embedding.embedding_dim",
+            8192,
+            "layer.ffn.intermediate_size",
+            ...,
+            "layer.ffn.multiple_of",
+            4096,
+            "layer.ffn.ffn_dim_multiplier",
+            1.3,
+        ),  # fmt: skip
+        "layer.ffn.intermediate_size",
+        28672,
+    ),
+    "partial-rotary": (case("embedding.positional_encoding.partial_rotary_factor", 0.5), "embedding.positional_encoding.rotary_dim", 8),
+    "full-rotary": (case(), "embedding.positional_encoding.rotary_dim", 16),
+    "scaling-original-context": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 4}),
+        "embedding.positional_encoding.rope_scaling.original_max_position_embeddings",
+        24,
+    ),
+    "sqrt-hidden-scale": (case("embedding.scale", "sqrt_hidden"), "embedding.scale", 8.0),
+    "qkv-bias-follows-bias": (case("layer.attention.bias", True), "layer.attention.qkv_bias", True),
+    "out-bias-own-value": (case("layer.attention.bias", True, "layer.attention.out_bias", False), "layer.attention.out_bias", False),
+    "moe-expert-size": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 2}), "layer.ffn.moe.intermediate_size", 128),
+    "mla-defaults": (case(*MLA), "layer.attention.mla_rope_head_dim", 8),
+    "sandwich-final-norm": (case("layer.norm_placement", "sandwich"), "final_layer_norm.type", "rmsnorm"),
+    "post-no-final-norm": (case("layer.norm_placement", "post"), "final_layer_norm", None),
+}
+
+
+@pytest.mark.parametrize(("spec", "path", "expected"), list(DERIVED.values()), ids=list(DERIVED))
+def test_derived_value(spec, path, expected):
+    node = load_spec(spec)
+    for key in path.split("."):
+        node = getattr(node, key) if node is not None else None
+    assert node == expected
+
+
+def test_layer_specs_apply_overrides_and_moe_frequency():
+    spec = load_spec(
+        case(
+            "num_layers",
+            4,
+            "layer.ffn.moe",
+            {"num_experts": 4, "top_k": 2, "frequency": 2},
+            "layer_overrides",
+            [{"layers": [0, 2], "attention": {"window_size": 8}}, {"layers": [2], "attention": {"logit_softcap": 30}}],
+        )  # fmt: skip
+    )
+    layers = spec.layer_specs()
+    assert [lay.attention.window_size for lay in layers] == [8, None, 8, None]
+    assert [lay.attention.logit_softcap for lay in layers] == [None, None, 30.0, None]
+    assert [lay.ffn.moe is not None for lay in layers] == [False, True, False, True]
+
+
+def test_normalized_spec_round_trips_with_every_new_block():
+    spec = load_spec(
+        case(
+            "layer.attention.qk_norm",
+            {"scope": "full"},
+            "layer.ffn.moe",
+            {"num_experts": 4, "top_k": 2},
+            "embedding.positional_encoding.rope_scaling",
+            {"type": "llama3", "factor": 8},
+            "layer_overrides",
+            [{"layers": [1], "attention": {"window_size": None}}],
+            "final_logit_softcap",
+            30,
+        )  # fmt: skip
+    )
+    again = load_spec(spec.to_dict())
+    assert again == spec and again.layer_overrides[0].attention.fields == ("window_size",)
