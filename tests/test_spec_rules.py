@@ -15,10 +15,14 @@ RULES = {
     ),
     "mla-refuses-alibi": (
         case(*MLA, "embedding.positional_encoding", {"type": "alibi"}),
-        "embedding.positional_encoding.type: 'alibi' with attention.mechanism 'mla'",
+        "embedding.positional_encoding.type: 'alibi' with attention.mechanism 'mla'; MLA cannot take ALiBi",
     ),
     "mla-refuses-gqa": (case(*MLA, "layer.attention.num_kv_heads", 2), "layer.attention.num_kv_heads: MLA derives every head"),
     "mla-refuses-qk-norm": (case(*MLA, "layer.attention.qk_norm", {}), "layer.attention.qk_norm: not available with mechanism 'mla'"),
+    "mla-rope-dim-without-rope": (
+        case(*MLA, "embedding.positional_encoding", {"type": "learned"}, "layer.attention.mla_rope_head_dim", 8),
+        "layer.attention.mla_rope_head_dim: is set but positional_encoding.type is 'learned'",
+    ),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),
@@ -132,6 +136,11 @@ DERIVED = {
     "out-bias-own-value": (case("layer.attention.bias", True, "layer.attention.out_bias", False), "layer.attention.out_bias", False),
     "moe-expert-size": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 2}), "layer.ffn.moe.intermediate_size", 128),
     "mla-defaults": (case(*MLA), "layer.attention.mla_rope_head_dim", 8),
+    "mla-without-rope-has-no-rotary-part": (
+        case(*MLA, "embedding.positional_encoding", {"type": "learned"}),
+        "layer.attention.mla_rope_head_dim",
+        0,
+    ),
     "sandwich-final-norm": (case("layer.norm_placement", "sandwich"), "final_layer_norm.type", "rmsnorm"),
     "post-no-final-norm": (case("layer.norm_placement", "post"), "final_layer_norm", None),
 }

@@ -122,7 +122,8 @@ def _derive(d: dict[str, Any]) -> None:
         if att[key] is None:
             att[key] = att["bias"]
     if mla:
-        att["mla_rope_head_dim"] = att["mla_rope_head_dim"] or att["head_dim"] // 2
+        rope = pe["type"] == "rope"  # without RoPE there is no decoupled rotary part: the cache is the latent alone
+        att["mla_rope_head_dim"] = (att["mla_rope_head_dim"] or att["head_dim"] // 2) if rope else 0
         att["mla_v_head_dim"] = att["mla_v_head_dim"] or att["head_dim"]
     if pe["type"] == "rope" and pe["rotary_dim"] is None:
         rotated = att["mla_rope_head_dim"] if mla else att["head_dim"]

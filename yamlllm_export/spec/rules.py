@@ -48,10 +48,15 @@ def _mla(d: dict[str, Any]) -> Iterator[Problem]:
         return
     if att["mla_latent_dim"] is None:
         yield "layer.attention.mla_latent_dim", "required with mechanism 'mla' (the rank of the compressed KV latent)"
-    if pe["type"] != "rope":
+    if pe["type"] == "alibi":
         yield (
             "embedding.positional_encoding.type",
-            f"'{pe['type']}' with attention.mechanism 'mla'; MLA carries positions in its decoupled RoPE key and needs type: rope",
+            "'alibi' with attention.mechanism 'mla'; MLA cannot take ALiBi biases (use rope, learned, sinusoidal or none)",
+        )
+    if pe["type"] != "rope" and att["mla_rope_head_dim"] not in (None, 0):
+        yield (
+            "layer.attention.mla_rope_head_dim",
+            f"is set but positional_encoding.type is '{pe['type']}'; MLA's decoupled RoPE part needs type: rope",
         )
     if att["num_kv_heads"] not in (None, att["num_heads"]):
         yield "layer.attention.num_kv_heads", "MLA derives every head's keys and values from one shared latent; leave num_kv_heads unset"
