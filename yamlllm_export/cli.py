@@ -156,3 +156,11 @@ def schema() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+def features() -> None:
+    """Print which lowering targets support which spec features (a Markdown table, from the schema)."""
+    from yamlllm_export.spec.features import feature_table
+
+    click.echo(feature_table(), nl=False)
