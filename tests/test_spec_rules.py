@@ -42,7 +42,7 @@ RULES = {
         "layer_overrides[0].layers: layer 5 does not exist (num_layers 2)",
     ),
     "rotary-dim-and-factor": (
-        case("embedding.positional_encoding.rotary_dim", 8, "embedding.positional_encoding.partial_rotary_factor", 0.5),
+        case("embedding.positional_encoding.rotary_dim", 4, "embedding.positional_encoding.partial_rotary_factor", 0.5),
         "rotary_dim: set either rotary_dim or partial_rotary_factor",
     ),
     "rotary-dim-too-big": (case("embedding.positional_encoding.rotary_dim", 32), "rotary_dim: 32 must be even and at most head_dim 16"),
@@ -188,3 +188,21 @@ def test_normalized_spec_round_trips_with_every_new_block():
     )
     again = load_spec(spec.to_dict())
     assert again == spec and again.layer_overrides[0].attention.fields == ("window_size",)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        case("embedding.positional_encoding.partial_rotary_factor", 0.5),
+        case("layer.ffn.intermediate_size", ..., "layer.ffn.multiple_of", 32, "layer.ffn.ffn_dim_multiplier", 1.5),
+        case("layer.ffn.intermediate_size", ..., "layer.ffn.expansion_factor", 3),
+        case(*MLA),
+        case(*MLA, "embedding.positional_encoding", {"type": "learned"}),
+        case("embedding.scale", "sqrt_hidden", "embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 2}),
+    ],
+    ids=["partial-rotary", "llama-rounding", "expansion-factor", "mla", "mla-learned", "scale-and-yarn"],
+)
+def test_derived_values_load_back(spec):
+    """model.yaml holds derived values next to the inputs they came from; it must load to the same spec."""
+    first = load_spec(spec)
+    assert load_spec(first.to_dict()) == first

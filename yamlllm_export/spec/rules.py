@@ -64,7 +64,9 @@ def _mla(d: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.attention.qk_norm", "not available with mechanism 'mla' (MLA normalises its latents itself)"
     if att["mla_rope_head_dim"] is not None and att["mla_rope_head_dim"] % 2:
         yield "layer.attention.mla_rope_head_dim", f"{att['mla_rope_head_dim']} is odd; RoPE rotates pairs of dimensions"
-    if pe["rotary_dim"] is not None or pe["partial_rotary_factor"] != 1.0:
+    rope_dim = att["mla_rope_head_dim"] or _head_dim(d) // 2
+    # a normalised spec (model.yaml) carries the derived rotary_dim = mla_rope_head_dim: that one is fine
+    if pe["rotary_dim"] not in (None, rope_dim) or pe["partial_rotary_factor"] != 1.0:
         yield (
             "embedding.positional_encoding.rotary_dim",
             "MLA rotates its whole decoupled RoPE part (mla_rope_head_dim); leave rotary_dim and partial_rotary_factor unset",
@@ -104,7 +106,9 @@ def _rope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
     path = "embedding.positional_encoding"
     if d["layer"]["attention"]["mechanism"] != "mla":
         head_dim = _head_dim(d)
-        if pe["rotary_dim"] is not None and pe["partial_rotary_factor"] != 1.0:
+        derived = int(head_dim * pe["partial_rotary_factor"]) // 2 * 2
+        # a normalised spec (model.yaml) carries both, the rotary_dim derived from the factor: that one is fine
+        if pe["rotary_dim"] not in (None, derived) and pe["partial_rotary_factor"] != 1.0:
             yield f"{path}.rotary_dim", "set either rotary_dim or partial_rotary_factor, not both"
         elif pe["rotary_dim"] is not None and (pe["rotary_dim"] % 2 or pe["rotary_dim"] > head_dim):
             yield f"{path}.rotary_dim", f"{pe['rotary_dim']} must be even and at most head_dim {head_dim}"
@@ -137,10 +141,13 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.ffn.use_gated_activation",
             f"true with non-gated activation '{act}'; use one of {sorted(GATED)}",
         )
-    if ffn["intermediate_size"] is not None:
-        for key in ("expansion_factor", "multiple_of", "ffn_dim_multiplier"):
-            if ffn[key] is not None:
-                yield f"layer.ffn.{key}", "set either intermediate_size or the values it is derived from, not both"
+    inputs = [k for k in ("expansion_factor", "multiple_of", "ffn_dim_multiplier") if ffn[k] is not None]
+    if ffn["intermediate_size"] is not None and inputs:
+        from yamlllm_export.spec.load import ffn_size
+
+        # a normalised spec (model.yaml) carries both, the size derived from them: that one is fine
+        if ffn["intermediate_size"] != ffn_size(d["layer"]["hidden_dim"], ffn):
+            yield f"layer.ffn.{inputs[0]}", "set either intermediate_size or the values it is derived from, not both"
     if ffn["ffn_dim_multiplier"] is not None and ffn["multiple_of"] is None:
         yield "layer.ffn.ffn_dim_multiplier", "needs layer.ffn.multiple_of (LLaMA rounding)"
     moe = ffn["moe"]
