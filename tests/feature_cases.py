@@ -24,7 +24,7 @@ BASE: dict[str, Any] = {
         "ffn": {"intermediate_size": 128, "activation": "swiglu", "use_gated_activation": True, "bias": False},
         "layer_norm": {"type": "rmsnorm", "eps": 1e-6},
     },
-    "initialization": {"type": "gpt2"},
+    "initialization": {"type": "gpt2", "std": 0.08},  # larger than GPT-2's 0.02, so every feature visibly moves the logits
 }
 
 
@@ -41,3 +41,85 @@ def case(*pairs: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
         else:
             node[last] = value
     return d
+
+
+ROPE = "embedding.positional_encoding"
+ATT = "layer.attention"
+FFN = "layer.ffn"
+MLA = (f"{ATT}.mechanism", "mla", f"{ATT}.num_kv_heads", ..., f"{ATT}.mla_latent_dim", 16)
+PLAIN_FFN = (f"{FFN}.use_gated_activation", False)
+SCALING = {"factor": 2.0, "original_max_position_embeddings": 32}  # the long-context check crosses position 32
+
+# feature name (as in the schema's feature table) -> {case id: spec}. Every feature has at least one case;
+# tests/test_feature_matrix.py exports each case on each target the table claims and checks parity.
+FEATURES: dict[str, dict[str, dict[str, Any]]] = {
+    "Factorized embeddings (embedding_dim ≠ hidden_dim)": {"factorized-embedding": case("embedding.embedding_dim", 32)},
+    "Learned absolute positions": {"learned": case(ROPE, {"type": "learned"})},
+    "RoPE": {"rope": case()},
+    "ALiBi (any head count)": {
+        "alibi-6-heads-gqa": case(ROPE, {"type": "alibi"}, f"{ATT}.mechanism", "alibi", f"{ATT}.num_heads", 6, f"{ATT}.head_dim", 16)
+    },
+    "Sinusoidal positions": {"sinusoidal": case(ROPE, {"type": "sinusoidal"})},
+    "No positions (NoPE)": {"nope": case(ROPE, {"type": "none"})},
+    "Partial rotary (partial_rotary_factor / rotary_dim)": {
+        "partial-rotary-factor": case(f"{ROPE}.partial_rotary_factor", 0.5),
+        "rotary-dim": case(f"{ROPE}.rotary_dim", 4),
+    },
+    "RoPE scaling: linear": {"rope-linear": case(f"{ROPE}.rope_scaling", {"type": "linear", **SCALING})},
+    "RoPE scaling: dynamic NTK": {"rope-dynamic": case(f"{ROPE}.rope_scaling", {"type": "dynamic", **SCALING})},
+    "RoPE scaling: llama3": {
+        "rope-llama3": case(f"{ROPE}.rope_scaling", {"type": "llama3", "factor": 8.0, "original_max_position_embeddings": 32})
+    },
+    "RoPE scaling: YaRN": {"rope-yarn": case(f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING})},
+    "Embedding scale": {"embedding-scale": case("embedding.scale", "sqrt_hidden")},
+    "MHA / GQA / MQA (num_kv_heads)": {"mha": case(f"{ATT}.num_kv_heads", ...), "mqa": case(f"{ATT}.num_kv_heads", 1)},
+    "Separate QKV / output bias": {"qkv-bias-only": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False)},
+    "Dropout (training only; absent from the export)": {
+        "dropout": case("embedding.dropout", 0.1, f"{ATT}.dropout", 0.1, f"{FFN}.dropout", 0.1, "layer.residual_dropout", 0.1)
+    },
+    "Multi-latent attention (MLA)": {
+        "mla": case(*MLA),
+        "mla-low-rank-query": case(*MLA, f"{ATT}.mla_rank", 24),
+        "mla-learned-positions": case(*MLA, ROPE, {"type": "learned"}),
+    },
+    "Complex-valued attention": {"complex": case(f"{ATT}.mechanism", "complex")},
+    "Bidirectional (non-causal) mask": {"bidirectional": case(f"{ATT}.causal", False)},
+    "Sliding-window attention": {"window": case(f"{ATT}.window_size", 8)},
+    "Attention logit soft-capping": {"attn-softcap": case(f"{ATT}.logit_softcap", 0.5)},
+    "QK-norm": {
+        "qk-norm-head": case(f"{ATT}.qk_norm", {"type": "rmsnorm", "scope": "head"}),
+        "qk-norm-full-layernorm": case(f"{ATT}.qk_norm", {"type": "layernorm", "scope": "full"}),
+    },
+    "FFN activation: GELU (exact)": {"gelu": case(*PLAIN_FFN, f"{FFN}.activation", "gelu")},
+    "FFN activation: GELU (tanh approximation)": {"gelu-tanh": case(*PLAIN_FFN, f"{FFN}.activation", "gelu_tanh")},
+    "FFN activation: ReLU": {"relu": case(*PLAIN_FFN, f"{FFN}.activation", "relu")},
+    "FFN activation: SiLU": {"silu": case(*PLAIN_FFN, f"{FFN}.activation", "silu")},
+    "FFN activation: squared ReLU": {"squared-relu": case(*PLAIN_FFN, f"{FFN}.activation", "squared_relu")},
+    "Gated FFN: SwiGLU": {"swiglu": case()},
+    "Gated FFN: GeGLU": {"geglu": case(f"{FFN}.activation", "geglu")},
+    "Gated FFN: ReGLU": {"reglu": case(f"{FFN}.activation", "reglu")},
+    "Mixture of experts (MoE)": {
+        "moe-top2": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2}),
+        "moe-shared-unnormalized-every-2nd": case(
+            f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "frequency": 2, "shared_expert_intermediate_size": 32, "normalize_top_k": False}
+        ),
+    },
+    "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
+    "RMSNorm": {"rmsnorm": case()},
+    "Norm scale with unit offset (Gemma)": {"unit-offset": case("layer.layer_norm.unit_offset", True)},
+    "Pre-norm": {"pre-norm": case()},
+    "Post-norm": {"post-norm": case("layer.norm_placement", "post")},
+    "Sandwich norm (peri-LN)": {"sandwich-norm": case("layer.norm_placement", "sandwich")},
+    "Output norm (OLMo-2)": {"output-norm": case("layer.norm_placement", "output")},
+    "Parallel attention + FFN (PaLM)": {"parallel": case("layer.parallel", True)},
+    "Tied LM head": {"tied": case("tie_word_embeddings", True)},
+    "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
+    "Per-layer overrides (window size, logit softcap)": {
+        "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
+    },
+}
+NOT_INCREMENTAL = {"rope-dynamic"}  # its cached keys were rotated with the base of their own step (see README)
+# Case the "feature changes the model" test compares with, where BASE would differ for another reason
+# (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
+LIVE_BASELINE = {"sinusoidal": "nope", "learned": "nope", "mla-low-rank-query": "mla"}
+NO_EFFECT_IN_EVAL = {"dropout"}  # dropout must not change an eval-mode model; its parity case shows that
