@@ -22,7 +22,7 @@ import torch
 from onnxscript import opset18 as op
 from onnxscript import values
 
-from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings import common, portable
 from yamlllm_export.lowerings.common import dim
 
 OPSET = 18
@@ -32,19 +32,36 @@ msft = values.Opset("com.microsoft", 1)
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
-    """``yamlllm::attention`` → com.microsoft.GroupQueryAttention (see module docstring)."""
+    """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) →
+    com.microsoft.GroupQueryAttention (see module docstring). Variants map to GQA attributes, each checked
+    on ORT CPU against the eager op: ``local_window_size`` (keys j > i − w, Mistral), ``softcap`` (before
+    attention_bias), ``causal=0`` (bidirectional, also with a past). GQA refuses a window without
+    causality, so that combination lowers to the portable plain-op graph. Partial rotary sets
+    RotaryEmbedding's ``rotary_embedding_dim``."""
+    if window_size > 0 and not causal:
+        return portable.attention(
+            query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids,
+            num_heads, num_kv_heads, scale, window_size, causal, softcap,
+        )  # fmt: skip
     if cos_cache is not None:
-        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads)
-        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads)
+        rd = common.rotary_dim(cos_cache)
+        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, rotary_embedding_dim=rd)
+        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, rotary_embedding_dim=rd)
     total = op.Add(dim(op, past_key, 2), dim(op, query, 1))  # (1,) int64
     seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), dim(op, query, 0))
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
     if attention_bias is not None:
         attention_bias = op.CastLike(attention_bias, query)
+    variants = {"local_window_size": window_size} if window_size > 0 else {}
+    if softcap > 0:
+        variants["softcap"] = softcap
+    if not causal:
+        variants["causal"] = 0
     return msft.GroupQueryAttention(
         query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias,
-        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, _num_outputs=3,
+        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
     )  # fmt: skip
 
 
@@ -58,6 +75,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
 
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }
