@@ -23,8 +23,6 @@ SMALL = ("embedding.max_position_embeddings", 64)  # the long-context check runs
 FEATURES = {
     "window": case(f"{ATT}.window_size", 5),
     "bidirectional": case(f"{ATT}.causal", False),
-    "qknorm-rms-head": case(f"{ATT}.qk_norm", {"type": "rmsnorm", "eps": 1e-6, "scope": "head"}),
-    "qknorm-ln-full": case(f"{ATT}.qk_norm", {"type": "layernorm", "eps": 1e-5, "scope": "full"}),
     "softcap": case(f"{ATT}.logit_softcap", 1.0, *BIG_INIT),
     "qkv-bias": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False, "initialization", {"type": "default"}),
     "complex": case(f"{ATT}.mechanism", "complex", *BIG_INIT),
@@ -72,6 +70,39 @@ def test_feature_parity(export_case, tmp_path, feature, target):
     for r in report.results:  # NaN must fail, never pass as max(0, nan)
         if r.check in ("prefill", "decode", "long context") or (r.check == "incremental" and r.check not in skipped):
             assert math.isfinite(r.value) and r.value <= 1e-4, r
+
+
+QK_NORMS = {
+    "qknorm-rms-head": {"type": "rmsnorm", "eps": 1e-6, "scope": "head"},
+    "qknorm-ln-full": {"type": "layernorm", "eps": 1e-5, "scope": "full"},
+}
+
+
+@pytest.mark.parametrize(("feature", "target"), [pytest.param(f, t, id=f"{f}-{t}") for f in QK_NORMS for t in TARGETS])
+def test_qk_norm_parity_with_random_norm_weights(tmp_path, feature, target):
+    """Seeded builds start every norm scale at 1 (and shift at 0), which would hide a lowering that drops
+    them: here the qk-norm parameters are random, so the model is exported in memory and checked with the
+    same parity rows as ``validate`` (run_ep), against this very model."""
+    import torch
+
+    from yamlllm_export import build_model, export_onnx
+    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.spec import load_spec
+    from yamlllm_export.validate.parity import Tolerance
+    from yamlllm_export.validate.runner import run_ep, settings_for
+
+    spec = load_spec(case(*SMALL, f"{ATT}.qk_norm", QK_NORMS[feature], *BIG_INIT))
+    model = build_model(spec)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "q_norm" in name or "k_norm" in name:
+                p.copy_(1 + 0.5 * torch.randn(p.shape, generator=g) if name.endswith("weight") else 0.3 * torch.randn(p.shape, generator=g))
+    folder = export_onnx(model, tmp_path / "model", target=target, spec=spec)
+    settings = settings_for(spec, ValidateOptions(**OPTIONS))
+    _, rows = run_ep(folder, "cpu", model, IOContract.for_spec(spec), settings, Tolerance.for_dtype("float32"))
+    assert {r.check for r in rows} == {"session", "prefill", "decode", "incremental", "long context", "tokens"}
+    assert all(r.status == "pass" for r in rows), [(r.check, r.measured, r.detail) for r in rows if r.status != "pass"]
 
 
 def test_builder_wires_attention_fields():

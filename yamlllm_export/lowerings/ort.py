@@ -22,7 +22,7 @@ import torch
 from onnxscript import opset18 as op
 from onnxscript import values
 
-from yamlllm_export.lowerings import common, portable
+from yamlllm_export.lowerings import common
 from yamlllm_export.lowerings.common import dim
 
 OPSET = 18
@@ -37,14 +37,10 @@ def attention(
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) →
     com.microsoft.GroupQueryAttention (see module docstring). Variants map to GQA attributes, each checked
     on ORT CPU against the eager op: ``local_window_size`` (keys j > i − w, Mistral), ``softcap`` (before
-    attention_bias), ``causal=0`` (bidirectional, also with a past). GQA refuses a window without
-    causality, so that combination lowers to the portable plain-op graph. Partial rotary sets
-    RotaryEmbedding's ``rotary_embedding_dim``."""
-    if window_size > 0 and not causal:
-        return portable.attention(
-            query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids,
-            num_heads, num_kv_heads, scale, window_size, causal, softcap,
-        )  # fmt: skip
+    attention_bias), ``causal=0`` (bidirectional, also with a past; GQA refuses it together with a window, as
+    the spec does). Partial rotary sets RotaryEmbedding's ``rotary_embedding_dim``."""
+    if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
+        raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
     if cos_cache is not None:
         rd = common.rotary_dim(cos_cache)
         query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, rotary_embedding_dim=rd)
