@@ -26,7 +26,7 @@ FEATURES = {
     "softcap": case(f"{ATT}.logit_softcap", 1.0, *BIG_INIT),
     "qkv-bias": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False, "initialization", {"type": "default"}),
     "complex": case(f"{ATT}.mechanism", "complex", *BIG_INIT),
-    "partial-rotary": case("embedding.positional_encoding.rotary_dim", 8, *BIG_INIT),
+    "partial-rotary": case("embedding.positional_encoding.partial_rotary_factor", 0.5, *BIG_INIT),
     # combinations
     "gqa-window-softcap": case(f"{ATT}.window_size", 4, f"{ATT}.logit_softcap", 1.0, *BIG_INIT),
     "mqa-qknorm-softcap": case(
@@ -39,6 +39,7 @@ FEATURES = {
         *BIG_INIT,
     ),
     "complex-window-mqa": case(f"{ATT}.mechanism", "complex", f"{ATT}.window_size", 4, f"{ATT}.num_kv_heads", 1, *BIG_INIT),
+    "override-window-softcap": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 4, "logit_softcap": 1.0}}], *BIG_INIT),
     "alibi-window-bias": case(
         "embedding.positional_encoding",
         {"type": "alibi"},
