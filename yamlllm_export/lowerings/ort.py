@@ -43,8 +43,9 @@ def attention(
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
     if cos_cache is not None:
         rd = common.rotary_dim(cos_cache)
-        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, rotary_embedding_dim=rd)
-        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, rotary_embedding_dim=rd)
+        partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
+        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, **partial)
+        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, **partial)
     total = op.Add(dim(op, past_key, 2), dim(op, query, 1))  # (1,) int64
     seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), dim(op, query, 0))
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
