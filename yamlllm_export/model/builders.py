@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yamlllm_export.model.attention import SelfAttention
+from yamlllm_export import ops
+from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.norms import make_norm
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
-from yamlllm_export.spec.types import LayerSpec, ModelSpec, NormSpec
+from yamlllm_export.spec.types import AttentionSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -24,12 +25,29 @@ def _norm(spec: NormSpec, dim: int) -> nn.Module:
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
 
 
+def _qk_norm(qk: QKNormSpec | None, num_heads: int, head_dim: int) -> nn.Module | None:
+    """qk-norm of one projection: a norm over hs shared by the heads (scope head) or over n·hs (full)."""
+    if qk is None:
+        return None
+    if qk.scope == "head":
+        return PerHead(make_norm(qk.type, head_dim, eps=qk.eps, affine=qk.elementwise_affine), head_dim)
+    return make_norm(qk.type, num_heads * head_dim, eps=qk.eps, affine=qk.elementwise_affine)
+
+
+def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:
+    return SelfAttention(
+        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
+        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+        q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
+        k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
+        window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
+        kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
+    )  # fmt: skip
+
+
 def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
     att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
-    attn = SelfAttention(
-        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
-        bias=att.bias, dropout=att.dropout, rotary=rotary,
-    )  # fmt: skip
+    attn = _attention(att, d, rotary)
     mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
     mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
     return Block(
