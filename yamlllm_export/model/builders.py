@@ -25,6 +25,20 @@ def _norm(spec: NormSpec, dim: int) -> nn.Module:
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
 
 
+def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
+    att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
+    attn = SelfAttention(
+        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
+        bias=att.bias, dropout=att.dropout, rotary=rotary,
+    )  # fmt: skip
+    mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
+    mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
+    return Block(
+        attn=attn, ffn=mlp, norm1=_norm(lay.layer_norm, d), norm2=_norm(lay.layer_norm, d),
+        placement=lay.norm_placement, dropout=lay.residual_dropout,
+    )  # fmt: skip
+
+
 def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     if s is None:
         return None
@@ -55,20 +69,6 @@ def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | Sinu
     if kind == "sinusoidal":
         return SinusoidalPositions(emb.max_position_embeddings, dim)
     return None
-
-
-def _block(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None) -> Block:
-    att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
-    attn = SelfAttention(
-        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
-        bias=att.bias, dropout=att.dropout, rotary=rotary,
-    )  # fmt: skip
-    mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
-    mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
-    return Block(
-        attn=attn, ffn=mlp, norm1=_norm(lay.layer_norm, d), norm2=_norm(lay.layer_norm, d),
-        placement=lay.norm_placement, dropout=lay.residual_dropout,
-    )  # fmt: skip
 
 
 def _skeleton(spec: ModelSpec) -> DecoderLM:
