@@ -8,10 +8,13 @@ import math
 import pytest
 import torch
 
+from tests.feature_cases import case
+from yamlllm_export.lowerings import TARGET_NAMES
 from yamlllm_export.model.positions import DynamicNTKRotary, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.attention_bias import alibi_slopes
 from yamlllm_export.ops.rope_scaling import RopeScaling, dynamic_ntk_inv_freq, yarn_attention_factor
 from yamlllm_export.ops.rotary import apply_rotary
+from yamlllm_export.validate.runner import ValidateOptions, validate_folder
 
 D, THETA, ORIG = 16, 10000.0, 32  # rotary dim, base, original context
 
@@ -201,84 +204,56 @@ def test_alibi_slopes_paper_recipe(heads: int, exponents: list[float]) -> None:
 # --- parity grid: spec → build → export → validate_folder (ORT CPU vs PyTorch, fp32) ---------------------
 
 MAX_POS, ORIG_CTX = 64, 32  # long context (prompt up to MAX_POS) crosses the original context of the scalings
-BASE = {
-    "name": "TinyPositions",
-    "embedding": {"vocab_size": 256, "max_position_embeddings": MAX_POS, "embedding_dim": 64, "positional_encoding": {"type": "rope"}},
-    "num_layers": 2,
-    "layer": {
-        "hidden_dim": 64,
-        "attention": {"num_heads": 4, "num_kv_heads": 2, "bias": False},
-        "ffn": {"intermediate_size": 128, "activation": "swiglu", "use_gated_activation": True, "bias": False},
-        "layer_norm": {"type": "rmsnorm", "eps": 1e-6},
-    },
-    "initialization": {"type": "gpt2"},
-}
+PE = "embedding.positional_encoding"
 
 
 def _scaled(kind: str, factor: float, **extra: float) -> dict:
-    return {"type": "rope", "rope_scaling": {"type": kind, "factor": factor, "original_max_position_embeddings": ORIG_CTX, **extra}}
+    return {"type": kind, "factor": factor, "original_max_position_embeddings": ORIG_CTX, **extra}
 
 
-def _alibi(num_kv_heads: int) -> dict:
-    return {
-        "embedding": {"embedding_dim": 48, "positional_encoding": {"type": "alibi"}},
-        "layer": {"hidden_dim": 48, "attention": {"num_heads": 6, "num_kv_heads": num_kv_heads, "mechanism": "alibi", "bias": False}},
-    }
+def _alibi(num_kv_heads: int) -> tuple:
+    return (
+        f"{PE}.type", "alibi", "layer.attention.mechanism", "alibi", "embedding.embedding_dim", 48, "layer.hidden_dim", 48,
+        "layer.attention.num_heads", 6, "layer.attention.num_kv_heads", num_kv_heads,
+    )  # fmt: skip
 
 
-FEATURES = {
-    "learned": {"embedding": {"positional_encoding": {"type": "learned"}}},
-    "sinusoidal": {"embedding": {"positional_encoding": {"type": "sinusoidal"}}},
-    "none": {"embedding": {"positional_encoding": {"type": "none"}}},
-    "rope": {"embedding": {"positional_encoding": {"type": "rope", "rope_theta": 500.0}}},
-    "rope-partial": {"embedding": {"positional_encoding": {"type": "rope", "rotary_dim": 8}}},
-    "rope-linear": {"embedding": {"positional_encoding": _scaled("linear", 2.0)}},
-    "rope-dynamic": {"embedding": {"positional_encoding": _scaled("dynamic", 2.0)}},
-    "rope-llama3": {"embedding": {"positional_encoding": _scaled("llama3", 8.0, low_freq_factor=1.0, high_freq_factor=4.0)}},
-    "rope-yarn": {"embedding": {"positional_encoding": _scaled("yarn", 4.0)}},
-    "rope-yarn-partial": {"embedding": {"positional_encoding": {**_scaled("yarn", 4.0, beta_fast=8.0), "rotary_dim": 8}}},
+FEATURES: dict[str, tuple] = {
+    "learned": (f"{PE}.type", "learned"),
+    "sinusoidal": (f"{PE}.type", "sinusoidal"),
+    "none": (f"{PE}.type", "none"),
+    "rope-partial": (f"{PE}.rotary_dim", 8),  # of head_dim 16
+    "rope-linear": (f"{PE}.rope_scaling", _scaled("linear", 2.0)),
+    "rope-dynamic": (f"{PE}.rope_scaling", _scaled("dynamic", 2.0)),
+    "rope-llama3": (f"{PE}.rope_scaling", _scaled("llama3", 8.0, low_freq_factor=1.0, high_freq_factor=4.0)),
+    "rope-yarn": (f"{PE}.rope_scaling", _scaled("yarn", 4.0)),
+    "rope-yarn-partial": (f"{PE}.rope_scaling", _scaled("yarn", 4.0, beta_fast=8.0), f"{PE}.rotary_dim", 8),
     "alibi-6-heads": _alibi(6),
     "alibi-gqa": _alibi(2),
-}
-TARGETS = ("ort", "portable")
+}  # plain RoPE: tests/test_parity.py (tiny-llama)
 # prompts of 40/27/14 tokens (left padded) + 8 decode steps: the longest row passes ORIG_CTX during prefill
 VALIDATE = {"steps": 8, "batch": 3, "prompt_len": 40}
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
 def spec_for(feature: str) -> dict:
-    return _merge({**BASE, "name": f"TinyPositions-{feature}"}, FEATURES[feature])
+    plain = feature == "rope"
+    return case("name", f"tiny-{feature}", "embedding.max_position_embeddings", MAX_POS, *(() if plain else FEATURES[feature]))
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """exported(feature, target) -> model folder, built once per module."""
-    from yamlllm_export import export_onnx
+def test_position_ids_input_only_where_positions_are_read() -> None:
+    from yamlllm_export import load_spec
+    from yamlllm_export.export.io_contract import IOContract
 
-    cache: dict[tuple[str, str], object] = {}
-
-    def get(feature: str, target: str) -> object:
-        if (feature, target) not in cache:
-            out = tmp_path_factory.mktemp("positions") / f"{feature}-{target}"
-            cache[feature, target] = export_onnx(spec_for(feature), out, target=target, seed=0)
-        return cache[feature, target]
-
-    return get
+    has = {f: IOContract.for_spec(load_spec(spec_for(f))).has_position_ids for f in ("learned", "sinusoidal", "none", "rope", "alibi-gqa")}
+    assert has == {"learned": True, "sinusoidal": True, "none": False, "rope": True, "alibi-gqa": False}
 
 
-@pytest.mark.parametrize(
-    ("feature", "target"), [(f, t) for f in FEATURES for t in TARGETS], ids=[f"{f}-{t}" for f in FEATURES for t in TARGETS]
-)
-def test_parity(feature: str, target: str, exported, tmp_path) -> None:  # noqa: ANN001
-    from yamlllm_export.validate.runner import ValidateOptions, validate_folder
+GRID = [(f, t) for f in FEATURES for t in TARGET_NAMES]
 
-    folder = exported(feature, target)
+
+@pytest.mark.parametrize(("feature", "target"), GRID, ids=[f"{f}-{t}" for f, t in GRID])
+def test_parity(feature: str, target: str, export_case, tmp_path) -> None:  # noqa: ANN001
+    folder = export_case(f"positions-{feature}", spec_for(feature), target)
     report = validate_folder(folder, ValidateOptions(eps=("cpu",), report_dir=tmp_path, **VALIDATE))
     rows = {r.check: r for r in report.results}
     print(f"\n{feature}-{target}: " + ", ".join(f"{c} {r.measured}" for c, r in rows.items()))
