@@ -204,6 +204,7 @@ def test_alibi_slopes_paper_recipe(heads: int, exponents: list[float]) -> None:
 # --- parity grid: spec → build → export → validate_folder (ORT CPU vs PyTorch, fp32) ---------------------
 
 MAX_POS, ORIG_CTX = 64, 32  # long context (prompt up to MAX_POS) crosses the original context of the scalings
+# YaRN's scale s is the context ratio MAX_POS / ORIG_CTX = 2 (Hugging Face derives it so when both are given)
 PE = "embedding.positional_encoding"
 
 
@@ -226,8 +227,8 @@ FEATURES: dict[str, tuple] = {
     "rope-linear": (f"{PE}.rope_scaling", _scaled("linear", 2.0)),
     "rope-dynamic": (f"{PE}.rope_scaling", _scaled("dynamic", 2.0)),
     "rope-llama3": (f"{PE}.rope_scaling", _scaled("llama3", 8.0, low_freq_factor=1.0, high_freq_factor=4.0)),
-    "rope-yarn": (f"{PE}.rope_scaling", _scaled("yarn", 4.0)),
-    "rope-yarn-partial": (f"{PE}.rope_scaling", _scaled("yarn", 4.0, beta_fast=8.0), f"{PE}.rotary_dim", 8),
+    "rope-yarn": (f"{PE}.rope_scaling", _scaled("yarn", 2.0)),
+    "rope-yarn-partial": (f"{PE}.rope_scaling", _scaled("yarn", 2.0, beta_fast=8.0), f"{PE}.rotary_dim", 8),
     "alibi-6-heads": _alibi(6),
     "alibi-gqa": _alibi(2),
 }  # plain RoPE: tests/test_parity.py (tiny-llama)
