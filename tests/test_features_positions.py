@@ -223,7 +223,7 @@ FEATURES: dict[str, tuple] = {
     "learned": (f"{PE}.type", "learned"),
     "sinusoidal": (f"{PE}.type", "sinusoidal"),
     "none": (f"{PE}.type", "none"),
-    "rope-partial": (f"{PE}.rotary_dim", 8),  # of head_dim 16
+    "rope-partial": (f"{PE}.partial_rotary_factor", 0.5),  # of head_dim 16: rotary_dim 8
     "rope-linear": (f"{PE}.rope_scaling", _scaled("linear", 2.0)),
     "rope-dynamic": (f"{PE}.rope_scaling", _scaled("dynamic", 2.0)),
     "rope-llama3": (f"{PE}.rope_scaling", _scaled("llama3", 8.0, low_freq_factor=1.0, high_freq_factor=4.0)),
