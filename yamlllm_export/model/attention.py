@@ -71,7 +71,9 @@ class SelfAttention(nn.Module):
         self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs)."""
-        cos, sin, pos = (self.rotary.cos, self.rotary.sin, position_ids) if self.rotary is not None else (None, None, None)
+        cos, sin, pos = None, None, None
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
+            (cos, sin), pos = self.rotary.tables(past_key.shape[2] + x.shape[1], x.dtype), position_ids
         q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
         k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
         out, present_k, present_v = self.kernel(

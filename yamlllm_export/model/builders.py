@@ -15,8 +15,9 @@ from yamlllm_export.model.decoder import Block, DecoderLM
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.norms import make_norm
-from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
-from yamlllm_export.spec.types import AttentionSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec
+from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
+from yamlllm_export.ops.rope_scaling import RopeScaling
+from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -56,21 +57,49 @@ def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
     )  # fmt: skip
 
 
+def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
+    if s is None:
+        return None
+    return RopeScaling(
+        s.type, s.factor, s.original_max_position_embeddings, low_freq_factor=s.low_freq_factor,
+        high_freq_factor=s.high_freq_factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow, attention_factor=s.attention_factor,
+    )  # fmt: skip
+
+
+def _rotary(emb: EmbeddingSpec) -> RotaryCache | DynamicNTKRotary | None:
+    """RoPE tables shared by every layer: static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
+    pe = emb.positional_encoding
+    if pe.type != "rope":
+        return None
+    scaling = _rope_scaling(pe.rope_scaling)
+    if scaling is not None and scaling.type == "dynamic":
+        return DynamicNTKRotary(
+            pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings
+        )
+    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
+
+
+def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
+    """What is added to the token embeddings: learned or sinusoidal tables; nothing for rope, alibi and none."""
+    kind = emb.positional_encoding.type
+    if kind == "learned":
+        return LearnedPositions(emb.max_position_embeddings, dim)
+    if kind == "sinusoidal":
+        return SinusoidalPositions(emb.max_position_embeddings, dim)
+    return None
+
+
 def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
-    rotary = (
-        RotaryCache(emb.max_position_embeddings, emb.positional_encoding.rotary_dim, theta=emb.positional_encoding.rope_theta)
-        if kind == "rope"
-        else None
-    )
+    rotary = _rotary(emb)
     embed = nn.Embedding(emb.vocab_size, d, padding_idx=emb.padding_idx)
     lm_head = nn.Linear(d, emb.vocab_size, bias=False)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
     return DecoderLM(
         embed=embed,
-        positions=LearnedPositions(emb.max_position_embeddings, d) if kind == "learned" else None,
+        positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
         blocks=[_block(layer, rotary) for layer in spec.layer_specs()],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
