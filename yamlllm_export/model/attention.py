@@ -26,6 +26,7 @@ class SelfAttention(nn.Module):
         self.o_proj = nn.Linear(num_heads * head_dim, dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; holds buffers only
+        self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
         self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor

@@ -35,6 +35,8 @@ def parameter_count(spec: ModelSpec) -> int:
 
 
 def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
-    """Bytes the exported KV cache grows by per token, summed over layers (keys + values)."""
+    """Bytes the exported KV cache grows by per token, summed over layers: keys + values (2·nkv·head_dim), or
+    for multi-latent attention the compressed latent + the shared RoPE key (mla_latent_dim + mla_rope_head_dim)."""
     att = spec.layer.attention
-    return spec.num_layers * 2 * att.num_kv_heads * att.head_dim * DTYPE_BYTES[dtype]
+    per_layer = att.mla_latent_dim + att.mla_rope_head_dim if att.mechanism == "mla" else 2 * att.num_kv_heads * att.head_dim
+    return spec.num_layers * per_layer * DTYPE_BYTES[dtype]
