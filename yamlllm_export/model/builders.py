@@ -13,7 +13,8 @@ from yamlllm_export.model.attention import SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
-from yamlllm_export.model.norms import make_norm
+from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
+from yamlllm_export.model.norms import RMSNorm, make_norm
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
 from yamlllm_export.spec.types import LayerSpec, ModelSpec, NormSpec
 
@@ -24,12 +25,30 @@ def _norm(spec: NormSpec, dim: int) -> nn.Module:
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
 
 
+def _mla(lay: LayerSpec, rotary: RotaryCache | None) -> MultiLatentAttention:
+    """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
+    att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
+    q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
+    if att.mla_rank is None:
+        query = nn.Linear(d, q_out, bias=att.qkv_bias)
+    else:
+        query = LowRankQuery(d, q_out, rank=att.mla_rank, norm=RMSNorm(att.mla_rank, eps=eps, affine=True), bias=att.qkv_bias)
+    return MultiLatentAttention(
+        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
+        latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
+        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+    )  # fmt: skip
+
+
 def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
     att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
-    attn = SelfAttention(
-        d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
-        bias=att.bias, dropout=att.dropout, rotary=rotary,
-    )  # fmt: skip
+    if att.mechanism == "mla":
+        attn = _mla(lay, rotary)
+    else:
+        attn = SelfAttention(
+            d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
+            bias=att.bias, dropout=att.dropout, rotary=rotary,
+        )  # fmt: skip
     mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
     mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
     return Block(

@@ -1,0 +1,98 @@
+"""Multi-latent attention (MLA, DeepSeek-V2): parity of the exported graph on every target, the latent cache
+in the graph I/O, and the cache bytes per token against the equivalent multi-head model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from feature_cases import case
+from validate_fixtures import assert_parity
+
+from yamlllm_export.lowerings import TARGET_NAMES
+from yamlllm_export.spec import load_spec
+from yamlllm_export.spec.sizes import kv_cache_bytes_per_token
+
+NH, HEAD_DIM = 4, 16
+MLA = ("layer.attention.mechanism", "mla", "layer.attention.num_kv_heads", ..., "layer.attention.head_dim", HEAD_DIM)
+CASES = {
+    # full-rank query, latent 24 + rope 8, values as wide as the nope head
+    "mla": case(*MLA, "layer.attention.mla_latent_dim", 24, "layer.attention.mla_rope_head_dim", 8),
+    # low-rank query (W_dq → RMSNorm → W_uq), latent 32 + rope 16, narrower values, all biases on
+    "mla-q-rank": case(
+        *MLA,
+        "layer.attention.mla_latent_dim",
+        32,
+        "layer.attention.mla_rope_head_dim",
+        16,
+        "layer.attention.mla_rank",
+        16,
+        "layer.attention.mla_v_head_dim",
+        8,
+        "layer.attention.bias",
+        True,
+    ),  # fmt: skip
+}
+TARGETS = [
+    pytest.param(t, marks=pytest.mark.skipif(t not in TARGET_NAMES, reason=f"target {t!r} is not built yet"))
+    for t in ("ort", "onnx", "portable")
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_mla_parity(name: str, target: str, export_case: Callable[..., Path], tmp_path: Path) -> None:
+    """validate on CPU ORT: left-padded prefill, 8 decode steps, incremental vs recompute, long context, tokens."""
+    assert_parity(export_case(name, CASES[name], target), tmp_path)
+
+
+@pytest.mark.parametrize("target", ["ort", "portable"])
+def test_mla_cache_is_the_latent(target: str, export_case: Callable[..., Path]) -> None:
+    """The graph's cache inputs and outputs are (batch, 1, length, latent) and (batch, 1, length, rope dim) per
+    layer, named past_key_values.{i}.latent / .rope_key and present.{i}.latent / .rope_key: no per-head keys."""
+    spec = CASES["mla"]["layer"]["attention"]
+    graph = onnx.load(str(export_case("mla", CASES["mla"], target) / "model.onnx"), load_external_data=False).graph
+
+    def dims(value: onnx.ValueInfoProto) -> list[object]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    io = {v.name: dims(v) for v in [*graph.input, *graph.output]}
+    for i in range(2):
+        for kind, size in (("latent", spec["mla_latent_dim"]), ("rope_key", spec["mla_rope_head_dim"])):
+            past, present = io.pop(f"past_key_values.{i}.{kind}"), io.pop(f"present.{i}.{kind}")
+            assert past == ["batch_size", 1, "past_sequence_length", size], past
+            assert present[:2] == ["batch_size", 1] and isinstance(present[2], str) and present[3] == size, present
+    assert sorted(io) == ["attention_mask", "input_ids", "logits", "position_ids"]
+
+
+def test_mla_cache_bytes_per_token_below_mha(export_case: Callable[..., Path]) -> None:
+    """build.json's KV-cache bytes/token for MLA = layers·(latent + rope)·4; the same model with multi-head
+    attention (4 heads of 16) needs layers·2·nh·head_dim·4: a factor 2·4·16 / (24 + 8) = 4 more."""
+    info = json.loads((export_case("mla", CASES["mla"], "portable") / "build.json").read_text())
+    mha = load_spec(case("layer.attention.num_kv_heads", NH, "layer.attention.head_dim", HEAD_DIM))
+    att = CASES["mla"]["layer"]["attention"]
+    assert info["kv_cache_bytes_per_token"] == 2 * (att["mla_latent_dim"] + att["mla_rope_head_dim"]) * 4 == 256
+    assert kv_cache_bytes_per_token(mha) == 2 * 2 * NH * HEAD_DIM * 4 == 1024
+    assert kv_cache_bytes_per_token(mha) / info["kv_cache_bytes_per_token"] == 2 * NH * HEAD_DIM / (24 + 8)
+
+
+@torch.no_grad()
+def test_mla_caches_normalised_latent_and_rotated_rope_key() -> None:
+    """What the cache holds (model/mla.py): RMSNorm(W_dkv·x) and RoPE(W_kr·x) at each token's position."""
+    from yamlllm_export import build_model
+    from yamlllm_export.ops.rotary import apply_rotary
+
+    model = build_model(load_spec(CASES["mla"]), seed=0)
+    ids = torch.randint(1, 256, (2, 5))
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    _, presents = model(ids, mask)
+    attn, x = model.blocks[0].attn, model.blocks[0].norm1(model.embed(ids))
+    latent, rope_key = attn.kv_down(x).split([24, 8], dim=-1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    rotated = apply_rotary(rope_key[:, :, None], pos, attn.rotary.cos, attn.rotary.sin)[:, :, 0]
+    torch.testing.assert_close(presents[0][0][:, 0], attn.kv_norm(latent))
+    torch.testing.assert_close(presents[0][1][:, 0], rotated)
