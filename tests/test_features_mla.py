@@ -18,35 +18,18 @@ from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.sizes import kv_cache_bytes_per_token
 
 NH, HEAD_DIM = 4, 16
+ATT = "layer.attention."
 # init std 0.1, not the base's 0.02: with 0.02 the scores are so small that attention is nearly uniform and a 2 %
 # error in the softmax scale still passes at 6e-5 (measured); with 0.1 it fails at 3e-2
-MLA = (
-    "layer.attention.mechanism",
-    "mla",
-    "layer.attention.num_kv_heads",
-    ...,
-    "layer.attention.head_dim",
-    HEAD_DIM,
-    "initialization.std",
-    0.1,
-)
+MLA = (ATT + "mechanism", "mla", ATT + "num_kv_heads", ..., ATT + "head_dim", HEAD_DIM, "initialization.std", 0.1)
+Q_RANK = (ATT + "mla_rank", 16, ATT + "mla_v_head_dim", 8)
 CASES = {
     # full-rank query, latent 24 + rope 8, values as wide as the nope head
-    "mla": case(*MLA, "layer.attention.mla_latent_dim", 24, "layer.attention.mla_rope_head_dim", 8),
+    "mla": case(*MLA, ATT + "mla_latent_dim", 24, ATT + "mla_rope_head_dim", 8),
     # low-rank query (W_dq → RMSNorm → W_uq), latent 32 + rope 16, narrower values, all biases on
-    "mla-q-rank": case(
-        *MLA,
-        "layer.attention.mla_latent_dim",
-        32,
-        "layer.attention.mla_rope_head_dim",
-        16,
-        "layer.attention.mla_rank",
-        16,
-        "layer.attention.mla_v_head_dim",
-        8,
-        "layer.attention.bias",
-        True,
-    ),  # fmt: skip
+    "mla-q-rank": case(*MLA, *Q_RANK, ATT + "mla_latent_dim", 32, ATT + "mla_rope_head_dim", 16, ATT + "bias", True),
+    # learned positions: no decoupled RoPE part, the cache is the latent alone
+    "mla-learned": case(*MLA, ATT + "mla_latent_dim", 24, "embedding.positional_encoding", {"type": "learned"}),
 }
 TARGETS = [
     pytest.param(t, marks=pytest.mark.skipif(t not in TARGET_NAMES, reason=f"target {t!r} is not built yet"))

@@ -12,6 +12,7 @@ Multi-latent attention (``mechanism: mla``) caches the compressed latent instead
          past_key_values.{i}.rope_key       (batch_size, 1, past_sequence_length, mla_rope_head_dim) RoPE(W_kr·x)
          present.{i}.latent / .rope_key     the same with past_sequence_length + sequence_length
 The axis of size 1 is the (single, shared) KV head, so every cache tensor is (batch, heads, length, dim).
+MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cache is ``.latent`` alone.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ class IOContract:
     @classmethod
     def for_spec(cls, spec: ModelSpec) -> IOContract:
         att = spec.layer.attention
-        if att.mechanism == "mla":
-            cache = (CacheTensor("latent", 1, att.mla_latent_dim), CacheTensor("rope_key", 1, att.mla_rope_head_dim))
+        if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
+            rope = (CacheTensor("rope_key", 1, att.mla_rope_head_dim),) if att.mla_rope_head_dim else ()
+            cache = (CacheTensor("latent", 1, att.mla_latent_dim), *rope)
         else:
             cache = (CacheTensor("key", att.num_kv_heads, att.head_dim), CacheTensor("value", att.num_kv_heads, att.head_dim))
         return cls(
@@ -107,4 +109,4 @@ class FlatIO(nn.Module):
         n = len(self.contract.cache)
         past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
         logits, presents = self.model(input_ids, attention_mask, position_ids, past)
-        return (logits, *(t for kv in presents for t in kv))
+        return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key

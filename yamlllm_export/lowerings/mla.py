@@ -37,8 +37,10 @@ def _ints(op: Any, *v: int) -> Any:
 
 
 def _split_query(op: Any, query: Any, rope_key: Any, num_heads: int) -> tuple[Any, Any]:
-    """query (B, S, nh·(dn + dr)) → q_nope (B, S, nh, dn), q_rope (B, S, nh, dr)."""
+    """query (B, S, nh·(dn + dr)) → q_nope (B, S, nh, dn), q_rope (B, S, nh, dr) (None without a rope key)."""
     q = op.Reshape(query, _ints(op, 0, 0, num_heads, -1))  # (B, S, nh, dn + dr)
+    if rope_key is None:
+        return q, None
     neg_dr = op.Neg(dim(op, rope_key, -1))
     return op.Slice(q, _ints(op, 0), neg_dr, _ints(op, -1)), op.Slice(q, neg_dr, _ints(op, BIG), _ints(op, -1))
 
@@ -77,6 +79,11 @@ def _rotary(op: Any, x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) 
     return op.Concat(op.Sub(op.Mul(x1, cos), op.Mul(x2, sin)), op.Add(op.Mul(x2, cos), op.Mul(x1, sin)), axis=-1)
 
 
+def _no_rope(op: Any, present_latent: Any) -> Any:
+    """The (B, 1, T, 0) present_rope_key of MLA without RoPE: the model drops it, so the exporter prunes it."""
+    return op.Slice(present_latent, _ints(op, 0), _ints(op, 0), _ints(op, -1))
+
+
 def _scaled(op: Any, x: Any, scale: float) -> Any:
     return op.Mul(x, op.CastLike(op.Constant(value_float=scale), x))
 
@@ -89,11 +96,11 @@ def ort_mla_attention(
     op = opset18
     q_nope, q_rope = _split_query(op, query, rope_key, num_heads)  # (B, S, nh, dn), (B, S, nh, dr)
     k_rope = rope_key  # (B, S, dr)
-    if cos_cache is not None:
+    if cos_cache is not None and rope_key is not None:
         q_rope = msft.RotaryEmbedding(op.Reshape(q_rope, _ints(op, 0, 0, -1)), position_ids, cos_cache, sin_cache, num_heads=num_heads)
         q_rope = op.Reshape(q_rope, _ints(op, 0, 0, num_heads, -1))  # (B, S, nh, dr)
         k_rope = msft.RotaryEmbedding(rope_key, position_ids, cos_cache, sin_cache, num_heads=1)
-    k_rope = op.Unsqueeze(k_rope, _ints(op, 2))  # (B, S, 1, dr)
+    k_rope = op.Unsqueeze(k_rope, _ints(op, 2)) if k_rope is not None else None  # (B, S, 1, dr)
     return _latent_attention(op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale)
 
 
@@ -104,15 +111,18 @@ def standard_mla_attention(
     """``yamlllm::mla_attention`` → opset-23 RotaryEmbedding + Attention (one KV head of size L + dr, values of size L)."""
     op = opset23
     q_nope, q_rope = _split_query(op, query, rope_key, num_heads)
-    q_rope = op.Transpose(q_rope, perm=[0, 2, 1, 3])  # (B, nh, S, dr)
-    k_rope = op.Unsqueeze(rope_key, _ints(op, 1))  # (B, 1, S, dr)
-    if cos_cache is not None:
-        q_rope = op.RotaryEmbedding(q_rope, cos_cache, sin_cache, position_ids)
-        k_rope = op.RotaryEmbedding(k_rope, cos_cache, sin_cache, position_ids)
     present_latent = op.Concat(past_latent, op.Unsqueeze(latent, _ints(op, 1)), axis=2)  # (B, 1, T, L)
-    present_rope = op.Concat(past_rope_key, k_rope, axis=2)  # (B, 1, T, dr)
-    q = op.Concat(_absorb_query(op, q_nope, w_uk, num_heads), q_rope, axis=-1)  # (B, nh, S, L + dr)
-    k = op.Concat(present_latent, present_rope, axis=-1)  # (B, 1, T, L + dr)
+    q, k = _absorb_query(op, q_nope, w_uk, num_heads), present_latent  # (B, nh, S, L), (B, 1, T, L)
+    present_rope = _no_rope(op, present_latent)
+    if rope_key is not None:
+        q_rope = op.Transpose(q_rope, perm=[0, 2, 1, 3])  # (B, nh, S, dr)
+        k_rope = op.Unsqueeze(rope_key, _ints(op, 1))  # (B, 1, S, dr)
+        if cos_cache is not None:
+            q_rope = op.RotaryEmbedding(q_rope, cos_cache, sin_cache, position_ids)
+            k_rope = op.RotaryEmbedding(k_rope, cos_cache, sin_cache, position_ids)
+        present_rope = op.Concat(past_rope_key, k_rope, axis=2)  # (B, 1, T, dr)
+        q = op.Concat(q, q_rope, axis=-1)  # (B, nh, S, L + dr)
+        k = op.Concat(present_latent, present_rope, axis=-1)  # (B, 1, T, L + dr)
     mask = _mask(op, query, dim(op, past_latent, 2), dim(op, query, 1), attention_bias)  # (B|1, 1|nh, S, T)
     ctx = op.Attention(q, k, present_latent, mask, scale=scale)  # (B, nh, S, L)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx
@@ -126,8 +136,8 @@ def portable_mla_attention(
     """``yamlllm::mla_attention`` as plain opset-18 ops: RoPE by Gather/Mul, MatMul/Softmax over the latent."""
     op = opset18
     q_nope, q_rope = _split_query(op, query, rope_key, num_heads)  # (B, S, nh, dn), (B, S, nh, dr)
-    k_rope = op.Unsqueeze(rope_key, _ints(op, 2))  # (B, S, 1, dr)
-    if cos_cache is not None:
+    k_rope = op.Unsqueeze(rope_key, _ints(op, 2)) if rope_key is not None else None  # (B, S, 1, dr)
+    if cos_cache is not None and rope_key is not None:
         q_rope, k_rope = _rotary(op, q_rope, position_ids, cos_cache, sin_cache), _rotary(op, k_rope, position_ids, cos_cache, sin_cache)
     return _latent_attention(op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale)
 
@@ -139,13 +149,13 @@ def _latent_attention(
     """The absorbed attention in MatMul/Softmax, from rotated q_rope (B, S, nh, dr) and k_rope (B, S, 1, dr):
     multi-query attention over the cache, broadcast over heads by MatMul (never repeated nh times)."""
     present_latent = op.Concat(past_latent, op.Unsqueeze(latent, _ints(op, 1)), axis=2)  # (B, 1, T, L)
-    present_rope = op.Concat(past_rope_key, op.Transpose(k_rope, perm=[0, 2, 1, 3]), axis=2)  # (B, 1, T, dr)
     q_lat = _scaled(op, _absorb_query(op, q_nope, w_uk, num_heads), scale)  # (B, nh, S, L)
-    q_rope = _scaled(op, op.Transpose(q_rope, perm=[0, 2, 1, 3]), scale)  # (B, nh, S, dr)
-    scores = op.Add(
-        op.MatMul(q_lat, op.Transpose(present_latent, perm=[0, 1, 3, 2])),  # (B, nh, S, L) @ (B, 1, L, T)
-        op.MatMul(q_rope, op.Transpose(present_rope, perm=[0, 1, 3, 2])),  # (B, nh, S, dr) @ (B, 1, dr, T)
-    )  # (B, nh, S, T)
+    scores = op.MatMul(q_lat, op.Transpose(present_latent, perm=[0, 1, 3, 2]))  # (B, nh, S, L) @ (B, 1, L, T)
+    present_rope = _no_rope(op, present_latent)
+    if k_rope is not None:
+        present_rope = op.Concat(past_rope_key, op.Transpose(k_rope, perm=[0, 2, 1, 3]), axis=2)  # (B, 1, T, dr)
+        q_rope = _scaled(op, op.Transpose(q_rope, perm=[0, 2, 1, 3]), scale)  # (B, nh, S, dr)
+        scores = op.Add(scores, op.MatMul(q_rope, op.Transpose(present_rope, perm=[0, 1, 3, 2])))  # (B, nh, S, dr) @ (B, 1, dr, T)
     scores = op.Add(scores, _mask(op, q_lat, dim(op, past_latent, 2), dim(op, latent, 1), attention_bias))
     ctx = op.MatMul(op.Softmax(scores, axis=-1), present_latent)  # (B, nh, S, T) @ (B, 1, T, L) → (B, nh, S, L)
     return _expand_values(op, ctx, w_uv, num_heads), present_latent, present_rope

@@ -11,7 +11,8 @@ dr the decoupled RoPE dim, dv the value head dim, L the KV latent rank, r the qu
     out      = W_o · concat_h softmax(q^(h)·k^(h)ᵀ / sqrt(dn + dr) + mask)·v^(h)
 
 The cache per layer is (latent, rope_key) = (the *normalised* c, RoPE(k_r)): (B, 1, T, L) and (B, 1, T, dr),
-what DeepSeek's inference engines keep. Biases (DeepSeek's ``attention_bias``): on W_q / W_dq and W_dkv
+what DeepSeek's inference engines keep. Without RoPE (learned / sinusoidal / no positions) dr = 0: there is no
+rope key, the cache is the latent alone and the rope-key slot of the layer's cache pair is None. Biases (DeepSeek's ``attention_bias``): on W_q / W_dq and W_dkv
 (``qkv_bias``) and on W_o (``out_bias``); the up-projections W_uq, W_uk, W_uv never have one.
 """
 
@@ -74,17 +75,24 @@ class MultiLatentAttention(nn.Module):
         self.o_proj = nn.Linear(num_heads * v_head_dim, dim, bias=out_bias)
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; tables of rope_dim
-        self.cache_dims = ((1, latent_dim), (1, rope_dim))  # (heads, dim) of each cache tensor: latent, rope_key
+        # (heads, dim) of each cache tensor: latent, rope_key; without RoPE (rope_dim 0) the latent alone
+        self.cache_dims = ((1, latent_dim), (1, rope_dim)) if rope_dim else ((1, latent_dim),)
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past_latent: torch.Tensor, past_rope_key: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents."""
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_latent: torch.Tensor,
+        past_rope_key: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents
+        (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None."""
         cos, sin, pos = (self.rotary.cos, self.rotary.sin, position_ids) if self.rotary is not None else (None, None, None)
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(
-            q, self.kv_norm(latent), rope_key, past_latent, past_rope_key, bias, cos, sin, pos,
+            q, self.kv_norm(latent), rope_key if self.rope_dim else None, past_latent, past_rope_key, bias, cos, sin, pos,
             self.k_up.weight, self.v_up.weight, self.num_heads, 1.0 / math.sqrt(self.head_dim + self.rope_dim),
         )  # fmt: skip
-        return self.dropout(self.o_proj(out)), present_latent, present_rope_key
+        return self.dropout(self.o_proj(out)), present_latent, present_rope_key if self.rope_dim else None

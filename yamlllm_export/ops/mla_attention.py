@@ -8,6 +8,8 @@ dr the decoupled RoPE dim (one key shared by all heads), dv the value head dim, 
 - latent (B, S, L): the (normalised) compressed KV c_kv of the new tokens;
 - rope_key (B, S, dr): the shared RoPE key of the new tokens, not rotated yet;
 - past_latent (B, 1, P, L), past_rope_key (B, 1, P, dr): the cache (rope keys already rotated);
+  rope_key and past_rope_key are both None for MLA without RoPE (dr = 0; present_rope_key is then (B, 1, T, 0)
+  and the caller drops it: the cache is the latent alone);
 - attention_bias (B, 1|nh, S, T) or None: added to the scaled scores (padding; masked keys hold ``mask_value``);
 - cos_cache, sin_cache (max_positions, dr/2) and position_ids (B, S), all or none: RoPE for q_rope and rope_key;
 - w_uk (nh·dn, L), w_uv (nh·dv, L): the up-projections of the latent to keys and values (``nn.Linear`` weights);
@@ -41,9 +43,9 @@ from yamlllm_export.ops.rotary import apply_rotary
 def mla_attention(
     query: torch.Tensor,
     latent: torch.Tensor,
-    rope_key: torch.Tensor,
+    rope_key: torch.Tensor | None,
     past_latent: torch.Tensor,
-    past_rope_key: torch.Tensor,
+    past_rope_key: torch.Tensor | None,
     attention_bias: torch.Tensor | None,
     cos_cache: torch.Tensor | None,
     sin_cache: torch.Tensor | None,
@@ -54,6 +56,9 @@ def mla_attention(
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, S, _ = query.shape
+    P, T = past_latent.shape[2], past_latent.shape[2] + S
+    if rope_key is None:  # no decoupled RoPE part: dr = 0
+        rope_key, past_rope_key = query.new_zeros(B, S, 0), past_latent.new_zeros(B, 1, P, 0)
     dr = rope_key.shape[-1]
     dn, dv = w_uk.shape[0] // num_heads, w_uv.shape[0] // num_heads
     q_nope, q_rope = query.view(B, S, num_heads, dn + dr).split([dn, dr], dim=-1)  # (B, S, nh, dn), (B, S, nh, dr)
@@ -63,7 +68,6 @@ def mla_attention(
         k_rope = apply_rotary(k_rope, position_ids, cos_cache, sin_cache)
     present_latent = torch.cat([past_latent, latent.unsqueeze(1)], dim=2)  # (B, 1, T, L)
     present_rope = torch.cat([past_rope_key, k_rope.transpose(1, 2)], dim=2)  # (B, 1, T, dr)
-    P, T = past_latent.shape[2], past_latent.shape[2] + S
     c = present_latent[:, 0]  # (B, T, L)
     k_nope = (c @ w_uk.t()).view(B, T, num_heads, dn).transpose(1, 2)  # (B, nh, T, dn)
     v = (c @ w_uv.t()).view(B, T, num_heads, dv).transpose(1, 2)  # (B, nh, T, dv)
@@ -79,7 +83,7 @@ def mla_attention(
 
 @mla_attention.op.register_fake
 def _(
-    query: torch.Tensor, latent: torch.Tensor, rope_key: torch.Tensor, past_latent: torch.Tensor, past_rope_key: torch.Tensor,
+    query: torch.Tensor, latent: torch.Tensor, rope_key: torch.Tensor | None, past_latent: torch.Tensor, past_rope_key: torch.Tensor | None,
     attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
     position_ids: torch.Tensor | None, w_uk: torch.Tensor, w_uv: torch.Tensor, num_heads: int, scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -88,5 +92,5 @@ def _(
     return (
         query.new_empty(B, S, w_uv.shape[0]),
         past_latent.new_empty(B, 1, T, latent.shape[-1]),
-        past_rope_key.new_empty(B, 1, T, rope_key.shape[-1]),
+        past_latent.new_empty(B, 1, T, 0 if rope_key is None else rope_key.shape[-1]),
     )
