@@ -21,6 +21,7 @@ The helpers take the opset as a parameter (``op``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from onnxscript import opset18, opset23, values
@@ -58,16 +59,34 @@ def _expand_values(op: Any, ctx: Any, w_uv: Any, num_heads: int) -> Any:
     return op.Reshape(op.Transpose(out, perm=[0, 2, 1, 3]), _ints(op, 0, 0, -1))  # (B, S, nh·dv)
 
 
-def _mask(op: Any, like: Any, past: Any, new: Any, attention_bias: Any) -> Any:
-    """Additive (S, T) causal mask by cache index (new token i sees entries 0 .. P + i), plus the bias
-    (B, 1|nh, S, T) when given; finite masked values (see ops/masking.py)."""
+@dataclass(frozen=True)
+class Variant:
+    """The attention variants of the op's trailing attributes (see ``ops/mla_attention.py``)."""
+
+    window_size: int = 0
+    causal: bool = True
+    softcap: float = 0.0
+
+
+def _mask(op: Any, like: Any, past: Any, new: Any, attention_bias: Any, variant: Variant) -> Any:
+    """Additive (S, T) visibility mask by cache index (new token i at P + i sees j ≤ P + i when causal, and
+    j > P + i − window_size with a window) plus the bias (B, 1|nh, S, T) when given; finite masked values
+    (see ops/masking.py). None when everything is visible and there is no bias."""
     P, T = past, op.Add(past, new)
-    k_idx = op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1))
-    q_idx = op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1))
-    visible = op.LessOrEqual(op.Unsqueeze(k_idx, _ints(op, 0)), op.Unsqueeze(q_idx, _ints(op, 1)))  # (S, T)
-    zero, neg = op.CastLike(op.Constant(value_float=0.0), like), op.CastLike(op.Constant(value_float=common.neg(like)), like)
-    mask = op.Where(visible, zero, neg)
-    return mask if attention_bias is None else op.Add(mask, op.CastLike(attention_bias, like))
+    j = op.Unsqueeze(op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1)), _ints(op, 0))  # (1, T)
+    i = op.Unsqueeze(op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1)), _ints(op, 1))  # (S, 1)
+    visible = op.LessOrEqual(j, i) if variant.causal else None
+    if variant.window_size > 0:
+        in_window = op.Greater(j, op.Sub(i, op.Constant(value_int=variant.window_size)))
+        visible = in_window if visible is None else op.And(visible, in_window)
+    mask = None
+    if visible is not None:
+        zero, neg = op.CastLike(op.Constant(value_float=0.0), like), op.CastLike(op.Constant(value_float=common.neg(like)), like)
+        mask = op.Where(visible, zero, neg)
+    if attention_bias is not None:
+        bias = op.CastLike(attention_bias, like)
+        mask = bias if mask is None else op.Add(mask, bias)
+    return mask
 
 
 def _rotary(op: Any, x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) -> Any:
@@ -91,6 +110,7 @@ def _scaled(op: Any, x: Any, scale: float) -> Any:
 def ort_mla_attention(
     query: Any, latent: Any, rope_key: Any, past_latent: Any, past_rope_key: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, w_uk: Any, w_uv: Any, num_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::mla_attention`` → com.microsoft.RotaryEmbedding + MatMul/Softmax over the latent (module docstring)."""
     op = opset18
@@ -101,12 +121,27 @@ def ort_mla_attention(
         q_rope = op.Reshape(q_rope, _ints(op, 0, 0, num_heads, -1))  # (B, S, nh, dr)
         k_rope = msft.RotaryEmbedding(rope_key, position_ids, cos_cache, sin_cache, num_heads=1)
     k_rope = op.Unsqueeze(k_rope, _ints(op, 2)) if k_rope is not None else None  # (B, S, 1, dr)
-    return _latent_attention(op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale)
+    return _latent_attention(
+        op,
+        q_nope,
+        q_rope,
+        latent,
+        k_rope,
+        past_latent,
+        past_rope_key,
+        attention_bias,
+        w_uk,
+        w_uv,
+        num_heads,
+        scale,
+        Variant(window_size, causal, softcap),
+    )
 
 
 def standard_mla_attention(
     query: Any, latent: Any, rope_key: Any, past_latent: Any, past_rope_key: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, w_uk: Any, w_uv: Any, num_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::mla_attention`` → opset-23 RotaryEmbedding + Attention (one KV head of size L + dr, values of size L)."""
     op = opset23
@@ -123,8 +158,9 @@ def standard_mla_attention(
         present_rope = op.Concat(past_rope_key, k_rope, axis=2)  # (B, 1, T, dr)
         q = op.Concat(q, q_rope, axis=-1)  # (B, nh, S, L + dr)
         k = op.Concat(present_latent, present_rope, axis=-1)  # (B, 1, T, L + dr)
-    mask = _mask(op, query, dim(op, past_latent, 2), dim(op, query, 1), attention_bias)  # (B|1, 1|nh, S, T)
-    ctx = op.Attention(q, k, present_latent, mask, scale=scale)  # (B, nh, S, L)
+    mask = _mask(op, query, dim(op, past_latent, 2), dim(op, query, 1), attention_bias, Variant(window_size, causal, softcap))
+    softcap_attr = {"softcap": softcap} if softcap > 0 else {}
+    ctx = op.Attention(q, k, present_latent, mask, scale=scale, **softcap_attr)  # (B, nh, S, L); mask (B|1, 1|nh, S, T)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx
     return _expand_values(op, ctx, w_uv, num_heads), present_latent, present_rope
 
@@ -132,6 +168,7 @@ def standard_mla_attention(
 def portable_mla_attention(
     query: Any, latent: Any, rope_key: Any, past_latent: Any, past_rope_key: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, w_uk: Any, w_uv: Any, num_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::mla_attention`` as plain opset-18 ops: RoPE by Gather/Mul, MatMul/Softmax over the latent."""
     op = opset18
@@ -139,12 +176,26 @@ def portable_mla_attention(
     k_rope = op.Unsqueeze(rope_key, _ints(op, 2)) if rope_key is not None else None  # (B, S, 1, dr)
     if cos_cache is not None and rope_key is not None:
         q_rope, k_rope = _rotary(op, q_rope, position_ids, cos_cache, sin_cache), _rotary(op, k_rope, position_ids, cos_cache, sin_cache)
-    return _latent_attention(op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale)
+    return _latent_attention(
+        op,
+        q_nope,
+        q_rope,
+        latent,
+        k_rope,
+        past_latent,
+        past_rope_key,
+        attention_bias,
+        w_uk,
+        w_uv,
+        num_heads,
+        scale,
+        Variant(window_size, causal, softcap),
+    )
 
 
 def _latent_attention(
     op: Any, q_nope: Any, q_rope: Any, latent: Any, k_rope: Any, past_latent: Any, past_rope_key: Any, attention_bias: Any,
-    w_uk: Any, w_uv: Any, num_heads: int, scale: float,
+    w_uk: Any, w_uv: Any, num_heads: int, scale: float, variant: Variant,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """The absorbed attention in MatMul/Softmax, from rotated q_rope (B, S, nh, dr) and k_rope (B, S, 1, dr):
     multi-query attention over the cache, broadcast over heads by MatMul (never repeated nh times)."""
@@ -156,6 +207,10 @@ def _latent_attention(
         present_rope = op.Concat(past_rope_key, op.Transpose(k_rope, perm=[0, 2, 1, 3]), axis=2)  # (B, 1, T, dr)
         q_rope = _scaled(op, op.Transpose(q_rope, perm=[0, 2, 1, 3]), scale)  # (B, nh, S, dr)
         scores = op.Add(scores, op.MatMul(q_rope, op.Transpose(present_rope, perm=[0, 1, 3, 2])))  # (B, nh, S, dr) @ (B, 1, dr, T)
-    scores = op.Add(scores, _mask(op, q_lat, dim(op, past_latent, 2), dim(op, latent, 1), attention_bias))
+    if variant.softcap > 0:  # before the mask, as ONNX Attention and yamlllm::attention
+        cap = op.CastLike(op.Constant(value_float=variant.softcap), scores)
+        scores = op.Mul(cap, op.Tanh(op.Div(scores, cap)))
+    mask = _mask(op, q_lat, dim(op, past_latent, 2), dim(op, latent, 1), attention_bias, variant)
+    scores = scores if mask is None else op.Add(scores, mask)
     ctx = op.MatMul(op.Softmax(scores, axis=-1), present_latent)  # (B, nh, S, T) @ (B, 1, T, L) → (B, nh, S, L)
     return _expand_values(op, ctx, w_uv, num_heads), present_latent, present_rope

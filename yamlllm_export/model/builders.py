@@ -37,6 +37,7 @@ def _mla(lay: LayerSpec, rotary: RotaryCache | None) -> MultiLatentAttention:
         d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
         latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
         qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+        window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
     )  # fmt: skip
 
 

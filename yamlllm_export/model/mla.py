@@ -56,9 +56,13 @@ class MultiLatentAttention(nn.Module):
         out_bias: bool,
         dropout: float,
         rotary: RotaryCache | None,
+        window_size: int = 0,
+        causal: bool = True,
+        softcap: float = 0.0,
     ) -> None:
         """``query_proj``: d → nh·(head_dim + rope_dim), an ``nn.Linear`` or a ``LowRankQuery``;
-        ``kv_norm``: the norm over the latent (RMSNorm in DeepSeek)."""
+        ``kv_norm``: the norm over the latent (RMSNorm in DeepSeek); ``window_size`` (0: none), ``causal`` and
+        ``softcap`` (0: none) as in ``SelfAttention``."""
         super().__init__()
         self.num_heads, self.head_dim, self.rope_dim, self.v_head_dim, self.latent_dim = (
             num_heads,
@@ -75,6 +79,7 @@ class MultiLatentAttention(nn.Module):
         self.o_proj = nn.Linear(num_heads * v_head_dim, dim, bias=out_bias)
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; tables of rope_dim
+        self.window_size, self.causal, self.softcap = window_size, causal, softcap
         # (heads, dim) of each cache tensor: latent, rope_key; without RoPE (rope_dim 0) the latent alone
         self.cache_dims = ((1, latent_dim), (1, rope_dim)) if rope_dim else ((1, latent_dim),)
 
@@ -94,5 +99,6 @@ class MultiLatentAttention(nn.Module):
         out, present_latent, present_rope_key = ops.mla_attention(
             q, self.kv_norm(latent), rope_key if self.rope_dim else None, past_latent, past_rope_key, bias, cos, sin, pos,
             self.k_up.weight, self.v_up.weight, self.num_heads, 1.0 / math.sqrt(self.head_dim + self.rope_dim),
+            self.window_size, self.causal, self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_latent, present_rope_key if self.rope_dim else None

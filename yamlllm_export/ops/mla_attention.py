@@ -26,7 +26,9 @@ softmax. Per-head keys and values are never materialised, which is the point of 
 
 ``ort`` lowers it to com.microsoft.RotaryEmbedding + GroupQueryAttention (kv_num_heads = 1);
 ``onnx`` to opset-23 RotaryEmbedding + Attention; ``portable`` to plain opset-18 ops (``lowerings/mla.py``).
-Causality is by cache index (new token i sees entries 0 .. P + i) as in ``yamlllm::attention``.
+Visibility is by cache index as in ``yamlllm::attention``: new token i (index P + i) sees index j when j ≤ P + i
+(``causal``; without it every j < T) and j > P + i − window_size (``window_size`` > 0). ``softcap`` > 0 caps
+the scaled scores, softcap·tanh(scores/softcap), before the mask and bias are added.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def mla_attention(
     w_uv: torch.Tensor,
     num_heads: int,
     scale: float,
+    window_size: int = 0,
+    causal: bool = True,
+    softcap: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, S, _ = query.shape
     P, T = past_latent.shape[2], past_latent.shape[2] + S
@@ -73,11 +78,18 @@ def mla_attention(
     v = (c @ w_uv.t()).view(B, T, num_heads, dv).transpose(1, 2)  # (B, nh, T, dv)
     k = torch.cat([k_nope, present_rope.expand(B, num_heads, T, dr)], dim=-1)  # (B, nh, T, dn + dr)
     q = torch.cat([q_nope, q_rope], dim=-1).transpose(1, 2)  # (B, nh, S, dn + dr)
-    visible = torch.arange(T, device=q.device) <= (P + torch.arange(S, device=q.device))[:, None]  # (S, T)
+    j, i = torch.arange(T, device=q.device)[None, :], (P + torch.arange(S, device=q.device))[:, None]  # key, query index
+    visible = (j <= i) | (not causal)
+    if window_size > 0:
+        visible = visible & (j > i - window_size)  # (S, T)
     mask = torch.where(visible, 0.0, mask_value(q.dtype)).to(q.dtype)
     if attention_bias is not None:
         mask = mask + attention_bias.to(q.dtype)  # (B, 1|nh, S, T)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, nh, S, dv)
+    if softcap > 0:  # cap the scaled scores before the mask (Gemma 2; ONNX Attention's order)
+        scores = softcap * torch.tanh(q @ k.transpose(-1, -2) * scale / softcap)  # (B, nh, S, T)
+        out = (scores + mask).softmax(-1) @ v
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, nh, S, dv)
     return out.transpose(1, 2).reshape(B, S, num_heads * dv), present_latent, present_rope
 
 
@@ -86,6 +98,7 @@ def _(
     query: torch.Tensor, latent: torch.Tensor, rope_key: torch.Tensor | None, past_latent: torch.Tensor, past_rope_key: torch.Tensor | None,
     attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
     position_ids: torch.Tensor | None, w_uk: torch.Tensor, w_uv: torch.Tensor, num_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     B, S, _ = query.shape
     T = past_latent.shape[2] + S
