@@ -11,7 +11,7 @@ with a single KV head of size L + dr, and per-head keys and values are never mat
 - ``ort``: com.microsoft.RotaryEmbedding on q_rope and k_rope, then the MatMul/Softmax of ``portable``.
   Why not GroupQueryAttention (kv_num_heads = 1, head size L + dr): its past must be one tensor [c, k_rope],
   i.e. a Concat of the two cache inputs, and ORT plans GQA's present in place of a past that is an
-  intermediate value: the run fails ("Shape mismatch attempting to re-use buffer", ORT 1.32, measured).
+  intermediate value: the run fails ("Shape mismatch attempting to re-use buffer", ORT 1.31, measured).
   GQA also refuses a key length ≠ query length without a past, and its CUDA flash kernel stops at head
   size 256 (DeepSeek-V2: L + dr = 576). MatMul broadcasts the one latent head over nh query heads for free.
 - ``onnx``: opset-23 RotaryEmbedding and Attention (4-D inputs, one KV head, value head size L ≠ key head size).
