@@ -18,11 +18,14 @@ MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cach
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from yamlllm_export.spec.types import ModelSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class IOContract:
         suffix = name.rsplit(".", 1)[-1]
         return next((c.heads, c.dim) for c in self.cache if c.name == suffix)
 
-    def cache_shape(self, name: str, batch: int, length: int) -> tuple[int, int, int, int]:
-        """(batch, heads, length, dim) of a past or present tensor."""
+    def cache_shape(self, name: str, batch: T, length: T) -> tuple[T, int, T, int]:
+        """(batch, heads, length, dim) of a past or present tensor; batch and length may be dim names."""
         heads, dim = self.cache_dims(name)
         return (batch, heads, length, dim)
 

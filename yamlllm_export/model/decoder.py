@@ -1,6 +1,6 @@
 """The decoder-only language model: ``DecoderLM.forward(input_ids, attention_mask, position_ids,
 past_key_values) -> (logits, presents)`` with one cache pair per layer: (key, value), each (B, nkv, T, hs),
-or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr).
+or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE).
 
 Designed for ``torch.export`` from day one: the cache is explicit (past in, presents out), nothing is
 mutated on the Python side, and missing inputs are derived with tensor ops only.
@@ -59,7 +59,8 @@ class DecoderLM(nn.Module):
 
     def empty_cache(self, batch: int) -> list[KV]:
         """A cache of length 0 for every layer (a prefill's ``past_key_values``): each attention module's
-        ``cache_dims`` gives (heads, dim) of its two cache tensors ((key, value), or MLA's (latent, rope_key))."""
+        ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
+        latent alone for MLA without RoPE."""
         new = self.embed.weight.new_zeros
         return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.blocks]
 

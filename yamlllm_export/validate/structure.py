@@ -93,15 +93,10 @@ def expected_io(contract: IOContract, dtype: str) -> dict[str, tuple[int, list[A
     }
     if contract.has_position_ids:
         io["position_ids"] = (i64, ["batch_size", "sequence_length"])
-    io.update({name: (f, ["batch_size", *_at(contract.cache_dims(name), "past_sequence_length")]) for name in contract.past_names()})
+    io.update({name: (f, list(contract.cache_shape(name, "batch_size", "past_sequence_length"))) for name in contract.past_names()})
     io["logits"] = (f, ["batch_size", "sequence_length", contract.vocab_size])
-    io.update({name: (f, ["batch_size", *_at(contract.cache_dims(name), SYMBOLIC)]) for name in contract.present_names()})
+    io.update({name: (f, list(contract.cache_shape(name, "batch_size", SYMBOLIC))) for name in contract.present_names()})
     return io
-
-
-def _at(heads_dim: tuple[int, int], length: object) -> list[Any]:
-    """A cache tensor's dims after the batch: (heads, length, dim)."""
-    return [heads_dim[0], length, heads_dim[1]]
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[Any]:
