@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from feature_cases import case
-from validate_fixtures import assert_parity
 
+from tests.feature_cases import case
+from tests.validate_fixtures import assert_parity
 from yamlllm_export import build_model
 from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.lowerings import TARGET_NAMES
@@ -46,19 +46,26 @@ CASES = {
 # Bidirectional: a cached token never sees the tokens after it, a recompute of the whole sequence does, so
 # "incremental" (ONNX cache vs ONNX recompute) legitimately differs; decode vs PyTorch still holds.
 SKIP = {"mla-bidirectional": ("incremental",)}
-TARGETS = [
-    pytest.param(t, marks=pytest.mark.skipif(t not in TARGET_NAMES, reason=f"target {t!r} is not built yet"))
-    for t in ("ort", "onnx", "portable")
-]
+TARGETS = ("ort", "onnx", "portable")
+# ids "feature-target"; one xdist group per case, so one worker exports it and every test of it reuses the folder
+GRID = [
+    pytest.param(
+        name, t, id=f"{name}-{t}",
+        marks=[pytest.mark.xdist_group(name=name), pytest.mark.skipif(t not in TARGET_NAMES, reason=f"target {t!r} is not built yet")],
+    )
+    for name in CASES
+    for t in TARGETS
+]  # fmt: skip
+ON_MLA = pytest.mark.xdist_group(name="mla")
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(("name", "target"), GRID)
 def test_mla_parity(name: str, target: str, export_case: Callable[..., Path], tmp_path: Path) -> None:
     """validate on CPU ORT: left-padded prefill, 8 decode steps, incremental vs recompute, long context, tokens."""
     assert_parity(export_case(name, CASES[name], target), tmp_path, skip=SKIP.get(name, ()))
 
 
+@ON_MLA
 @pytest.mark.parametrize("target", ["ort", "portable"])
 def test_mla_cache_is_the_latent(target: str, export_case: Callable[..., Path]) -> None:
     """The graph's cache inputs and outputs are (batch, 1, length, latent) and (batch, 1, length, rope dim) per
@@ -78,6 +85,7 @@ def test_mla_cache_is_the_latent(target: str, export_case: Callable[..., Path]) 
     assert sorted(io) == ["attention_mask", "input_ids", "logits", "position_ids"]
 
 
+@ON_MLA
 def test_mla_cache_bytes_per_token_below_mha(export_case: Callable[..., Path]) -> None:
     """build.json's KV-cache bytes/token for MLA = layers·(latent + rope)·4; the same model with multi-head
     attention (4 heads of 16) needs layers·2·nh·head_dim·4: a factor 2·4·16 / (24 + 8) = 4 more."""
@@ -104,6 +112,7 @@ def test_mla_caches_normalised_latent_and_rotated_rope_key() -> None:
     torch.testing.assert_close(presents[0][1][:, 0], rotated)
 
 
+@ON_MLA
 @pytest.mark.parametrize("target", ["ort", "portable"])
 def test_mla_chunked_prefill_of_a_batch(target: str, export_case: Callable[..., Path]) -> None:
     """Several new tokens with a past, batch 2, one row left-padded: the MLA lowerings use no
