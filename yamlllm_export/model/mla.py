@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.positions import RotaryCache
+from yamlllm_export.model.positions import DynamicNTKRotary, RotaryCache
 
 
 class LowRankQuery(nn.Module):
@@ -55,7 +55,7 @@ class MultiLatentAttention(nn.Module):
         qkv_bias: bool,
         out_bias: bool,
         dropout: float,
-        rotary: RotaryCache | None,
+        rotary: RotaryCache | DynamicNTKRotary | None,
         window_size: int = 0,
         causal: bool = True,
         softcap: float = 0.0,
@@ -93,7 +93,9 @@ class MultiLatentAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents
         (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None."""
-        cos, sin, pos = (self.rotary.cos, self.rotary.sin, position_ids) if self.rotary is not None else (None, None, None)
+        cos, sin, pos = None, None, None
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
+            (cos, sin), pos = self.rotary.tables(past_latent.shape[2] + x.shape[1], x.dtype), position_ids
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(
