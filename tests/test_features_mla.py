@@ -42,10 +42,19 @@ CASES = {
     ),
     "mla-bidirectional": case(*MLA, ATT + "mla_latent_dim", 24, ATT + "causal", False),
     "mla-yarn": case(*MLA, ATT + "mla_latent_dim", 24, "embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 4.0}),
+    # dynamic NTK: the RoPE tables are computed in the graph from the total length (original context 32 of 96)
+    "mla-dynamic-ntk": case(
+        *MLA,
+        ATT + "mla_latent_dim",
+        24,
+        "embedding.positional_encoding.rope_scaling",
+        {"type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 32},
+    ),  # fmt: skip
 }
-# Bidirectional: a cached token never sees the tokens after it, a recompute of the whole sequence does, so
-# "incremental" (ONNX cache vs ONNX recompute) legitimately differs; decode vs PyTorch still holds.
-SKIP = {"mla-bidirectional": ("incremental",)}
+# "incremental" (ONNX cache vs ONNX recompute) legitimately differs, and validate reports it n/a: bidirectional (a
+# cached token never sees the tokens after it, a recompute does) and dynamic NTK (cached keys keep the base of the
+# step that wrote them). Decode vs PyTorch still holds.
+SKIP = {"mla-bidirectional": ("incremental",), "mla-dynamic-ntk": ("incremental",)}
 TARGETS = ("ort", "onnx", "portable")
 # ids "feature-target"; one xdist group per case, so one worker exports it and every test of it reuses the folder
 GRID = [
@@ -66,7 +75,7 @@ def test_mla_parity(name: str, target: str, export_case: Callable[..., Path], tm
 
 
 @ON_MLA
-@pytest.mark.parametrize("target", ["ort", "portable"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_mla_cache_is_the_latent(target: str, export_case: Callable[..., Path]) -> None:
     """The graph's cache inputs and outputs are (batch, 1, length, latent) and (batch, 1, length, rope dim) per
     layer, named past_key_values.{i}.latent / .rope_key and present.{i}.latent / .rope_key: no per-head keys."""
@@ -113,7 +122,7 @@ def test_mla_caches_normalised_latent_and_rotated_rope_key() -> None:
 
 
 @ON_MLA
-@pytest.mark.parametrize("target", ["ort", "portable"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_mla_chunked_prefill_of_a_batch(target: str, export_case: Callable[..., Path]) -> None:
     """Several new tokens with a past, batch 2, one row left-padded: the MLA lowerings use no
     GroupQueryAttention, so ORT CPU's refusal of that case (README, known limit) does not apply."""
