@@ -6,42 +6,74 @@ inputs   input_ids            int64 (batch_size, sequence_length)
          past_key_values.{i}.key / .value   (batch_size, kv_heads, past_sequence_length, head_dim)
 outputs  logits               (batch_size, sequence_length, vocab_size)
          present.{i}.key / .value           (batch_size, kv_heads, past_sequence_length + sequence_length, head_dim)
+
+Multi-latent attention (``mechanism: mla``) caches the compressed latent instead of keys and values:
+         past_key_values.{i}.latent         (batch_size, 1, past_sequence_length, mla_latent_dim)   RMSNorm(W_dkv·x)
+         past_key_values.{i}.rope_key       (batch_size, 1, past_sequence_length, mla_rope_head_dim) RoPE(W_kr·x)
+         present.{i}.latent / .rope_key     the same with past_sequence_length + sequence_length
+The axis of size 1 is the (single, shared) KV head, so every cache tensor is (batch, heads, length, dim).
+MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cache is ``.latent`` alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from yamlllm_export.spec.types import ModelSpec
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CacheTensor:
+    """One of a layer's cache tensors: its name suffix and its (heads, dim); the shape is (B, heads, T, dim)."""
+
+    name: str  # key | value | latent | rope_key
+    heads: int
+    dim: int
+
 
 @dataclass(frozen=True)
 class IOContract:
     num_layers: int
-    num_kv_heads: int
-    head_dim: int
     vocab_size: int
     has_position_ids: bool
+    cache: tuple[CacheTensor, ...]  # per layer, in the order the model's cache tuples hold them
 
     @classmethod
     def for_spec(cls, spec: ModelSpec) -> IOContract:
         att = spec.layer.attention
+        if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
+            rope = (CacheTensor("rope_key", 1, att.mla_rope_head_dim),) if att.mla_rope_head_dim else ()
+            cache = (CacheTensor("latent", 1, att.mla_latent_dim), *rope)
+        else:
+            cache = (CacheTensor("key", att.num_kv_heads, att.head_dim), CacheTensor("value", att.num_kv_heads, att.head_dim))
         return cls(
             num_layers=spec.num_layers,
-            num_kv_heads=att.num_kv_heads,
-            head_dim=att.head_dim,
             vocab_size=spec.embedding.vocab_size,
             has_position_ids=spec.embedding.positional_encoding.type in ("learned", "rope", "sinusoidal"),
+            cache=cache,
         )
 
     def past_names(self) -> list[str]:
-        return [f"past_key_values.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+        return [f"past_key_values.{i}.{c.name}" for i in range(self.num_layers) for c in self.cache]
 
     def present_names(self) -> list[str]:
-        return [f"present.{i}.{kv}" for i in range(self.num_layers) for kv in ("key", "value")]
+        return [f"present.{i}.{c.name}" for i in range(self.num_layers) for c in self.cache]
+
+    def cache_dims(self, name: str) -> tuple[int, int]:
+        """(heads, dim) of a past or present tensor, e.g. ``past_key_values.3.latent`` → (1, mla_latent_dim)."""
+        suffix = name.rsplit(".", 1)[-1]
+        return next((c.heads, c.dim) for c in self.cache if c.name == suffix)
+
+    def cache_shape(self, name: str, batch: T, length: T) -> tuple[T, int, T, int]:
+        """(batch, heads, length, dim) of a past or present tensor; batch and length may be dim names."""
+        heads, dim = self.cache_dims(name)
+        return (batch, heads, length, dim)
 
     def input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", *(["position_ids"] if self.has_position_ids else []), *self.past_names()]
@@ -54,7 +86,7 @@ class IOContract:
         ids = torch.zeros(batch, seq, dtype=torch.int64)
         mask = torch.ones(batch, past + seq, dtype=torch.int64)
         pos = (torch.arange(past, past + seq, dtype=torch.int64)).expand(batch, -1).contiguous()
-        cache = [torch.zeros(batch, self.num_kv_heads, past, self.head_dim, dtype=dtype) for _ in self.past_names()]
+        cache = [torch.zeros(self.cache_shape(name, batch, past), dtype=dtype) for name in self.past_names()]
         return (ids, mask, *([pos] if self.has_position_ids else []), *cache)
 
     def dynamic_shapes(self) -> tuple[object, ...]:
@@ -77,6 +109,7 @@ class FlatIO(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
         position_ids = rest[0] if self.contract.has_position_ids else None
         flat = rest[1:] if self.contract.has_position_ids else rest
-        past = [(flat[2 * i], flat[2 * i + 1]) for i in range(self.contract.num_layers)]
+        n = len(self.contract.cache)
+        past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
         logits, presents = self.model(input_ids, attention_mask, position_ids, past)
-        return (logits, *(t for kv in presents for t in kv))
+        return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key

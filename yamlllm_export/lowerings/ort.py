@@ -22,7 +22,7 @@ import torch
 from onnxscript import opset18 as op
 from onnxscript import values
 
-from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings import common, mla
 from yamlllm_export.lowerings.common import dim
 
 OPSET = 18
@@ -74,6 +74,7 @@ TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.mla_attention.default: mla.ort_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }
 

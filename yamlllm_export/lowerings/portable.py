@@ -8,7 +8,7 @@ import onnx_ir as ir
 import torch
 from onnxscript import opset18 as op
 
-from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings import common, mla
 from yamlllm_export.lowerings.common import dim
 
 OPSET = 18
@@ -78,5 +78,6 @@ TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.mla_attention.default: mla.portable_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from onnxscript import opset23 as op
 
-from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings import common, mla
 from yamlllm_export.lowerings.common import dim
 
 OPSET = 23
@@ -63,5 +63,6 @@ TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.mla_attention.default: mla.standard_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
 }

@@ -66,6 +66,7 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; holds buffers only
         self.window_size, self.causal, self.softcap, self.kernel = window_size, causal, softcap, kernel
+        self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
         self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor

@@ -14,7 +14,8 @@ from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
-from yamlllm_export.model.norms import make_norm
+from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
+from yamlllm_export.model.norms import RMSNorm, make_norm
 from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.rope_scaling import RopeScaling
 from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
@@ -24,6 +25,22 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def _norm(spec: NormSpec, dim: int) -> nn.Module:
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
+
+
+def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None) -> MultiLatentAttention:
+    """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
+    att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
+    q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
+    if att.mla_rank is None:
+        query = nn.Linear(d, q_out, bias=att.qkv_bias)
+    else:
+        query = LowRankQuery(d, q_out, rank=att.mla_rank, norm=RMSNorm(att.mla_rank, eps=eps, affine=True), bias=att.qkv_bias)
+    return MultiLatentAttention(
+        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
+        latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
+        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+        window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
+    )  # fmt: skip
 
 
 def _qk_norm(qk: QKNormSpec | None, num_heads: int, head_dim: int) -> nn.Module | None:
@@ -48,7 +65,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
 
 def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
     att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
-    attn = _attention(att, d, rotary)
+    attn = _mla(lay, rotary) if att.mechanism == "mla" else _attention(att, d, rotary)
     mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
     mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
     return Block(

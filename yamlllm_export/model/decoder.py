@@ -1,5 +1,6 @@
 """The decoder-only language model: ``DecoderLM.forward(input_ids, attention_mask, position_ids,
-past_key_values) -> (logits, presents)`` with one (key, value) pair per layer, each (B, nkv, T, hs).
+past_key_values) -> (logits, presents)`` with one cache pair per layer: (key, value), each (B, nkv, T, hs),
+or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE).
 
 Designed for ``torch.export`` from day one: the cache is explicit (past in, presents out), nothing is
 mutated on the Python side, and missing inputs are derived with tensor ops only.
@@ -55,14 +56,13 @@ class DecoderLM(nn.Module):
         self.final_norm = final_norm if final_norm is not None else nn.Identity()
         self.lm_head = lm_head
         self.dropout = nn.Dropout(dropout)
-        attn = blocks[0].attn
-        self.num_kv_heads, self.head_dim = attn.num_kv_heads, attn.head_dim
 
     def empty_cache(self, batch: int) -> list[KV]:
-        """A cache of length 0 for every layer (a prefill's ``past_key_values``)."""
-        shape = (batch, self.num_kv_heads, 0, self.head_dim)
-        z = self.embed.weight.new_zeros(shape)
-        return [(z, z) for _ in self.blocks]
+        """A cache of length 0 for every layer (a prefill's ``past_key_values``): each attention module's
+        ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
+        latent alone for MLA without RoPE."""
+        new = self.embed.weight.new_zeros
+        return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.blocks]
 
     def forward(
         self,

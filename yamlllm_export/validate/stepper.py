@@ -69,8 +69,8 @@ class GraphStepper:
         return cls(session, contract, ELEM_TYPES[dtype], device)
 
     def empty_past(self, batch: int) -> list[ort.OrtValue]:
-        shape = (batch, self.contract.num_kv_heads, 0, self.contract.head_dim)
-        return [host_value(np.zeros(shape, np.float32), self.cache_elem_type)[0] for _ in self.contract.past_names()]
+        shapes = [self.contract.cache_shape(name, batch, 0) for name in self.contract.past_names()]
+        return [host_value(np.zeros(shape, np.float32), self.cache_elem_type)[0] for shape in shapes]
 
     def step(self, input_ids: np.ndarray, mask: np.ndarray, past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
         """One forward → (logits as float32 (B, S, V), presents to feed back as ``past``)."""

@@ -85,7 +85,7 @@ def _shape_inference(proto: onnx.ModelProto) -> list[str]:
 
 def expected_io(contract: IOContract, dtype: str) -> dict[str, tuple[int, list[Any]]]:
     """name → (element type, dims): a str is a named dynamic dim, an int a fixed one, SYMBOLIC any dynamic."""
-    kv, hs, f = contract.num_kv_heads, contract.head_dim, ELEM[dtype]
+    f = ELEM[dtype]
     i64 = onnx.TensorProto.INT64
     io: dict[str, tuple[int, list[Any]]] = {
         "input_ids": (i64, ["batch_size", "sequence_length"]),
@@ -93,9 +93,9 @@ def expected_io(contract: IOContract, dtype: str) -> dict[str, tuple[int, list[A
     }
     if contract.has_position_ids:
         io["position_ids"] = (i64, ["batch_size", "sequence_length"])
-    io.update({name: (f, ["batch_size", kv, "past_sequence_length", hs]) for name in contract.past_names()})
+    io.update({name: (f, list(contract.cache_shape(name, "batch_size", "past_sequence_length"))) for name in contract.past_names()})
     io["logits"] = (f, ["batch_size", "sequence_length", contract.vocab_size])
-    io.update({name: (f, ["batch_size", kv, SYMBOLIC, hs]) for name in contract.present_names()})
+    io.update({name: (f, list(contract.cache_shape(name, "batch_size", SYMBOLIC))) for name in contract.present_names()})
     return io
 
 
