@@ -39,7 +39,7 @@ DROPOUT = {"embedding.dropout": 0.1, "layer.attention.dropout": 0.1, "layer.ffn.
 # swiglu (the base FFN) is covered by every case that keeps it.
 CASES = {
     **{f"act-{a}": c(mlp(a)) for a in ("gelu", "relu", "silu", "squared_relu", "reglu")},
-    "moe-top2-gqa": c({"layer.ffn.moe": MOE}),
+    "moe-top2-gqa-window": c({"layer.ffn.moe": MOE, "layer.attention.window_size": 4}),
     "moe-top1-shared-every2nd": c({"layer.ffn.moe": MOE_SHARED}),
     "sandwich-unit-offset-rmsnorm": c({"layer.norm_placement": "sandwich", **norm("rmsnorm", unit_offset=True)}),
     "output-norm-unit-offset-layernorm": c({"layer.norm_placement": "output", **norm("layernorm", unit_offset=True)}),
@@ -58,7 +58,7 @@ def test_exported_graph_matches_pytorch(export_case, tmp_path, name, target):
 
 
 PARAMETER_CASES = [
-    "moe-top2-gqa", "moe-top1-shared-every2nd", "sandwich-unit-offset-rmsnorm", "output-norm-unit-offset-layernorm",
+    "moe-top2-gqa-window", "moe-top1-shared-every2nd", "sandwich-unit-offset-rmsnorm", "output-norm-unit-offset-layernorm",
     "parallel-rope", "factorized-tied", "factorized-untied-wider-dropout",
 ]  # fmt: skip
 

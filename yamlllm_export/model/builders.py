@@ -16,7 +16,7 @@ from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.moe import MoE
 from yamlllm_export.model.norms import make_norm
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
-from yamlllm_export.spec.types import FFNSpec, LayerSpec, ModelSpec, NormSpec
+from yamlllm_export.spec.types import AttentionSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -49,12 +49,17 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     return MoE(d, experts=experts, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k, shared=shared)
 
 
-def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block | ParallelBlock:
-    att, d = lay.attention, lay.hidden_dim
-    attn = SelfAttention(
+def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:
+    return SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
         bias=att.bias, dropout=att.dropout, rotary=rotary,
     )  # fmt: skip
+
+
+def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block | ParallelBlock:
+    """A sequential block with the spec's norm placement, or PaLM's parallel block."""
+    d = lay.hidden_dim
+    attn = _attention(lay.attention, d, rotary)
     if lay.parallel:
         return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), dropout=lay.residual_dropout)
     return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
