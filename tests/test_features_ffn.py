@@ -41,6 +41,8 @@ CASES = {
     **{f"act-{a}": c(mlp(a)) for a in ("gelu", "relu", "silu", "squared_relu", "reglu")},
     "moe-top2-gqa-window": c({"layer.ffn.moe": MOE, "layer.attention.window_size": 4}),
     "moe-top1-shared-every2nd": c({"layer.ffn.moe": MOE_SHARED}),
+    "moe-relu-bias": c({"layer.ffn.moe": MOE, **mlp("relu")}),
+    "moe-geglu": c({"layer.ffn.moe": MOE, **mlp("geglu")}),
     "sandwich-unit-offset-rmsnorm": c({"layer.norm_placement": "sandwich", **norm("rmsnorm", unit_offset=True)}),
     "output-norm-unit-offset-layernorm": c({"layer.norm_placement": "output", **norm("layernorm", unit_offset=True)}),
     "post-geglu-learned": c({"layer.norm_placement": "post", **mlp("geglu"), **norm("layernorm"), **LEARNED}),
@@ -58,7 +60,7 @@ def test_exported_graph_matches_pytorch(export_case, tmp_path, name, target):
 
 
 PARAMETER_CASES = [
-    "moe-top2-gqa-window", "moe-top1-shared-every2nd", "sandwich-unit-offset-rmsnorm", "output-norm-unit-offset-layernorm",
+    "moe-top2-gqa-window", "moe-top1-shared-every2nd", "moe-relu-bias", "sandwich-unit-offset-rmsnorm", "output-norm-unit-offset-layernorm",
     "parallel-rope", "factorized-tied", "factorized-untied-wider-dropout",
 ]  # fmt: skip
 

@@ -50,9 +50,11 @@ def test_moe_equals_a_per_token_loop(top_k, shared, normalize):
     moe = MoE(
         16,
         experts=_experts(4, gated=True),
+        activation="swiglu",
         top_k=top_k,
         normalize_top_k=normalize,
         shared=MLP(16, 8, activation="relu", bias=True, dropout=0.0) if shared else None,
+        dropout=0.0,
     )
     x = torch.randn(3, 5, 16)
     got = moe(x)

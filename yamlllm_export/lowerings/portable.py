@@ -78,4 +78,5 @@ TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
+    torch.ops.yamlllm.moe.default: common.moe,
 }

@@ -46,7 +46,10 @@ def _ffn(lay: LayerSpec) -> nn.Module:
         return _mlp(ffn, d, ffn.intermediate_size)
     shared = _mlp(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else None
     experts = [_mlp(ffn, d, moe.intermediate_size) for _ in range(moe.num_experts)]
-    return MoE(d, experts=experts, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k, shared=shared)
+    return MoE(
+        d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
+        shared=shared, dropout=ffn.dropout,
+    )  # fmt: skip
 
 
 def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:

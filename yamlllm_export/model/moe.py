@@ -8,14 +8,16 @@ Notation: B batch, S tokens, d hidden size, E experts, k experts per token.
         otherwise the softmax probabilities as they are (Switch, DeepSeek-V2)
     y = Σ_e w_e · expert_e(x)  [+ shared(x)]
 
-Dense formulation: every expert runs on every token and ``w`` (zero outside the top-k) weighs the
-results. Why: the graph has no data-dependent shapes (no gather of each expert's tokens, no
-nonzero/scatter-add dispatch), so ``torch.export`` sees static control flow, every dynamic dimension
-stays symbolic, and the result equals a sparse dispatch exactly (the unselected experts add w_e · y_e
-= 0 · y_e = 0; only the order of the k non-zero terms can differ). Cost: E/k times the expert FLOPs of a
-sparse dispatch, and every expert's weights are read for every token; activations stay (B, S, d) because
-the experts are accumulated one at a time. Right for the small and medium models this tool exports;
-a sparse kernel (ORT's com.microsoft.MoE) is the optimisation for large E.
+The routed part is one custom op, ``yamlllm::moe`` (``ops/moe.py``). Its eager reference and its plain-op
+lowerings are the dense formulation: every expert runs on every token and ``w`` (zero outside the
+top-k) weighs the results. Why: the graph has no data-dependent shapes (no gather of each expert's
+tokens, no nonzero/scatter-add dispatch), so ``torch.export`` sees static control flow, every dynamic
+dimension stays symbolic, and the result equals a sparse dispatch exactly (the unselected experts add
+w_e · y_e = 0 · y_e = 0; only the order of the k non-zero terms can differ). Cost: E/k times the expert
+FLOPs of a sparse dispatch, and every expert's weights are read for every token. On target ``ort`` the
+op becomes the sparse ``com.microsoft.MoE`` kernel where it computes the same function (relu, silu,
+gelu_tanh, swiglu with normalised top-k weights; see ``lowerings/ort.py``): 17x faster than dense for a
+decode token in our measurement (docs/design.md).
 
 Half precision: routing is a discrete choice, so a token whose k-th and (k+1)-th probabilities differ by
 less than the float16 rounding of the residual stream can pick another expert than the float32
@@ -29,33 +31,48 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yamlllm_export import ops
+from yamlllm_export.ops.moe import route
 
-def route(logits: torch.Tensor, *, top_k: int, normalize: bool) -> torch.Tensor:
-    """Router logits (B, S, E) → gate weights (B, S, E), float32, zero outside each token's top-k.
-
-    Exact ties: ONNX ``TopK`` keeps the lower index, PyTorch does not promise an order; with real-valued
-    router weights two experts never score exactly alike in practice (the tests rely on that)."""
-    probs = logits.float().softmax(dim=-1)  # (B, S, E)
-    top, index = probs.topk(top_k, dim=-1)  # (B, S, k)
-    if normalize:
-        top = top / top.sum(dim=-1, keepdim=True)
-    return torch.zeros_like(probs).scatter(-1, index, top)
+__all__ = ["MoE", "route"]
 
 
 class MoE(nn.Module):
-    """y = Σ_e w_e(x) · expert_e(x) [+ shared(x)]; the experts (and shared expert) are injected MLPs."""
+    """y = dropout(Σ_e w_e(x) · expert_e(x)) [+ shared(x)].
 
-    def __init__(self, dim: int, *, experts: list[nn.Module], top_k: int, normalize_top_k: bool, shared: nn.Module | None) -> None:
+    The experts are injected MLP / GatedMLP modules: they own the parameters (names and initialisation
+    as in a dense FFN). The routed computation runs in ``yamlllm::moe`` on their stacked weights, so
+    target ``ort`` can lower it to the sparse ``com.microsoft.MoE`` kernel; the experts' own dropout is
+    replaced by one dropout on the routed sum. The shared expert runs as a module."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        experts: list[nn.Module],
+        activation: str,
+        top_k: int,
+        normalize_top_k: bool,
+        shared: nn.Module | None,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.router = nn.Linear(dim, len(experts), bias=False)
         self.experts = nn.ModuleList(experts)
         self.shared = shared
-        self.top_k, self.normalize_top_k = top_k, normalize_top_k
+        self.activation, self.top_k, self.normalize_top_k = activation, top_k, normalize_top_k
+        self.gated = hasattr(experts[0], "gate")
+        self.dropout = nn.Dropout(dropout)
+
+    def _stacked(self, name: str, attr: str) -> torch.Tensor | None:
+        """(E, ...) stack of every expert's ``name.attr`` (weight or bias), None where absent."""
+        if name == "gate" and not self.gated:
+            return None
+        tensors = [getattr(getattr(expert, name), attr) for expert in self.experts]
+        return torch.stack(tensors) if tensors[0] is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = route(self.router(x), top_k=self.top_k, normalize=self.normalize_top_k).to(x.dtype)  # (B, S, E)
-        y = self.shared(x) if self.shared is not None else None
-        for e, expert in enumerate(self.experts):
-            term = w[..., e : e + 1] * expert(x)  # (B, S, 1) · (B, S, d)
-            y = term if y is None else y + term
-        return y
+        weights = [self._stacked(n, "weight") for n in ("gate", "up", "down")]  # (E, h, d), (E, h, d), (E, d, h)
+        biases = [self._stacked(n, "bias") for n in ("gate", "up", "down")]  # (E, h), (E, h), (E, d)
+        y = self.dropout(ops.moe(x, self.router.weight, *weights, *biases, self.top_k, self.normalize_top_k, self.activation))
+        return y if self.shared is None else y + self.shared(x)
