@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 TINY_MODELS = sorted(p.stem for p in MODELS.glob("tiny-*.yaml"))
-TARGETS = ("ort", "portable")
+TARGETS = ("ort", "onnx", "portable")
 
 
 @pytest.fixture(scope="session")

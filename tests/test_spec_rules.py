@@ -88,6 +88,10 @@ RULES = {
         case("layer.attention.mechanism", "complex", "layer.attention.head_dim", 15),
         "layer.attention.head_dim: 15 is odd",
     ),
+    "complex-partial-rotary": (
+        case("layer.attention.mechanism", "complex", "embedding.positional_encoding.partial_rotary_factor", 0.5),
+        "embedding.positional_encoding.rotary_dim: complex attention rotates every (real, imaginary) pair",
+    ),
     "unknown-scale-word": (case("embedding.scale", "sqrt_dim"), "embedding.scale: 'sqrt_dim' is not valid"),
     "bad-placement": (case("layer.norm_placement", "middle"), "layer.norm_placement: 'middle' is not one of pre, post, sandwich, output"),
 }

@@ -2,7 +2,7 @@
 
 inputs   input_ids            int64 (batch_size, sequence_length)
          attention_mask       int64 (batch_size, total_sequence_length)    1 = token, 0 = pad (either side)
-         position_ids         int64 (batch_size, sequence_length)          only for learned / RoPE positions
+         position_ids         int64 (batch_size, sequence_length)          only for learned / RoPE / sinusoidal positions
          past_key_values.{i}.key / .value   (batch_size, kv_heads, past_sequence_length, head_dim)
 outputs  logits               (batch_size, sequence_length, vocab_size)
          present.{i}.key / .value           (batch_size, kv_heads, past_sequence_length + sequence_length, head_dim)
@@ -34,7 +34,7 @@ class IOContract:
             num_kv_heads=att.num_kv_heads,
             head_dim=att.head_dim,
             vocab_size=spec.embedding.vocab_size,
-            has_position_ids=spec.embedding.positional_encoding.type in ("learned", "rope"),
+            has_position_ids=spec.embedding.positional_encoding.type in ("learned", "rope", "sinusoidal"),
         )
 
     def past_names(self) -> list[str]:

@@ -52,6 +52,33 @@ def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> An
     return op.Add(op.Mul(slopes, op.Unsqueeze(rel, one)), pad)  # (B, nh, S, T)
 
 
+def visibility(op: Any, query: Any, past_key: Any, *, causal: bool, window_size: int) -> Any:
+    """The (S, T) additive mask of ``ops/attention.py:visibility_mask`` in the dtype of ``query``: new token
+    i (cache index P + i) sees index j when j ≤ P + i (causal) and j > P + i − window_size (window > 0).
+    None when every key is visible (bidirectional, no window)."""
+    if not causal and window_size <= 0:
+        return None
+    S, P = dim(op, query, 1), dim(op, past_key, 2)
+    T = op.Add(P, S)
+    one = op.Constant(value_int=1)
+    j = op.Unsqueeze(op.Range(op.Constant(value_int=0), scalar(op, T), one), op.Constant(value_ints=[0]))  # (1, T)
+    i = op.Unsqueeze(op.Range(scalar(op, P), scalar(op, T), one), op.Constant(value_ints=[1]))  # (S, 1)
+    visible = op.LessOrEqual(j, i) if causal else None
+    if window_size > 0:
+        in_window = op.Greater(j, op.Sub(i, op.Constant(value_int=window_size)))
+        visible = in_window if visible is None else op.And(visible, in_window)
+    zero, masked = op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=neg(query)), query)
+    return op.Where(visible, zero, masked)
+
+
+def rotary_dim(cos_cache: Any) -> int:
+    """rd = 2 · cos_cache.shape[1], static (the tables are buffers), for the RotaryEmbedding attribute."""
+    half = cos_cache.shape[1]
+    if not isinstance(half, int):
+        raise TypeError(f"RoPE cos cache needs a static second dimension, got shape {cos_cache.shape}")
+    return 2 * half
+
+
 def _activation(op: Any, x: Any, name: str) -> Any:
     """The activations of ``ops/moe.py:ACTIVATIONS`` in plain ops (same formulas as torchlib's)."""
     half, one = op.CastLike(op.Constant(value_float=0.5), x), op.CastLike(op.Constant(value_float=1.0), x)

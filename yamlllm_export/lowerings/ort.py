@@ -32,19 +32,33 @@ msft = values.Opset("com.microsoft", 1)
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
-    """``yamlllm::attention`` → com.microsoft.GroupQueryAttention (see module docstring)."""
+    """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) →
+    com.microsoft.GroupQueryAttention (see module docstring). Variants map to GQA attributes, each checked
+    on ORT CPU against the eager op: ``local_window_size`` (keys j > i − w, Mistral), ``softcap`` (before
+    attention_bias), ``causal=0`` (bidirectional, also with a past; GQA refuses it together with a window, as
+    the spec does). Partial rotary sets RotaryEmbedding's ``rotary_embedding_dim``."""
+    if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
+        raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
     if cos_cache is not None:
-        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads)
-        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads)
+        rd = common.rotary_dim(cos_cache)
+        partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
+        query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, **partial)
+        key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, **partial)
     total = op.Add(dim(op, past_key, 2), dim(op, query, 1))  # (1,) int64
     seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), dim(op, query, 0))
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
     if attention_bias is not None:
         attention_bias = op.CastLike(attention_bias, query)
+    variants = {"local_window_size": window_size} if window_size > 0 else {}
+    if softcap > 0:
+        variants["softcap"] = softcap
+    if not causal:
+        variants["causal"] = 0
     return msft.GroupQueryAttention(
         query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias,
-        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, _num_outputs=3,
+        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
     )  # fmt: skip
 
 
@@ -99,6 +113,7 @@ def moe(
 
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: moe,

@@ -29,9 +29,11 @@ def rotary(x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) -> Any:
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
-    """``yamlllm::attention`` as MatMul/Softmax. Query heads are grouped as (nkv, G) and K/V broadcast over
-    G, so grouped KV heads are never materialised nh times."""
+    """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) as MatMul/Softmax.
+    Query heads are grouped as (nkv, G) and K/V broadcast over G, so grouped KV heads are never
+    materialised nh times. Every variant (window, bidirectional, softcap, partial rotary) is plain ops."""
     G = num_heads // num_kv_heads
     q = op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1]))  # (B, S, nh, hs)
     k = op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))  # (B, S, nkv, hs)
@@ -47,14 +49,12 @@ def attention(
     q5 = op.Reshape(q, grouped)  # (B, nkv, G, S, hs)
     k5 = op.Unsqueeze(op.Transpose(present_k, perm=[0, 1, 3, 2]), op.Constant(value_ints=[2]))  # (B, nkv, 1, hs, T)
     scores = op.Reshape(op.MatMul(q5, k5), op.Concat(B, op.Constant(value_ints=[num_heads]), S, T, axis=0))  # (B, nh, S, T)
-    # causal by cache index: new token i sees entries 0 .. P + i
-    k_idx = op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1))
-    q_idx = op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1))
-    visible = op.LessOrEqual(op.Unsqueeze(k_idx, op.Constant(value_ints=[0])), op.Unsqueeze(q_idx, op.Constant(value_ints=[1])))
-    causal = op.Where(
-        visible, op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=common.neg(query)), query)
-    )
-    scores = op.Add(scores, causal)  # (S, T) broadcast
+    if softcap > 0:  # softcap · tanh(scores / softcap), before the mask
+        cap = op.CastLike(op.Constant(value_float=softcap), query)
+        scores = op.Mul(op.Tanh(op.Div(scores, cap)), cap)
+    mask = common.visibility(op, query, past_key, causal=causal, window_size=window_size)  # (S, T) or None
+    if mask is not None:
+        scores = op.Add(scores, mask)
     if attention_bias is not None:
         scores = op.Add(scores, op.CastLike(attention_bias, query))
     probs = op.Reshape(op.Softmax(scores, axis=-1), op.Concat(B, op.Constant(value_ints=[num_kv_heads, G]), S, T, axis=0))
@@ -76,6 +76,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
 
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: common.moe,

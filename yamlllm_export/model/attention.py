@@ -1,11 +1,17 @@
-"""Causal self-attention with grouped KV heads (MHA / GQA / MQA), optional RoPE and an additive bias.
+"""Self-attention with grouped KV heads (MHA / GQA / MQA), optional RoPE, an additive bias, and the
+variants: sliding window, bidirectional, logit softcap, qk-norm, complex-valued q/k.
 
 Notation: B batch, S new tokens, P cached tokens, nh query heads, nkv KV heads, hs head size.
+
+The module holds the projections and the qk-norm; everything between the projections and the output
+projection is one custom op (``kernel``: ``ops.attention``, or ``ops.complex_attention`` for complex q/k),
+so the variants (window, causal, softcap) are its attributes and each lowering target sees them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -14,26 +20,65 @@ from yamlllm_export import ops
 from yamlllm_export.model.positions import RotaryCache
 
 
+class PerHead(nn.Module):
+    """Applies ``norm`` (over hs) to every head of a (B, S, n·hs) projection: qk-norm with scope ``head``
+    (one norm shared by the heads, Qwen3 / Gemma 3). Scope ``full`` (OLMo-2) is the norm itself over n·hs."""
+
+    def __init__(self, norm: nn.Module, head_dim: int) -> None:
+        super().__init__()
+        self.norm, self.head_dim = norm, head_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, S, _ = x.shape
+        return self.norm(x.view(B, S, -1, self.head_dim)).view(B, S, -1)  # (B, S, n, hs) → (B, S, n·hs)
+
+
 class SelfAttention(nn.Module):
+    """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
+    the kernel applies), as in OLMo-2, Qwen3 and Gemma 3."""
+
     def __init__(
-        self, dim: int, *, num_heads: int, num_kv_heads: int, head_dim: int, bias: bool, dropout: float, rotary: RotaryCache | None
+        self,
+        dim: int,
+        *,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        qkv_bias: bool,
+        out_bias: bool,
+        dropout: float,
+        rotary: RotaryCache | None,
+        q_norm: nn.Module | None = None,
+        k_norm: nn.Module | None = None,
+        window_size: int = 0,
+        causal: bool = True,
+        softcap: float = 0.0,
+        kernel: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.attention,
     ) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
-        self.q_proj = nn.Linear(dim, num_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(dim, num_kv_heads * head_dim, bias=bias)
-        self.v_proj = nn.Linear(dim, num_kv_heads * head_dim, bias=bias)
-        self.o_proj = nn.Linear(num_heads * head_dim, dim, bias=bias)
+        self.q_proj = nn.Linear(dim, num_heads * head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(dim, num_kv_heads * head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(dim, num_kv_heads * head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, dim, bias=out_bias)
+        self.q_norm = q_norm if q_norm is not None else nn.Identity()
+        self.k_norm = k_norm if k_norm is not None else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; holds buffers only
+        self.window_size, self.causal, self.softcap, self.kernel = window_size, causal, softcap, kernel
 
     def forward(
         self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs)."""
-        cos, sin, pos = (self.rotary.cos, self.rotary.sin, position_ids) if self.rotary is not None else (None, None, None)
-        out, present_k, present_v = ops.attention(
-            self.q_proj(x), self.k_proj(x), self.v_proj(x), past_key, past_value, bias, cos, sin, pos,
+        cos, sin, pos = None, None, None
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
+            (cos, sin), pos = self.rotary.tables(past_key.shape[2] + x.shape[1], x.dtype), position_ids
+        q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
+        k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
+        out, present_k, present_v = self.kernel(
+            q, k, self.v_proj(x), past_key, past_value, bias, cos, sin, pos,
             self.num_heads, self.num_kv_heads, 1.0 / math.sqrt(self.head_dim),
+            self.window_size, self.causal, self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

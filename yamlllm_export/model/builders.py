@@ -9,14 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yamlllm_export.model.attention import SelfAttention
+from yamlllm_export import ops
+from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.moe import MoE
 from yamlllm_export.model.norms import make_norm
-from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, RotaryCache
-from yamlllm_export.spec.types import AttentionSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec
+from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
+from yamlllm_export.ops.rope_scaling import RopeScaling
+from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -52,10 +54,23 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     )  # fmt: skip
 
 
+def _qk_norm(qk: QKNormSpec | None, num_heads: int, head_dim: int) -> nn.Module | None:
+    """qk-norm of one projection: a norm over hs shared by the heads (scope head) or over n·hs (full)."""
+    if qk is None:
+        return None
+    if qk.scope == "head":
+        return PerHead(make_norm(qk.type, head_dim, eps=qk.eps, affine=qk.elementwise_affine), head_dim)
+    return make_norm(qk.type, num_heads * head_dim, eps=qk.eps, affine=qk.elementwise_affine)
+
+
 def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:
     return SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
-        bias=att.bias, dropout=att.dropout, rotary=rotary,
+        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+        q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
+        k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
+        window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
+        kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 
 
@@ -81,21 +96,49 @@ def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
     }
 
 
+def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
+    if s is None:
+        return None
+    return RopeScaling(
+        s.type, s.factor, s.original_max_position_embeddings, low_freq_factor=s.low_freq_factor,
+        high_freq_factor=s.high_freq_factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow, attention_factor=s.attention_factor,
+    )  # fmt: skip
+
+
+def _rotary(emb: EmbeddingSpec) -> RotaryCache | DynamicNTKRotary | None:
+    """RoPE tables shared by every layer: static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
+    pe = emb.positional_encoding
+    if pe.type != "rope":
+        return None
+    scaling = _rope_scaling(pe.rope_scaling)
+    if scaling is not None and scaling.type == "dynamic":
+        return DynamicNTKRotary(
+            pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings
+        )
+    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
+
+
+def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
+    """What is added to the token embeddings: learned or sinusoidal tables; nothing for rope, alibi and none."""
+    kind = emb.positional_encoding.type
+    if kind == "learned":
+        return LearnedPositions(emb.max_position_embeddings, dim)
+    if kind == "sinusoidal":
+        return SinusoidalPositions(emb.max_position_embeddings, dim)
+    return None
+
+
 def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
-    rotary = (
-        RotaryCache(emb.max_position_embeddings, emb.positional_encoding.rotary_dim, theta=emb.positional_encoding.rope_theta)
-        if kind == "rope"
-        else None
-    )
+    rotary = _rotary(emb)
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
     lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=False)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
     return DecoderLM(
         embed=embed,
-        positions=LearnedPositions(emb.max_position_embeddings, d) if kind == "learned" else None,
+        positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
         blocks=[_block(layer, rotary) for layer in spec.layer_specs()],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,

@@ -1,7 +1,9 @@
-"""Position information: learned absolute embeddings, RoPE caches and ALiBi slopes.
+"""Position information: learned or sinusoidal absolute embeddings, RoPE tables (plain, scaled, dynamic
+NTK) and ALiBi slopes. ``none`` is the absence of all of them.
 
 Each is a small module so the decoder receives exactly one of them; RoPE and ALiBi hand their tensors to
-the attention ops rather than touching the hidden states.
+the attention ops rather than touching the hidden states. Tables and slopes are non-persistent buffers:
+recomputed from the spec, never saved as weights.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import torch
 from torch import nn
 
 from yamlllm_export.ops.attention_bias import alibi_slopes
-from yamlllm_export.ops.rotary import rope_caches
+from yamlllm_export.ops.rope_scaling import RopeScaling, dynamic_ntk_inv_freq, static_inv_freq
+from yamlllm_export.ops.rotary import rope_tables
 
 
 class LearnedPositions(nn.Module):
@@ -24,20 +27,76 @@ class LearnedPositions(nn.Module):
         return x + self.embedding(position_ids)
 
 
-class RotaryCache(nn.Module):
-    """cos/sin tables for RoPE; non-persistent buffers (recomputed from theta, never saved as weights)."""
+class SinusoidalPositions(nn.Module):
+    """x + PE[position_ids] with the fixed table of Vaswani et al. 2017 (§3.5):
+    PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(p / base^(2i/d)), base = 10000."""
 
-    def __init__(self, max_positions: int, rotary_dim: int, *, theta: float) -> None:
+    def __init__(self, max_positions: int, dim: int, *, base: float = 10000.0) -> None:
         super().__init__()
-        self.max_positions, self.rotary_dim, self.theta = max_positions, rotary_dim, theta
+        self.max_positions, self.dim, self.base = max_positions, dim, base
+        self.register_buffer("table", torch.empty(max_positions, dim), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        inv_freq = self.base ** (-torch.arange(0, self.dim, 2, dtype=torch.float64, device="cpu") / self.dim)
+        angles = torch.outer(torch.arange(self.max_positions, dtype=torch.float64, device="cpu"), inv_freq)  # (P, ⌈d/2⌉)
+        table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)[:, : self.dim]  # (P, d): sin, cos interleaved
+        self.table = table.to(self.table.device, self.table.dtype)
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        return x + self.table[position_ids].to(x.dtype)
+
+
+class RotaryCache(nn.Module):
+    """cos/sin tables for RoPE over positions < max_positions; non-persistent buffers (recomputed from the
+    spec, never saved as weights). ``scaling`` (linear, llama3, yarn) changes the frequencies and, for YaRN,
+    the tables' scale; dynamic NTK depends on the sequence length and is ``DynamicNTKRotary``."""
+
+    def __init__(self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling | None = None) -> None:
+        super().__init__()
+        if scaling is not None and scaling.type == "dynamic":
+            raise ValueError("dynamic NTK scaling has no static table; use DynamicNTKRotary")
+        self.max_positions, self.rotary_dim, self.theta, self.scaling = max_positions, rotary_dim, theta, scaling
         self.register_buffer("cos", torch.empty(max_positions, rotary_dim // 2), persistent=False)
         self.register_buffer("sin", torch.empty(max_positions, rotary_dim // 2), persistent=False)
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
-        """(Re)compute the tables, e.g. after the model is materialised from the meta device."""
-        cos, sin = rope_caches(self.max_positions, self.rotary_dim, self.theta)
-        self.cos, self.sin = cos.to(self.cos.device), sin.to(self.sin.device)
+        """(Re)compute the tables in float64, e.g. after the model is materialised from the meta device."""
+        inv_freq, attention_factor = static_inv_freq(self.rotary_dim, self.theta, self.scaling)
+        positions = torch.arange(self.max_positions, dtype=torch.float64, device="cpu")
+        cos, sin = rope_tables(positions, inv_freq, attention_factor)
+        self.cos, self.sin = cos.to(self.cos.device, self.cos.dtype), sin.to(self.sin.device, self.sin.dtype)
+
+    def tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) (max_positions, rd/2) for a forward whose past + new tokens number ``length``."""
+        return self.cos.to(dtype), self.sin.to(dtype)
+
+
+class DynamicNTKRotary(nn.Module):
+    """RoPE with dynamic NTK scaling: the base grows with the current total length L (past + new tokens)
+    once L exceeds ``original_max``, so the tables are computed in the forward (and so in the exported
+    graph) from L, in float64: positions 0 .. L−1, each (L, rd/2).
+
+    Cached keys keep the rotation of the step that wrote them, as in Hugging Face's implementation: decoding
+    past ``original_max`` with a cache legitimately differs from recomputing the whole sequence."""
+
+    def __init__(self, rotary_dim: int, *, theta: float, factor: float, original_max: int) -> None:
+        super().__init__()
+        self.rotary_dim, self.theta, self.factor, self.original_max = rotary_dim, theta, factor, original_max
+        # an int64 anchor for the device (float buffers would be cast to the model dtype)
+        self.register_buffer("anchor", torch.zeros((), dtype=torch.int64), persistent=False)
+
+    def reset_buffers(self) -> None:
+        self.anchor = torch.zeros((), dtype=torch.int64, device=self.anchor.device)
+
+    def tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(length, dtype=torch.float64, device=self.anchor.device)  # (L,)
+        inv_freq = dynamic_ntk_inv_freq(
+            positions[-1:] + 1, rotary_dim=self.rotary_dim, theta=self.theta, factor=self.factor, original_max=self.original_max
+        )  # (rd/2,)
+        cos, sin = rope_tables(positions, inv_freq)
+        return cos.to(dtype), sin.to(dtype)
 
 
 class AlibiSlopes(nn.Module):

@@ -1,17 +1,26 @@
-"""``yamlllm::attention``: causal multi-head attention with grouped KV heads, optional RoPE, optional
-additive bias (padding and ALiBi) and a dense KV cache.
+"""``yamlllm::attention``: multi-head attention with grouped KV heads, optional RoPE, optional additive bias
+(padding and ALiBi), a dense KV cache, and the variants causal / bidirectional, sliding window and logit
+softcap.
 
-Lowers to ``com.microsoft.GroupQueryAttention`` (target ``ort``) or plain MatMul/Softmax (``portable``).
-Contract (B batch, S new tokens, P past tokens, T = P + S, nh/nkv query/KV heads, hs head size):
+Lowers to ``com.microsoft.GroupQueryAttention`` (target ``ort``), ONNX ``Attention`` (opset 23, target
+``onnx``) or plain MatMul/Softmax (``portable``). Contract (B batch, S new tokens, P past tokens, T = P + S,
+nh/nkv query/KV heads, hs head size):
 
 - query (B, S, nh·hs), key and value (B, S, nkv·hs): projections of the new tokens, RoPE not applied yet;
 - past_key, past_value (B, nkv, P, hs): keys (already rotated) and values of earlier tokens;
-- attention_bias (B, 1 or nh, S, T) or None: added to the scaled scores; masked keys hold ``mask_value``;
-- cos_cache, sin_cache (max_positions, rd/2) and position_ids (B, S), all or none: RoPE for q and k;
+- attention_bias (B, 1 or nh, S, T) or None: added to the scaled (and capped) scores; masked keys hold
+  ``mask_value``;
+- cos_cache, sin_cache (max_positions, rd/2) and position_ids (B, S), all or none: RoPE for q and k on the
+  first rd ≤ hs features of each head (partial rotary when rd < hs);
 - returns output (B, S, nh·hs) and present_key, present_value (B, nkv, T, hs) = past ++ new.
 
-Causality is by cache index: new token i sees cache entries 0 .. P + i. Padding is the bias's job, which
-makes left and right padding equally correct (see ``lowerings/ort.py`` for why that matters on ORT).
+Visibility is by cache index: new token i sits at index P + i and sees index j when
+``j ≤ P + i`` (``causal``; without it every j < T) and ``j > P + i − window_size`` (``window_size`` > 0:
+the last window_size entries, itself included, as in Mistral). Padding is the bias's job, which makes left
+and right padding equally correct (see ``lowerings/ort.py`` for why that matters on ORT).
+
+``softcap`` > 0 caps the scaled scores, ``softcap · tanh(scores / softcap)``, before the mask and bias
+are added (Gemma 2), the order of GroupQueryAttention's and ONNX Attention's ``softcap``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,53 @@ import torch.nn.functional as F
 from yamlllm_export.ops.masking import mask_value
 from yamlllm_export.ops.registry import custom_op
 from yamlllm_export.ops.rotary import apply_rotary
+
+
+def visibility_mask(S: int, P: int, *, causal: bool, window_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(S, T) additive mask: 0 where new token i may see cache index j, ``mask_value`` elsewhere."""
+    T = P + S
+    j = torch.arange(T, device=device)[None, :]
+    i = (P + torch.arange(S, device=device))[:, None]
+    visible = torch.ones(S, T, dtype=torch.bool, device=device)
+    if causal:
+        visible = visible & (j <= i)
+    if window_size > 0:
+        visible = visible & (j > i - window_size)
+    return torch.where(visible, 0.0, mask_value(dtype)).to(dtype)
+
+
+def attend_scores(scores: torch.Tensor, bias: torch.Tensor | None, *, causal: bool, window_size: int, softcap: float) -> torch.Tensor:
+    """softmax(cap(scores) + mask + bias) over keys; scores (B, nh, S, T) already scaled."""
+    S, T = scores.shape[-2:]
+    if softcap > 0:
+        scores = softcap * torch.tanh(scores / softcap)
+    scores = scores + visibility_mask(S, T - S, causal=causal, window_size=window_size, dtype=scores.dtype, device=scores.device)
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype)  # (B, 1|nh, S, T)
+    return scores.softmax(-1)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    scale: float,
+    causal: bool,
+    window_size: int,
+    softcap: float,
+) -> torch.Tensor:
+    """softmax(cap(q·kᵀ·scale) + mask + bias)·v; q (B, nh, S, hs), k/v (B, nkv, T, hs) → (B, nh, S, hs)."""
+    S, T = q.shape[2], k.shape[2]
+    G = q.shape[1] // k.shape[1]
+    if softcap <= 0:  # the fused kernel, when no cap sits between the product and the mask
+        mask = visibility_mask(S, T - S, causal=causal, window_size=window_size, dtype=q.dtype, device=q.device)
+        if bias is not None:
+            mask = mask + bias.to(q.dtype)  # (B, 1|nh, S, T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=G != 1)
+    k, v = k.repeat_interleave(G, dim=1), v.repeat_interleave(G, dim=1)  # (B, nh, T, hs)
+    return attend_scores(q @ k.transpose(-1, -2) * scale, bias, causal=causal, window_size=window_size, softcap=softcap) @ v
 
 
 @custom_op("attention")
@@ -38,6 +94,9 @@ def attention(
     num_heads: int,
     num_kv_heads: int,
     scale: float,
+    window_size: int = 0,
+    causal: bool = True,
+    softcap: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, S, _ = query.shape
     hs = past_key.shape[-1]
@@ -49,18 +108,20 @@ def attention(
     q = q.transpose(1, 2)  # (B, nh, S, hs)
     k = torch.cat([past_key, k.transpose(1, 2)], dim=2)  # (B, nkv, T, hs)
     v = torch.cat([past_value, value.view(B, S, num_kv_heads, hs).transpose(1, 2)], dim=2)
-    P, T = past_key.shape[2], past_key.shape[2] + S
-    visible = torch.arange(T, device=q.device) <= (P + torch.arange(S, device=q.device))[:, None]  # (S, T)
-    mask = torch.where(visible, 0.0, mask_value(q.dtype)).to(q.dtype)
-    if attention_bias is not None:
-        mask = mask + attention_bias.to(q.dtype)  # (B, 1|nh, S, T)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=num_heads != num_kv_heads)
+    out = attend(q, k, v, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap)
     return out.transpose(1, 2).reshape(B, S, num_heads * hs), k, v
 
 
-@attention.op.register_fake
-def _(query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads, scale):  # noqa: ANN001, ANN202
+def attention_fake(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor,
+    attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
+    position_ids: torch.Tensor | None, num_heads: int, num_kv_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Output shapes of ``attention`` (and ``complex_attention``, which has the same signature)."""
     B, S, _ = query.shape
-    T = past_key.shape[2] + S
-    present_shape = (B, num_kv_heads, T, past_key.shape[3])
+    present_shape = (B, num_kv_heads, past_key.shape[2] + S, past_key.shape[3])
     return query.new_empty(B, S, num_heads * past_key.shape[3]), past_key.new_empty(present_shape), past_value.new_empty(present_shape)
+
+
+attention.op.register_fake(attention_fake)

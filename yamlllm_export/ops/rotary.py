@@ -2,7 +2,9 @@
 
 The caches hold ``cos(p·θ_i)`` and ``sin(p·θ_i)`` for positions p < max_positions and the rotary_dim/2
 frequencies θ_i = theta^(-2i/rotary_dim), the layout of ``com.microsoft.RotaryEmbedding`` and ONNX
-``RotaryEmbedding``.
+``RotaryEmbedding``. Partial rotary (rotary_dim < head_dim, GPT-NeoX / Phi): the tables have rotary_dim/2
+columns and only the first rotary_dim features of a head rotate; the rest pass through. Scaled variants
+(linear, dynamic NTK, llama3, YaRN) only change θ and the tables' scale: see ``ops/rope_scaling.py``.
 """
 
 from __future__ import annotations
@@ -10,11 +12,18 @@ from __future__ import annotations
 import torch
 
 
+def rope_tables(positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of p·θ_i for every p in ``positions`` (n,) and θ in ``inv_freq`` (rd/2,), each (n, rd/2),
+    times ``attention_factor`` (YaRN; 1 otherwise). Computed in the inputs' dtype (float64 for accuracy)."""
+    angles = torch.outer(positions, inv_freq)
+    return angles.cos() * attention_factor, angles.sin() * attention_factor
+
+
 def rope_caches(max_positions: int, rotary_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin), each [max_positions, rotary_dim / 2], computed in float64 for accuracy, returned fp32."""
-    inv_freq = theta ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
-    angles = torch.outer(torch.arange(max_positions, dtype=torch.float64), inv_freq)
-    return angles.cos().float(), angles.sin().float()
+    inv_freq = theta ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64, device="cpu") / rotary_dim)
+    cos, sin = rope_tables(torch.arange(max_positions, dtype=torch.float64, device="cpu"), inv_freq)
+    return cos.float(), sin.float()
 
 
 def apply_rotary(x: torch.Tensor, position_ids: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor) -> torch.Tensor:

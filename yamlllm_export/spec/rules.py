@@ -37,6 +37,13 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
     if att["mechanism"] == "complex" and _head_dim(d) % 2:
         yield "layer.attention.head_dim", f"{_head_dim(d)} is odd; complex attention pairs real and imaginary halves"
+    pe = d["embedding"]["positional_encoding"]
+    partial = pe["partial_rotary_factor"] != 1.0 or pe["rotary_dim"] not in (None, _head_dim(d))
+    if att["mechanism"] == "complex" and pe["type"] == "rope" and partial:
+        yield (
+            "embedding.positional_encoding.rotary_dim",
+            "complex attention rotates every (real, imaginary) pair by its phase; partial rotary cannot be expressed (leave rotary_dim and partial_rotary_factor unset)",
+        )
 
 
 def _mla(d: dict[str, Any]) -> Iterator[Problem]:

@@ -3,6 +3,7 @@
 prefill      a left-padded batch of prompts of different lengths, logits vs PyTorch (valid positions)
 decode       ``steps`` single-token steps, each side feeding its own cache back; logits vs PyTorch
 incremental  ONNX against itself: the logits of the cached decode steps vs one prefill of the whole sequence
+             (n/a where they legitimately differ: bidirectional attention, dynamic NTK RoPE)
 long context one prompt that ends near max_position_embeddings, then a few decode steps, vs PyTorch
 tokens       greedy (top-1) tokens of both sides over the prefill and decode positions; a disagreement
              counts only where the reference's top-2 gap exceeds 1e-3 (a near-tie is no evidence)
@@ -20,7 +21,7 @@ import torch
 
 from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.validate.parity import TOP2_GAP, StepLogits, TokenAgreement, Tolerance, padded_batch, token_agreement, trace
-from yamlllm_export.validate.report import FAIL, PASS, CheckResult
+from yamlllm_export.validate.report import FAIL, NOT_APPLICABLE, PASS, CheckResult
 from yamlllm_export.validate.session import ORT_ERRORS, one_line
 from yamlllm_export.validate.stepper import GraphStepper
 
@@ -35,6 +36,7 @@ class Settings:
     prompt_len: int
     max_positions: int
     seed: int = 0
+    not_incremental: str = ""  # why cached decoding legitimately differs from a recompute (empty: it must not)
 
     @property
     def lengths(self) -> list[int]:
@@ -57,6 +59,7 @@ class Settings:
             "prompt_lengths": self.lengths,
             "long_context": f"{self.long_prompt_len} + {self.long_steps} steps = {self.max_positions}",
             "seed": self.seed,
+            **({"incremental": f"not applicable: {self.not_incremental}"} if self.not_incremental else {}),
         }
 
 
@@ -126,7 +129,11 @@ def parity_checks(
         rows[DECODE] = _logits_row(DECODE, ep, steps[1:], tol, "")
         rows[TOKENS] = _tokens_row(ep, steps, tol)
         try:
-            rows[INCREMENTAL] = _incremental_row(ep, stepper, steps, tol)
+            rows[INCREMENTAL] = (
+                CheckResult(INCREMENTAL, ep, NOT_APPLICABLE, "not applicable", tol.describe(), detail=settings.not_incremental)
+                if settings.not_incremental
+                else _incremental_row(ep, stepper, steps, tol)
+            )
         except ORT_ERRORS as err:
             rows[INCREMENTAL] = _error_row(INCREMENTAL, ep, tol, err)
     try:

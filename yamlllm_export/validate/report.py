@@ -2,7 +2,9 @@
 ``parity.json`` (for machines), ``parity.md`` (for pull requests) and a rich table (for the terminal).
 
 Statuses: ``pass``; ``fail`` (a parity or structure failure: exit 1); ``unsupported`` (the build cannot run
-on that EP, e.g. a kernel missing for its dtype: reported, never counted as a parity failure).
+on that EP, e.g. a kernel missing for its dtype: reported, never counted as a parity failure); ``n/a``
+(the check's premise does not hold for this architecture, e.g. incremental decoding of a bidirectional
+model: reported with the reason).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from yamlllm_export.errors import BuildError
 
-PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
+PASS, FAIL, UNSUPPORTED, NOT_APPLICABLE = "pass", "fail", "unsupported", "n/a"
 EXIT_OK, EXIT_PARITY, EXIT_INPUT = 0, 1, 2
 
 
@@ -23,7 +25,7 @@ EXIT_OK, EXIT_PARITY, EXIT_INPUT = 0, 1, 2
 class CheckResult:
     check: str  # "checker", "prefill", ... (see checks.py / structure.py)
     ep: str  # "cpu", "cuda", or "-" for checks of the file itself
-    status: str  # PASS, FAIL or UNSUPPORTED
+    status: str  # PASS, FAIL, UNSUPPORTED or NOT_APPLICABLE (the check does not hold for this architecture)
     measured: str  # what was measured, as printed
     tolerance: str
     value: float | None = None  # the measured number, where there is one (inf: NaN or inf in the output)
@@ -116,9 +118,10 @@ class Report:
 
 
 def summary(report: Report) -> str:
-    counts = {status: sum(r.status == status for r in report.results) for status in (PASS, FAIL, UNSUPPORTED)}
+    counts = {status: sum(r.status == status for r in report.results) for status in (PASS, FAIL, UNSUPPORTED, NOT_APPLICABLE)}
     verdict = "FAILED" if counts[FAIL] else ("nothing validated" if report.problem else "all checks passed")
-    parts = [f"{counts[PASS]} passed", f"{counts[FAIL]} failed"] + ([f"{counts[UNSUPPORTED]} unsupported"] if counts[UNSUPPORTED] else [])
+    parts = [f"{counts[PASS]} passed", f"{counts[FAIL]} failed"]
+    parts += [f"{counts[k]} {k if k != NOT_APPLICABLE else 'not applicable'}" for k in (UNSUPPORTED, NOT_APPLICABLE) if counts[k]]
     return f"{verdict}: " + ", ".join(parts)
 
 
@@ -127,7 +130,7 @@ def render_table(report: Report) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    style = {PASS: "green", FAIL: "bold red", UNSUPPORTED: "yellow"}
+    style = {PASS: "green", FAIL: "bold red", UNSUPPORTED: "yellow", NOT_APPLICABLE: "dim"}
     m = report.model
     table = Table(title=escape(f"{m.get('name', '?')} · {m.get('target', '?')} · {m.get('dtype', '?')}"), title_justify="left")
     for col in ("check", "EP", "measured", "tolerance", "result"):

@@ -61,7 +61,20 @@ def settings_for(spec: ModelSpec, options: ValidateOptions) -> Settings:
             f"--prompt-len {prompt_len} + --steps {options.steps} = {prompt_len + options.steps} does not fit "
             f"max_position_embeddings {max_pos} of {spec.name}"
         )
-    return Settings(steps=options.steps, batch=options.batch, prompt_len=prompt_len, max_positions=max_pos, seed=options.seed)
+    return Settings(
+        steps=options.steps, batch=options.batch, prompt_len=prompt_len, max_positions=max_pos, seed=options.seed,
+        not_incremental=not_incremental(spec),
+    )  # fmt: skip
+
+
+def not_incremental(spec: ModelSpec) -> str:
+    """Why decoding with the cache legitimately differs from recomputing the whole sequence ("" if it must not)."""
+    if any(not layer.attention.causal for layer in spec.layer_specs()):
+        return "bidirectional attention: a cached token never saw the tokens after it, a recompute lets it"
+    scaling = spec.embedding.positional_encoding.rope_scaling
+    if scaling is not None and scaling.type == "dynamic":
+        return "dynamic NTK RoPE: cached keys keep the base of the step that wrote them, a recompute uses the current one"
+    return ""
 
 
 def plan_eps(requested: tuple[str, ...]) -> tuple[list[str], list[EpRun]]:

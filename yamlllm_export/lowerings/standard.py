@@ -1,0 +1,68 @@
+"""Target ``onnx``: standard ONNX opset-23 ops only (no com.microsoft domain), for runtimes that implement
+the opset-23 fused ops: ``Attention``, ``RotaryEmbedding``, ``RMSNormalization``.
+
+Attention → ``RotaryEmbedding`` on q and k (3-D input with ``num_heads``; ``rotary_embedding_dim`` for
+partial rotary), our own Concat for the cache (present = past ++ new, so the op's past inputs stay unused),
+and one ``Attention`` node on 4-D (B, heads, length, hs) tensors: grouped KV heads come from the shapes, the
+scale and ``softcap`` are attributes, and causality, the sliding window, padding and ALiBi all travel in one
+additive float ``attn_mask`` (S, T) + (B, 1|nh, S, T). Why not ``is_causal``: ORT 1.31's CPU kernel aligns
+it top-left when the cache comes in as K rather than as ``past_key`` (see docs/design.md), and a window
+needs the mask anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from onnxscript import opset23 as op
+
+from yamlllm_export.lowerings import common
+from yamlllm_export.lowerings.common import dim
+
+OPSET = 23
+
+
+def attention(
+    query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
+    cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) → ONNX
+    ``Attention`` (see module docstring). Every variant is expressible: nothing falls back."""
+    if cos_cache is not None:
+        rd = common.rotary_dim(cos_cache)
+        query = op.RotaryEmbedding(query, cos_cache, sin_cache, position_ids, num_heads=num_heads, rotary_embedding_dim=rd)
+        key = op.RotaryEmbedding(key, cos_cache, sin_cache, position_ids, num_heads=num_kv_heads, rotary_embedding_dim=rd)
+    q = op.Transpose(op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1])), perm=[0, 2, 1, 3])  # (B, nh, S, hs)
+    k = op.Transpose(op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1])), perm=[0, 2, 1, 3])  # (B, nkv, S, hs)
+    v = op.Transpose(op.Reshape(value, op.Constant(value_ints=[0, 0, num_kv_heads, -1])), perm=[0, 2, 1, 3])
+    present_k = op.Concat(past_key, k, axis=2)  # (B, nkv, T, hs)
+    present_v = op.Concat(past_value, v, axis=2)
+    mask = common.visibility(op, query, past_key, causal=causal, window_size=window_size)  # (S, T) or None
+    if attention_bias is not None:
+        bias = op.CastLike(attention_bias, query)  # (B, 1|nh, S, T)
+        mask = bias if mask is None else op.Add(mask, bias)
+    variants = {"softcap": softcap} if softcap > 0 else {}
+    out = op.Attention(q, present_k, present_v, mask, scale=scale, **variants)
+    out = out[0] if isinstance(out, tuple) else out  # (B, nh, S, hs); the optional outputs stay unbound
+    out = op.Reshape(
+        op.Transpose(out, perm=[0, 2, 1, 3]), op.Concat(dim(op, query, 0), dim(op, query, 1), op.Constant(value_ints=[-1]), axis=0)
+    )
+    return out, present_k, present_v
+
+
+def rms_norm(x: Any, weight: Any, eps: float) -> Any:
+    """``yamlllm::rms_norm`` → RMSNormalization over the last axis, statistics in float32 (stash_type 1)."""
+    if weight is None:
+        weight = op.Expand(op.CastLike(op.Constant(value_float=1.0), x), dim(op, x, -1))
+    return op.RMSNormalization(x, op.CastLike(weight, x), axis=-1, epsilon=eps, stash_type=1)
+
+
+TABLE = {
+    torch.ops.yamlllm.attention.default: attention,
+    torch.ops.yamlllm.complex_attention.default: attention,
+    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.rms_norm.default: rms_norm,
+    torch.ops.yamlllm.moe.default: common.moe,  # dense plain ops (opset 23 has no MoE op)
+}

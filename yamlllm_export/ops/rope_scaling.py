@@ -1,0 +1,131 @@
+"""RoPE frequency scaling for contexts longer than the one a model was trained on.
+
+Every variant changes only the inverse frequencies θ_i = theta^(-2i/d) (d = rotary_dim, i < d/2) and, for
+YaRN, multiplies cos and sin by an attention factor. The parameters follow the papers and the Hugging Face
+``rope_scaling`` conventions (``transformers/modeling_rope_utils.py``), with L_orig the context length the
+model was trained on (``original_max_position_embeddings``):
+
+- linear   (Chen et al. 2023, "position interpolation"): positions p → p / factor, i.e. θ_i / factor.
+- dynamic  (NTK-aware, bloc97/emozilla): base' = base · (factor·L/L_orig − (factor − 1))^(d/(d−2)) once the
+           current length L exceeds L_orig; computed in the graph (``dynamic_ntk_inv_freq``).
+- llama3   (Llama 3.1): wavelengths λ_i = 2π/θ_i longer than L_orig/low_freq_factor are divided by factor,
+           shorter than L_orig/high_freq_factor kept, the band between interpolated smoothly.
+- yarn     (Peng et al. 2023, arXiv 2309.00071): "NTK-by-parts" ramp between the dims that rotate beta_fast
+           and beta_slow times over L_orig, plus cos/sin scaled by attention_factor (0.1·ln(factor) + 1).
+
+Static variants are computed once, in float64, on the CPU (the model may be built on the meta device).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+SCALING_TYPES = ("linear", "dynamic", "llama3", "yarn")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """The scaling parameters a ``RotaryCache`` needs (the builder copies them from the spec)."""
+
+    type: str  # linear | dynamic | llama3 | yarn
+    factor: float
+    original_max_position_embeddings: int
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    attention_factor: float | None = None
+
+
+def default_inv_freq(rotary_dim: int, theta: float) -> torch.Tensor:
+    """θ_i = theta^(-2i/d), i < d/2, float64 (Su et al. 2021)."""
+    return theta ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64, device="cpu") / rotary_dim)
+
+
+def linear_inv_freq(inv_freq: torch.Tensor, factor: float) -> torch.Tensor:
+    """Position interpolation: angle(p) = (p / factor)·θ_i, the same as θ_i / factor."""
+    return inv_freq / factor
+
+
+def llama3_inv_freq(
+    inv_freq: torch.Tensor, *, factor: float, low_freq_factor: float, high_freq_factor: float, original_max: int
+) -> torch.Tensor:
+    """Llama 3.1 scaling by wavelength λ = 2π/θ:
+
+    λ < L_orig/high_freq_factor → θ (high frequencies kept); λ > L_orig/low_freq_factor → θ/factor;
+    between: (1 − s)·θ/factor + s·θ with s = (L_orig/λ − low_freq_factor)/(high_freq_factor − low_freq_factor).
+    """
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (original_max / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    mixed = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    out = torch.where(wavelen > original_max / low_freq_factor, inv_freq / factor, mixed)
+    return torch.where(wavelen < original_max / high_freq_factor, inv_freq, out)
+
+
+def yarn_inv_freq(rotary_dim: int, theta: float, *, factor: float, beta_fast: float, beta_slow: float, original_max: int) -> torch.Tensor:
+    """YaRN "NTK-by-parts": a dimension pair that completes r = L_orig·θ/(2π) rotations over the training
+    context keeps θ when r > beta_fast, becomes θ/factor when r < beta_slow, and is mixed linearly by dim
+    index in between. The dim bounds solve r(dim) = beta for dim, floored / ceiled as in HF (truncate)."""
+
+    def dim_for(rotations: float) -> float:  # the (fractional) dim index 2i at which r = rotations
+        return rotary_dim * math.log(original_max / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low = max(math.floor(dim_for(beta_fast)), 0)
+    high = min(math.ceil(dim_for(beta_slow)), rotary_dim - 1)
+    if low == high:
+        high += 0.001  # HF: avoid a zero-width ramp
+    ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu") - low) / (high - low)).clamp(0, 1)
+    inv_freq = default_inv_freq(rotary_dim, theta)
+    return inv_freq / factor * ramp + inv_freq * (1 - ramp)
+
+
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """0.1·mscale·ln(factor) + 1 for factor > 1, else 1 (YaRN's recommended attention temperature)."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def yarn_attention_factor(factor: float, *, attention_factor: float | None, mscale: float | None, mscale_all_dim: float | None) -> float:
+    """The multiplier of cos and sin: ``attention_factor`` when given; else mscale(factor, mscale) /
+    mscale(factor, mscale_all_dim) when both are set (DeepSeek); else 0.1·ln(factor) + 1 (HF semantics)."""
+    if attention_factor is not None:
+        return attention_factor
+    if mscale and mscale_all_dim:
+        return yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+    return yarn_mscale(factor)
+
+
+def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) -> tuple[torch.Tensor, float]:
+    """(θ float64 (d/2,), cos/sin multiplier) for no scaling or a static variant (not ``dynamic``)."""
+    inv_freq = default_inv_freq(rotary_dim, theta)
+    if scaling is None:
+        return inv_freq, 1.0
+    s = scaling
+    if s.type == "linear":
+        return linear_inv_freq(inv_freq, s.factor), 1.0
+    if s.type == "llama3":
+        return llama3_inv_freq(
+            inv_freq, factor=s.factor, low_freq_factor=s.low_freq_factor, high_freq_factor=s.high_freq_factor,
+            original_max=s.original_max_position_embeddings,
+        ), 1.0  # fmt: skip
+    if s.type == "yarn":
+        freq = yarn_inv_freq(
+            rotary_dim, theta, factor=s.factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow,
+            original_max=s.original_max_position_embeddings,
+        )  # fmt: skip
+        return freq, yarn_attention_factor(s.factor, attention_factor=s.attention_factor, mscale=s.mscale, mscale_all_dim=s.mscale_all_dim)
+    raise ValueError(f"rope_scaling.type {s.type!r} has no static table (choose from linear, llama3, yarn)")
+
+
+def dynamic_ntk_inv_freq(length: torch.Tensor, *, rotary_dim: int, theta: float, factor: float, original_max: int) -> torch.Tensor:
+    """Dynamic NTK θ for the current total length ``length`` (a float64 tensor of shape (1,)), in tensor
+    ops so it is part of the exported graph: base' = theta · (factor·L/L_orig − (factor − 1))^(d/(d−2)) with
+    L = max(length, L_orig) (below L_orig the base is unchanged)."""
+    L = length.clamp(min=float(original_max))
+    base = theta * (factor * L / original_max - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))  # (1,)
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float64, device=length.device) / rotary_dim
+    return base**-exponents  # (d/2,)
