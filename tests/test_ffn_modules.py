@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from yamlllm_export.model.decoder import Block, ParallelBlock, Residual
-from yamlllm_export.model.ffn import ACTIVATIONS, MLP, GatedMLP
+from yamlllm_export.model.ffn import ACTIVATIONS, MLP
 from yamlllm_export.model.init import init_weights
-from yamlllm_export.model.moe import MoE, route
+from yamlllm_export.model.moe import Experts, MoE, route
 from yamlllm_export.model.norms import make_norm
 
 torch.manual_seed(0)
@@ -35,27 +35,26 @@ def test_activation_formulas(name, formula):
     assert (ACTIVATIONS[name](x) - formula(x)).abs().max() < 1e-12
 
 
-def _experts(n: int, gated: bool) -> list[nn.Module]:
-    cls = GatedMLP if gated else MLP
-    return [cls(16, 24, activation="swiglu" if gated else "gelu", bias=False, dropout=0.0) for _ in range(n)]
-
-
 @pytest.mark.parametrize("normalize", [True, False], ids=["normalized", "softmax-probs"])
 @pytest.mark.parametrize("shared", [False, True], ids=["no-shared", "shared"])
-@pytest.mark.parametrize("top_k", [1, 2, 3])
+@pytest.mark.parametrize(("top_k", "gated"), [(1, True), (2, True), (3, True), (2, False)], ids=["k1", "k2", "k3", "k2-plain"])
 @torch.no_grad()
-def test_moe_equals_a_per_token_loop(top_k, shared, normalize):
-    """The dense MoE equals routing each token by hand. Random router weights make exact ties between
-    experts practically impossible, so the top-k set is unambiguous."""
+def test_moe_equals_a_per_token_loop(top_k, gated, shared, normalize):
+    """The MoE equals routing each token by hand through plain Linear experts. Random router weights make
+    exact ties between experts practically impossible, so the top-k set is unambiguous."""
+    activation = "swiglu" if gated else "gelu"
+    experts = Experts(4, 16, 24, gated=gated, bias=True)
     moe = MoE(
-        16,
-        experts=_experts(4, gated=True),
-        activation="swiglu",
-        top_k=top_k,
-        normalize_top_k=normalize,
-        shared=MLP(16, 8, activation="relu", bias=True, dropout=0.0) if shared else None,
-        dropout=0.0,
-    )
+        16, experts=experts, activation=activation, top_k=top_k, normalize_top_k=normalize,
+        shared=MLP(16, 8, activation="relu", bias=True, dropout=0.0) if shared else None, dropout=0.0,
+    )  # fmt: skip
+    act = ACTIVATIONS[activation]
+
+    def expert(e: int, t: torch.Tensor) -> torch.Tensor:
+        up = F.linear(t, experts.up.weight[e], experts.up.bias[e])
+        h = act(F.linear(t, experts.gate.weight[e], experts.gate.bias[e])) * up if gated else act(up)
+        return F.linear(h, experts.down.weight[e], experts.down.bias[e])
+
     x = torch.randn(3, 5, 16)
     got = moe(x)
     want = torch.zeros_like(x)
@@ -65,10 +64,28 @@ def test_moe_equals_a_per_token_loop(top_k, shared, normalize):
             probs = torch.softmax(t @ moe.router.weight.T, dim=-1)
             chosen = sorted(range(4), key=lambda e: -probs[e].item())[:top_k]
             total = sum(probs[e] for e in chosen) if normalize else 1.0
-            want[b, s] = sum(probs[e] / total * moe.experts[e](t) for e in chosen)
+            want[b, s] = sum(probs[e] / total * expert(e, t) for e in chosen)
             if shared:
                 want[b, s] += moe.shared(t)
-    assert (got - want).abs().max() < 1e-6
+    assert (got - want).abs().max() < 1e-5
+
+
+def test_stacked_experts_initialise_each_expert_like_a_linear():
+    """gpt2 init: every expert matrix N(0, std), down projections residual-scaled; biases 0."""
+    model = nn.ModuleDict({"ffn": MoE(
+        64, experts=Experts(4, 64, 256, gated=True, bias=True), activation="swiglu", top_k=2, normalize_top_k=True,
+        shared=None, dropout=0.0,
+    )})  # fmt: skip
+    init_weights(model, scheme="gpt2", seed=0, num_layers=8, gain=1.0, std=0.02, residual_scale=None, padding_idx=None)
+    experts = model["ffn"].experts
+    for e in range(4):
+        assert abs(experts.up.weight[e].std().item() - 0.02) < 0.002
+        assert abs(experts.down.weight[e].std().item() - 0.005) < 0.001  # 0.02 / sqrt(2 · 8)
+    assert (experts.up.bias == 0).all() and not torch.equal(experts.up.weight[0], experts.up.weight[1])
+    xavier = Experts(3, 64, 256, gated=False, bias=False)
+    init_weights(xavier, scheme="xavier_uniform", seed=0, num_layers=2, gain=1.0, std=0.02, residual_scale=None, padding_idx=None)
+    bound = math.sqrt(6 / (64 + 256))  # per-expert fans, not the stacked tensor's
+    assert xavier.up.weight.abs().max() <= bound and xavier.up.weight.abs().max() > 0.9 * bound
 
 
 def test_route_keeps_k_weights_per_token():

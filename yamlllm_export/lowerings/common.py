@@ -99,11 +99,10 @@ def _activation(op: Any, x: Any, name: str) -> Any:
     raise ValueError(f"yamlllm::moe: no lowering for activation {name!r}")
 
 
-def _linear(op: Any, x: Any, weight: Any, bias: Any, e: int) -> Any:
-    """x · weight[e]ᵀ (+ bias[e]) for a stacked (E, out, in) weight."""
+def _linear(op: Any, x2: Any, weight: Any, bias: Any, e: int) -> Any:
+    """x2 (N, in) · weight[e]ᵀ (+ bias[e]) for a stacked (E, out, in) weight: one Gemm, no transposed copy."""
     index = op.Constant(value_int=e)
-    y = op.MatMul(x, op.Transpose(op.Gather(weight, index, axis=0), perm=[1, 0]))
-    return op.Add(y, op.Gather(bias, index, axis=0)) if bias is not None else y
+    return op.Gemm(x2, op.Gather(weight, index, axis=0), op.Gather(bias, index, axis=0) if bias is not None else None, transB=1)
 
 
 def moe(
@@ -118,15 +117,17 @@ def moe(
     if normalize:
         top = op.Div(top, op.ReduceSum(top, op.Constant(value_ints=[-1]), keepdims=1))
     gates = op.CastLike(op.ScatterElements(op.Mul(probs, op.Constant(value_float=0.0)), index, top, axis=-1), x)  # (B, S, E)
+    x2 = op.Reshape(x, op.Concat(op.Constant(value_ints=[-1]), dim(op, x, -1), axis=0))  # (B·S, d)
+    gates = op.Reshape(gates, op.Concat(op.Constant(value_ints=[-1]), dim(op, gates, -1), axis=0))  # (B·S, E)
     y = None
     for e in range(router_weight.shape[0]):
-        up = _linear(op, x, up_weight, up_bias, e)  # (B, S, h)
+        up = _linear(op, x2, up_weight, up_bias, e)  # (B·S, h)
         h = (
             _activation(op, up, activation)
             if gate_weight is None
-            else op.Mul(_activation(op, _linear(op, x, gate_weight, gate_bias, e), activation), up)
+            else op.Mul(_activation(op, _linear(op, x2, gate_weight, gate_bias, e), activation), up)
         )
-        w_e = op.Slice(gates, op.Constant(value_ints=[e]), op.Constant(value_ints=[e + 1]), op.Constant(value_ints=[-1]))  # (B, S, 1)
+        w_e = op.Slice(gates, op.Constant(value_ints=[e]), op.Constant(value_ints=[e + 1]), op.Constant(value_ints=[-1]))  # (B·S, 1)
         term = op.Mul(w_e, _linear(op, h, down_weight, down_bias, e))
         y = term if y is None else op.Add(y, term)
-    return y
+    return op.Reshape(y, op.Shape(x))  # (B, S, d)

@@ -14,7 +14,7 @@ from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
-from yamlllm_export.model.moe import MoE
+from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import make_norm
 from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.rope_scaling import RopeScaling
@@ -42,12 +42,12 @@ def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
 
 
 def _ffn(lay: LayerSpec) -> nn.Module:
-    """The dense MLP, or on MoE layers (``ffn.moe`` set) experts built like it plus an optional shared expert."""
+    """The dense MLP, or on MoE layers (``ffn.moe`` set) stacked experts of the same kind plus an optional shared MLP."""
     ffn, d, moe = lay.ffn, lay.hidden_dim, lay.ffn.moe
     if moe is None:
         return _mlp(ffn, d, ffn.intermediate_size)
     shared = _mlp(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else None
-    experts = [_mlp(ffn, d, moe.intermediate_size) for _ in range(moe.num_experts)]
+    experts = Experts(moe.num_experts, d, moe.intermediate_size, gated=ffn.use_gated_activation, bias=ffn.bias)
     return MoE(
         d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
         shared=shared, dropout=ffn.dropout,

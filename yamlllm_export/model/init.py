@@ -8,6 +8,7 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   FFN ``down``) with std · scale, scale = 1/sqrt(2 · num_layers) unless given (Radford et al. 2019);
 - xavier_uniform / xavier_normal (with ``gain``), kaiming_uniform / kaiming_normal: every matrix and
   embedding; biases zero.
+Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
 starts at 0); a ``padding_idx`` row is zeroed.
 """
@@ -69,10 +70,13 @@ def init_weights(
                 if id(p) in seen:
                     continue
                 seen.add(id(p))
-                if p.dim() >= 2:
-                    _init_matrix(name, p, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
-                elif name.endswith("bias"):
+                if name.endswith("bias"):  # stacked experts' biases are (E, out)
                     nn.init.zeros_(p)
+                elif p.dim() == 3:  # stacked experts (E, out, in): each expert's matrix on its own
+                    for matrix in p:
+                        _init_matrix(name, matrix, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
+                elif p.dim() == 2:
+                    _init_matrix(name, p, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
                 elif id(p) in offsets:  # norm scale stored as w in 1 + w
                     nn.init.zeros_(p)
                 else:  # norm scales

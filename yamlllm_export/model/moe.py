@@ -28,51 +28,65 @@ same builds with top_k = E stay at 7e-4). Float32 builds are exact.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from yamlllm_export import ops
 from yamlllm_export.ops.moe import route
 
-__all__ = ["MoE", "route"]
+__all__ = ["ExpertLinear", "Experts", "MoE", "route"]
+
+
+class ExpertLinear(nn.Module):
+    """E independent linear maps stored stacked: weight (E, out, in), bias (E, out); each initialised like
+    ``nn.Linear``. Stacked storage is what ``yamlllm::moe`` and ORT's MoE kernel take, so the export has
+    no per-forward stacking of expert weights."""
+
+    def __init__(self, num: int, in_features: int, out_features: int, *, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(num, out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for e in range(self.weight.shape[0]):
+            nn.init.kaiming_uniform_(self.weight[e], a=math.sqrt(5))  # nn.Linear's default
+            if self.bias is not None:
+                bound = 1 / math.sqrt(self.weight.shape[2])
+                nn.init.uniform_(self.bias[e], -bound, bound)
+
+
+class Experts(nn.Module):
+    """E MLPs (gated: down(act(gate(x)) ⊙ up(x)); plain: down(act(up(x)))) as stacked weights."""
+
+    def __init__(self, num: int, dim: int, hidden: int, *, gated: bool, bias: bool) -> None:
+        super().__init__()
+        self.gate = ExpertLinear(num, dim, hidden, bias=bias) if gated else None
+        self.up = ExpertLinear(num, dim, hidden, bias=bias)
+        self.down = ExpertLinear(num, hidden, dim, bias=bias)
+
+    def tensors(self) -> list[torch.Tensor | None]:
+        """gate, up, down weights then biases, as ``yamlllm::moe`` takes them."""
+        linears = (self.gate, self.up, self.down)
+        return [m.weight if m is not None else None for m in linears] + [m.bias if m is not None else None for m in linears]
 
 
 class MoE(nn.Module):
-    """y = dropout(Σ_e w_e(x) · expert_e(x)) [+ shared(x)].
-
-    The experts are injected MLP / GatedMLP modules: they own the parameters (names and initialisation
-    as in a dense FFN). The routed computation runs in ``yamlllm::moe`` on their stacked weights, so
-    target ``ort`` can lower it to the sparse ``com.microsoft.MoE`` kernel; the experts' own dropout is
-    replaced by one dropout on the routed sum. The shared expert runs as a module."""
+    """y = dropout(Σ_e w_e(x) · expert_e(x)) [+ shared(x)]; the routed part is ``yamlllm::moe``, so target
+    ``ort`` can lower it to the sparse ``com.microsoft.MoE`` kernel. The shared expert is an injected MLP."""
 
     def __init__(
-        self,
-        dim: int,
-        *,
-        experts: list[nn.Module],
-        activation: str,
-        top_k: int,
-        normalize_top_k: bool,
-        shared: nn.Module | None,
-        dropout: float,
+        self, dim: int, *, experts: Experts, activation: str, top_k: int, normalize_top_k: bool, shared: nn.Module | None, dropout: float
     ) -> None:
         super().__init__()
-        self.router = nn.Linear(dim, len(experts), bias=False)
-        self.experts = nn.ModuleList(experts)
-        self.shared = shared
+        self.router = nn.Linear(dim, experts.up.weight.shape[0], bias=False)
+        self.experts, self.shared = experts, shared
         self.activation, self.top_k, self.normalize_top_k = activation, top_k, normalize_top_k
-        self.gated = hasattr(experts[0], "gate")
         self.dropout = nn.Dropout(dropout)
 
-    def _stacked(self, name: str, attr: str) -> torch.Tensor | None:
-        """(E, ...) stack of every expert's ``name.attr`` (weight or bias), None where absent."""
-        if name == "gate" and not self.gated:
-            return None
-        tensors = [getattr(getattr(expert, name), attr) for expert in self.experts]
-        return torch.stack(tensors) if tensors[0] is not None else None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = [self._stacked(n, "weight") for n in ("gate", "up", "down")]  # (E, h, d), (E, h, d), (E, d, h)
-        biases = [self._stacked(n, "bias") for n in ("gate", "up", "down")]  # (E, h), (E, h), (E, d)
-        y = self.dropout(ops.moe(x, self.router.weight, *weights, *biases, self.top_k, self.normalize_top_k, self.activation))
+        routed = ops.moe(x, self.router.weight, *self.experts.tensors(), self.top_k, self.normalize_top_k, self.activation)
+        y = self.dropout(routed)  # (B, S, d)
         return y if self.shared is None else y + self.shared(x)
