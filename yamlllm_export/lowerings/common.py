@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import onnx_ir as ir
@@ -76,3 +77,57 @@ def rotary_dim(cos_cache: Any) -> int:
     if not isinstance(half, int):
         raise TypeError(f"RoPE cos cache needs a static second dimension, got shape {cos_cache.shape}")
     return 2 * half
+
+
+def _activation(op: Any, x: Any, name: str) -> Any:
+    """The activations of ``ops/moe.py:ACTIVATIONS`` in plain ops (same formulas as torchlib's)."""
+    half, one = op.CastLike(op.Constant(value_float=0.5), x), op.CastLike(op.Constant(value_float=1.0), x)
+    if name in ("relu", "reglu"):
+        return op.Relu(x)
+    if name == "squared_relu":
+        r = op.Relu(x)
+        return op.Mul(r, r)
+    if name in ("silu", "swiglu"):
+        return op.Mul(x, op.Sigmoid(x))
+    if name in ("gelu", "geglu"):  # exact: x/2 · (1 + erf(x/√2))
+        return op.Mul(op.Mul(half, x), op.Add(one, op.Erf(op.Mul(x, op.CastLike(op.Constant(value_float=math.sqrt(0.5)), x)))))
+    if name == "gelu_tanh":  # x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+        cube = op.Mul(op.Mul(x, x), x)
+        inner = op.Add(x, op.Mul(op.CastLike(op.Constant(value_float=0.044715), x), cube))
+        tanh = op.Tanh(op.Mul(op.CastLike(op.Constant(value_float=math.sqrt(2 / math.pi)), x), inner))
+        return op.Mul(op.Mul(half, x), op.Add(one, tanh))
+    raise ValueError(f"yamlllm::moe: no lowering for activation {name!r}")
+
+
+def _linear(op: Any, x2: Any, weight: Any, bias: Any, e: int) -> Any:
+    """x2 (N, in) · weight[e]ᵀ (+ bias[e]) for a stacked (E, out, in) weight: one Gemm, no transposed copy."""
+    index = op.Constant(value_int=e)
+    return op.Gemm(x2, op.Gather(weight, index, axis=0), op.Gather(bias, index, axis=0) if bias is not None else None, transB=1)
+
+
+def moe(
+    x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
+    gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
+) -> Any:  # fmt: skip
+    """``yamlllm::moe`` densely in plain opset-18 ops (every expert on every token, weighed by the top-k
+    gate), mirroring the eager reference in ``ops/moe.py``; the fallback of every target."""
+    op = opset18
+    probs = op.Softmax(op.Cast(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), to=ir.DataType.FLOAT), axis=-1)  # (B, S, E)
+    top, index = op.TopK(probs, op.Constant(value_ints=[top_k]), axis=-1)  # (B, S, k)
+    if normalize:
+        top = op.Div(top, op.ReduceSum(top, op.Constant(value_ints=[-1]), keepdims=1))
+    gates = op.CastLike(op.ScatterElements(op.Mul(probs, op.Constant(value_float=0.0)), index, top, axis=-1), x)  # (B, S, E)
+    x2 = op.Reshape(x, op.Concat(op.Constant(value_ints=[-1]), dim(op, x, -1), axis=0))  # (B·S, d)
+    gates = op.Reshape(gates, op.Concat(op.Constant(value_ints=[-1]), dim(op, gates, -1), axis=0))  # (B·S, E)
+    y = None
+    for e in range(router_weight.shape[0]):
+        up = _linear(op, x2, up_weight, up_bias, e)  # (B·S, h)
+        h = (
+            _activation(op, up, activation)
+            if gate_weight is None
+            else op.Mul(_activation(op, _linear(op, x2, gate_weight, gate_bias, e), activation), up)
+        )
+        w_e = op.Slice(gates, op.Constant(value_ints=[e]), op.Constant(value_ints=[e + 1]), op.Constant(value_ints=[-1]))  # (B·S, 1)
+        term = op.Mul(w_e, _linear(op, h, down_weight, down_bias, e))
+        y = term if y is None else op.Add(y, term)
+    return op.Reshape(y, op.Shape(x))  # (B, S, d)

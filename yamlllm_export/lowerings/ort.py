@@ -70,12 +70,54 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return out[0] if isinstance(out, tuple) else out  # the exporter also binds the optional inv_std_var output
 
 
+# yamlllm::moe activation → com.microsoft.MoE activation_type, where ORT's CPU kernel computes the same
+# function (checked against the eager op: its "gelu" is the tanh form; SwiGLU only gate/up-interleaved)
+MOE_ACTIVATIONS = {"relu": "relu", "silu": "silu", "gelu_tanh": "gelu", "swiglu": "swiglu"}
+
+
+def _interleave(op: Any, gate: Any, up: Any, axis: int) -> Any:
+    """Rows g0, u0, g1, u1, ... along ``axis`` (the layout of swiglu_fusion=1)."""
+    both = op.Concat(
+        op.Unsqueeze(gate, op.Constant(value_ints=[axis + 1])), op.Unsqueeze(up, op.Constant(value_ints=[axis + 1])), axis=axis + 1
+    )
+    shape = op.Concat(dim(op, gate, 0), op.Constant(value_ints=[-1]), op.Shape(gate, start=axis + 1), axis=0)
+    return op.Reshape(both, shape)  # (E, 2h[, d])
+
+
+def moe(
+    x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
+    gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
+) -> Any:  # fmt: skip
+    """``yamlllm::moe`` → com.microsoft.MoE (sparse: each token runs only its top-k experts; the router
+    logits go in as ``router_probs``, softmax / top-k / renormalisation happen inside). Activations its
+    kernel lacks (exact gelu, squared relu, GeGLU, ReGLU) use the dense plain-op lowering, and so do
+    unnormalised top-k weights: with ``normalize_routing_weights=0`` the node alone matches the eager
+    op to 1e-7, but inside a decoder ORT 1.32's CPU run gives logits off by ~1 unless the MoE input or
+    output is also a graph output (a buffer-reuse problem, reproduced with graph optimisations off)."""
+    kind = MOE_ACTIVATIONS.get(activation)
+    if kind is None or not normalize:  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
+        return common.moe(
+            x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation
+        )
+    fc1, fc1_bias = up_weight, up_bias
+    if gate_weight is not None:
+        fc1 = _interleave(op, gate_weight, up_weight, 1)  # (E, 2h, d)
+        fc1_bias = _interleave(op, gate_bias, up_bias, 1) if up_bias is not None else None  # (E, 2h); both or neither
+    rows = op.Concat(op.Constant(value_ints=[-1]), dim(op, router_weight, 0), axis=0)
+    logits = op.Reshape(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), rows)  # (B·S, E)
+    return msft.MoE(
+        x, logits, fc1, fc1_bias, down_weight, down_bias, k=top_k, normalize_routing_weights=int(normalize),
+        activation_type=kind, swiglu_fusion=1 if kind == "swiglu" else 0, activation_alpha=1.0, activation_beta=0.0,
+    )  # fmt: skip
+
+
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.ort_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
+    torch.ops.yamlllm.moe.default: moe,
 }
 
 

@@ -80,4 +80,5 @@ TABLE = {
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.portable_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
+    torch.ops.yamlllm.moe.default: common.moe,
 }

@@ -65,4 +65,5 @@ TABLE = {
     torch.ops.yamlllm.attention_bias.default: common.attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.standard_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
+    torch.ops.yamlllm.moe.default: common.moe,  # dense plain ops (opset 23 has no MoE op)
 }

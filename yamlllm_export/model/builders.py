@@ -11,20 +11,48 @@ from torch import nn
 
 from yamlllm_export import ops
 from yamlllm_export.model.attention import PerHead, SelfAttention
-from yamlllm_export.model.decoder import Block, DecoderLM
+from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
 from yamlllm_export.model.ffn import MLP, GatedMLP
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
+from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
 from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.rope_scaling import RopeScaling
-from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
+from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _norm(spec: NormSpec, dim: int) -> nn.Module:
-    return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine)
+    return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine, unit_offset=spec.unit_offset)
+
+
+# which slots of ``Residual`` (pre, post, after) each norm placement fills, in both sub-layers
+PLACEMENTS = {"pre": ("pre",), "post": ("after",), "sandwich": ("pre", "post"), "output": ("post",)}
+
+
+def _residual(lay: LayerSpec) -> Residual:
+    norms = {slot: _norm(lay.layer_norm, lay.hidden_dim) for slot in PLACEMENTS[lay.norm_placement]}
+    return Residual(**norms, dropout=lay.residual_dropout)
+
+
+def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
+    mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
+    return mlp_cls(dim, hidden, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
+
+
+def _ffn(lay: LayerSpec) -> nn.Module:
+    """The dense MLP, or on MoE layers (``ffn.moe`` set) stacked experts of the same kind plus an optional shared MLP."""
+    ffn, d, moe = lay.ffn, lay.hidden_dim, lay.ffn.moe
+    if moe is None:
+        return _mlp(ffn, d, ffn.intermediate_size)
+    shared = _mlp(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else None
+    experts = Experts(moe.num_experts, d, moe.intermediate_size, gated=ffn.use_gated_activation, bias=ffn.bias)
+    return MoE(
+        d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
+        shared=shared, dropout=ffn.dropout,
+    )  # fmt: skip
 
 
 def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None) -> MultiLatentAttention:
@@ -63,15 +91,27 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
     )  # fmt: skip
 
 
-def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block:
-    att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
+def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block | ParallelBlock:
+    """A sequential block with the spec's norm placement, or PaLM's parallel block."""
+    d = lay.hidden_dim
+    att = lay.attention
     attn = _mla(lay, rotary) if att.mechanism == "mla" else _attention(att, d, rotary)
-    mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
-    mlp = mlp_cls(d, ffn.intermediate_size, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
-    return Block(
-        attn=attn, ffn=mlp, norm1=_norm(lay.layer_norm, d), norm2=_norm(lay.layer_norm, d),
-        placement=lay.norm_placement, dropout=lay.residual_dropout,
-    )  # fmt: skip
+    if lay.parallel:
+        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), dropout=lay.residual_dropout)
+    return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
+
+
+def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
+    """Token-embedding scale, the factorized-embedding projections (e → d after the lookup, d → e before
+    the LM head; bias-free) and the final logit softcap; None where the spec asks for none."""
+    emb, d = spec.embedding, spec.layer.hidden_dim
+    factorized = emb.embedding_dim != d
+    return {
+        "embed_scale": Scale(emb.scale) if emb.scale not in (None, 1.0) else None,
+        "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
+        "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
+        "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
+    }
 
 
 def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
@@ -110,8 +150,8 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
     rotary = _rotary(emb)
-    embed = nn.Embedding(emb.vocab_size, d, padding_idx=emb.padding_idx)
-    lm_head = nn.Linear(d, emb.vocab_size, bias=False)
+    embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
+    lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=False)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
     return DecoderLM(
@@ -122,6 +162,7 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,
+        **_embedding_ends(spec),
     )
 
 

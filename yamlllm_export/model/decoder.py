@@ -19,42 +19,99 @@ from yamlllm_export.ops.masking import mask_value
 KV = tuple[torch.Tensor, torch.Tensor]
 
 
-class Block(nn.Module):
-    """One decoder layer. pre-norm: x + F(N(x)); post-norm: N(x + F(x)) (Vaswani et al. 2017)."""
+class Residual(nn.Module):
+    """Where the norms of one residual sub-layer F sit: x → after(x + dropout(post(F(pre(x))))).
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, norm1: nn.Module, norm2: nn.Module, placement: str, dropout: float) -> None:
+    Every norm placement is this one formula with some norms left out (Identity):
+    pre x + F(N(x)); post N(x + F(x)) (Vaswani et al. 2017); sandwich x + N2(F(N1(x))) (peri-LN);
+    output x + N(F(x)) (OLMo-2). ``builders.PLACEMENTS`` says which slots each placement fills."""
+
+    def __init__(
+        self, *, pre: nn.Module | None = None, post: nn.Module | None = None, after: nn.Module | None = None, dropout: float
+    ) -> None:
         super().__init__()
-        self.attn, self.ffn, self.norm1, self.norm2 = attn, ffn, norm1, norm2
-        self.pre_norm = placement == "pre"
+        self.pre, self.post, self.after = (m if m is not None else nn.Identity() for m in (pre, post, after))
+        self.dropout = nn.Dropout(dropout)
+
+    def close(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The residual add of sub-layer output ``h`` = F(pre(x)) onto ``x``."""
+        return self.after(x + self.dropout(self.post(h)))
+
+
+class Block(nn.Module):
+    """One sequential decoder layer: attention, then the FFN, each a residual sub-layer (see ``Residual``)."""
+
+    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
+        super().__init__()
+        self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
+        h, k, v = self.attn(self.attn_norms.pre(x), bias, position_ids, *past)
+        x = self.attn_norms.close(x, h)
+        return self.ffn_norms.close(x, self.ffn(self.ffn_norms.pre(x))), (k, v)
+
+
+class ParallelBlock(nn.Module):
+    """PaLM's parallel layer (Chowdhery et al. 2022): x + Attn(N(x)) + FFN(N(x)), one shared norm."""
+
+    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.attn, self.ffn, self.norm = attn, ffn, norm
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
-        if self.pre_norm:
-            h, k, v = self.attn(self.norm1(x), bias, position_ids, *past)
-            x = x + self.dropout(h)
-            return x + self.dropout(self.ffn(self.norm2(x))), (k, v)
-        h, k, v = self.attn(x, bias, position_ids, *past)
-        x = self.norm1(x + self.dropout(h))
-        return self.norm2(x + self.dropout(self.ffn(x))), (k, v)
+        n = self.norm(x)
+        h, k, v = self.attn(n, bias, position_ids, *past)
+        return x + self.dropout(h) + self.dropout(self.ffn(n)), (k, v)
+
+
+class Softcap(nn.Module):
+    """c · tanh(x / c): squashes logits smoothly into (-c, c) (Gemma 2)."""
+
+    def __init__(self, cap: float) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cap * torch.tanh(x / self.cap)
+
+
+class Scale(nn.Module):
+    """x · c (Gemma multiplies token embeddings by √d)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
 
 
 class DecoderLM(nn.Module):
+    """tokens → embed (· scale, → project to d when factorized) → + positions → blocks → final norm →
+    (project back to the embedding size) → LM head → (softcap) → logits. Absent pieces are Identity."""
+
     def __init__(
         self,
         *,
         embed: nn.Embedding,
         positions: LearnedPositions | None,
         alibi: AlibiSlopes | None,
-        blocks: list[Block],
+        blocks: list[Block | ParallelBlock],
         final_norm: nn.Module | None,
         lm_head: nn.Linear,
         dropout: float,
+        embed_scale: nn.Module | None = None,
+        embed_proj: nn.Module | None = None,
+        head_proj: nn.Module | None = None,
+        logit_softcap: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.embed, self.positions, self.alibi = embed, positions, alibi
+        self.embed_scale, self.embed_proj = _or_identity(embed_scale), _or_identity(embed_proj)
         self.blocks = nn.ModuleList(blocks)
-        self.final_norm = final_norm if final_norm is not None else nn.Identity()
-        self.lm_head = lm_head
+        self.final_norm = _or_identity(final_norm)
+        self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
         self.dropout = nn.Dropout(dropout)
 
     def empty_cache(self, batch: int) -> list[KV]:
@@ -79,7 +136,7 @@ class DecoderLM(nn.Module):
             attention_mask = torch.ones(B, past[0][0].shape[2] + S, dtype=torch.int64, device=input_ids.device)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -S:]
-        x = self.embed(input_ids)  # (B, S, d)
+        x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
         if self.positions is not None:
             x = self.positions(x, position_ids)
         x = self.dropout(x)
@@ -91,4 +148,8 @@ class DecoderLM(nn.Module):
         for block, layer_past in zip(self.blocks, past, strict=True):
             x, present = block(x, bias, position_ids, layer_past)
             presents.append(present)
-        return self.lm_head(self.final_norm(x)), presents
+        return self.logit_softcap(self.lm_head(self.head_proj(self.final_norm(x)))), presents
+
+
+def _or_identity(module: nn.Module | None) -> nn.Module:
+    return module if module is not None else nn.Identity()

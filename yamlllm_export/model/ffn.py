@@ -1,22 +1,16 @@
-"""Feed-forward sub-layers: the plain MLP and the gated (GLU-family) MLP (Shazeer 2020)."""
+"""Feed-forward sub-layers: the plain MLP and the gated (GLU-family) MLP (Shazeer 2020).
+
+Activations (``ops/moe.py:ACTIVATIONS``, shared with the MoE op): gelu is the exact erf form, gelu_tanh
+the tanh approximation (GPT-2's "gelu_new"), squared_relu is relu(x)² (So et al. 2021, Primer). The gated
+variants name the activation of the gate branch: swiglu silu, geglu exact gelu, reglu relu.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    # gated variants: the activation applied to the gate branch
-    "swiglu": F.silu,
-    "geglu": F.gelu,
-    "reglu": F.relu,
-}
+from yamlllm_export.ops.moe import ACTIVATIONS
 
 
 class MLP(nn.Module):

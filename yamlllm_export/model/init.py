@@ -8,7 +8,9 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   FFN ``down``) with std · scale, scale = 1/sqrt(2 · num_layers) unless given (Radford et al. 2019);
 - xavier_uniform / xavier_normal (with ``gain``), kaiming_uniform / kaiming_normal: every matrix and
   embedding; biases zero.
-Norm scales start at 1 and shifts at 0 in every scheme; a ``padding_idx`` row is zeroed.
+Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
+Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
+starts at 0); a ``padding_idx`` row is zeroed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ def _reset_defaults(model: nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-        elif getattr(module, "weight", None) is not None and module.__class__.__name__ == "RMSNorm":
-            nn.init.ones_(module.weight)
 
 
 def _init_matrix(name: str, weight: torch.Tensor, *, scheme: str, gain: float, std: float, residual_std: float) -> None:
@@ -65,13 +65,19 @@ def init_weights(
         else:
             residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
             seen: set[int] = set()
+            offsets = {id(m.weight) for m in model.modules() if getattr(m, "unit_offset", False) and m.weight is not None}
             for name, p in model.named_parameters():
                 if id(p) in seen:
                     continue
                 seen.add(id(p))
-                if p.dim() >= 2:
+                if name.endswith("bias"):  # stacked experts' biases are (E, out)
+                    nn.init.zeros_(p)
+                elif p.dim() == 3:  # stacked experts (E, out, in): each expert's matrix on its own
+                    for matrix in p:
+                        _init_matrix(name, matrix, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
+                elif p.dim() == 2:
                     _init_matrix(name, p, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
-                elif name.endswith("bias"):
+                elif id(p) in offsets:  # norm scale stored as w in 1 + w
                     nn.init.zeros_(p)
                 else:  # norm scales
                     nn.init.ones_(p)

@@ -7,6 +7,7 @@ from yamlllm_export.ops.attention import attention
 from yamlllm_export.ops.attention_bias import attention_bias
 from yamlllm_export.ops.complex_attention import complex_attention
 from yamlllm_export.ops.mla_attention import mla_attention
+from yamlllm_export.ops.moe import moe
 from yamlllm_export.ops.rms_norm import rms_norm
 
-__all__ = ["attention", "attention_bias", "complex_attention", "mla_attention", "rms_norm"]
+__all__ = ["attention", "attention_bias", "complex_attention", "mla_attention", "moe", "rms_norm"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from yamlllm_export.spec.types import AttentionSpec, ModelSpec, NormSpec
+    from yamlllm_export.spec.types import AttentionSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -30,23 +30,50 @@ def _mla_params(att: AttentionSpec, d: int) -> int:
     return query + kv + out
 
 
+def _attention_params(att: AttentionSpec, d: int) -> int:
+    """Q/K/V/O projections with their biases, and the qk-norm scales (per head: one norm over head_dim
+    shared by the heads; full: over the whole projection)."""
+    q, kv = att.num_heads * att.head_dim, att.num_kv_heads * att.head_dim
+    total = d * (q + 2 * kv) + q * d + ((q + 2 * kv) if att.qkv_bias else 0) + (d if att.out_bias else 0)
+    qk = att.qk_norm
+    if qk is not None and qk.elementwise_affine:
+        per = 2 if qk.type == "layernorm" else 1
+        total += per * (2 * att.head_dim if qk.scope == "head" else q + kv)
+    return total
+
+
+def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
+    n_in = 2 if ffn.use_gated_activation else 1
+    return n_in * d * hidden + hidden * d + ((n_in * hidden + d) if ffn.bias else 0)
+
+
+def _ffn_params(ffn: FFNSpec, d: int) -> int:
+    """The dense MLP, or an MoE layer: router (d × E, no bias) + E experts + the optional shared expert."""
+    moe = ffn.moe
+    if moe is None:
+        return _mlp_params(ffn, d, ffn.intermediate_size)
+    shared = _mlp_params(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else 0
+    return d * moe.num_experts + moe.num_experts * _mlp_params(ffn, d, moe.intermediate_size) + shared
+
+
+def _layer_norm_params(lay: LayerSpec) -> int:
+    """Norms per layer: one shared (parallel), four (sandwich: before and after each sub-layer), else two."""
+    count = 1 if lay.parallel else 4 if lay.norm_placement == "sandwich" else 2
+    return count * _norm_params(lay.layer_norm, lay.hidden_dim)
+
+
 def parameter_count(spec: ModelSpec) -> int:
     emb, lay = spec.embedding, spec.layer
-    att, ffn, d = lay.attention, lay.ffn, lay.hidden_dim
-    q, kv = att.num_heads * att.head_dim, att.num_kv_heads * att.head_dim
-    attn = d * (q + 2 * kv) + q * d + ((q + 2 * kv + d) if att.bias else 0)
-    if att.mechanism == "mla":
-        attn = _mla_params(att, d)
-    n_in = 2 if ffn.use_gated_activation else 1
-    mlp = n_in * d * ffn.intermediate_size + ffn.intermediate_size * d
-    if ffn.bias:
-        mlp += n_in * ffn.intermediate_size + d
-    per_layer = attn + mlp + 2 * _norm_params(lay.layer_norm, d)
-    total = spec.num_layers * per_layer + emb.vocab_size * d + _norm_params(spec.final_layer_norm, d)
+    att, d, e = lay.attention, lay.hidden_dim, emb.embedding_dim
+    attn = _mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)
+    layers = sum(attn + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs())
+    total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d)
+    if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head
+        total += 2 * e * d
     if emb.positional_encoding.type == "learned":
         total += emb.max_position_embeddings * d
     if not spec.tie_word_embeddings:
-        total += emb.vocab_size * d
+        total += emb.vocab_size * e
     return total
 
 

@@ -1,0 +1,85 @@
+"""``yamlllm::moe``: a mixture-of-experts FFN layer, routed top-k (see ``model/moe.py`` for the maths).
+
+    p = softmax(x · routerᵀ) (float32); w = p on each token's top-k (÷ their sum when ``normalize``), 0 elsewhere
+    y = Σ_e w_e · down_e(act(gate_e(x)) ⊙ up_e(x))      (gated; plain: down_e(act(up_e(x))))
+
+Shapes: x (B, S, d); router_weight (E, d); gate_weight, up_weight (E, h, d) (gate None for a plain MLP);
+down_weight (E, d, h); biases (E, h) / (E, d) or None. ``activation``: a key of ``ACTIVATIONS`` (for a
+gated layer the name of the GLU, e.g. ``swiglu``).
+
+Lowers to ``com.microsoft.MoE`` on target ``ort`` where its CPU kernel computes the same function
+(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``), and to the dense formulation in plain
+ops everywhere else (``lowerings/common.py``). The eager reference is the dense formulation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from yamlllm_export.ops.registry import custom_op
+
+
+def squared_relu(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x).square()
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,  # exact (erf)
+    "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "squared_relu": squared_relu,  # relu(x)², Primer (So et al. 2021)
+    # gated variants: the activation applied to the gate branch
+    "swiglu": F.silu,
+    "geglu": F.gelu,
+    "reglu": F.relu,
+}
+
+
+def route(logits: torch.Tensor, *, top_k: int, normalize: bool) -> torch.Tensor:
+    """Router logits (B, S, E) → gate weights (B, S, E), float32, zero outside each token's top-k.
+
+    Exact ties: ONNX ``TopK`` keeps the lower index, PyTorch does not promise an order; with real-valued
+    router weights two experts never score exactly alike in practice (the tests rely on that)."""
+    probs = logits.float().softmax(dim=-1)  # (B, S, E)
+    top, index = probs.topk(top_k, dim=-1)  # (B, S, k)
+    if normalize:
+        top = top / top.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(probs).scatter(-1, index, top)
+
+
+def _bias(b: torch.Tensor | None, e: int) -> torch.Tensor | None:
+    return b[e] if b is not None else None
+
+
+@custom_op("moe")
+def moe(
+    x: torch.Tensor,
+    router_weight: torch.Tensor,
+    gate_weight: torch.Tensor | None,
+    up_weight: torch.Tensor,
+    down_weight: torch.Tensor,
+    gate_bias: torch.Tensor | None,
+    up_bias: torch.Tensor | None,
+    down_bias: torch.Tensor | None,
+    top_k: int,
+    normalize: bool,
+    activation: str,
+) -> torch.Tensor:
+    act = ACTIVATIONS[activation]
+    w = route(F.linear(x, router_weight), top_k=top_k, normalize=normalize).to(x.dtype)  # (B, S, E)
+    y = torch.zeros_like(x)
+    for e in range(router_weight.shape[0]):
+        up = F.linear(x, up_weight[e], _bias(up_bias, e))  # (B, S, h)
+        h = act(up) if gate_weight is None else act(F.linear(x, gate_weight[e], _bias(gate_bias, e))) * up
+        y = y + w[..., e : e + 1] * F.linear(h, down_weight[e], _bias(down_bias, e))  # (B, S, 1) · (B, S, d)
+    return y
+
+
+@moe.op.register_fake
+def _(x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation):  # noqa: ANN001, ANN202
+    return torch.empty_like(x)
