@@ -3,6 +3,7 @@ of one model share an ``xdist_group`` so a single worker builds it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,12 +52,13 @@ def export_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
     with seed 0. ``case_id`` names the cache entry and the folder (use the test id's feature part)."""
     from yamlllm_export import export_onnx
 
-    cache: dict[tuple[str, str], Path] = {}
+    cache: dict[tuple[str, str, str], Path] = {}
 
     def get(case_id: str, spec: dict, target: str) -> Path:
-        if (case_id, target) not in cache:
+        key = (case_id, target, json.dumps(spec, sort_keys=True))  # two grids may reuse an id for other specs
+        if key not in cache:
             out = tmp_path_factory.mktemp("cases") / f"{case_id}-{target}"
-            cache[case_id, target] = export_onnx(spec, out, target=target, seed=0)
-        return cache[case_id, target]
+            cache[key] = export_onnx(spec, out, target=target, seed=0)
+        return cache[key]
 
     return get

@@ -113,7 +113,7 @@ def test_mla_caches_normalised_latent_and_rotated_rope_key() -> None:
     ids = torch.randint(1, 256, (2, 5))
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     _, presents = model(ids, mask)
-    attn, x = model.blocks[0].attn, model.blocks[0].norm1(model.embed(ids))
+    attn, x = model.blocks[0].attn, model.blocks[0].attn_norms.pre(model.embed(ids))
     latent, rope_key = attn.kv_down(x).split([24, 8], dim=-1)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     rotated = apply_rotary(rope_key[:, :, None], pos, attn.rotary.cos, attn.rotary.sin)[:, :, 0]
@@ -137,3 +137,21 @@ def test_mla_chunked_prefill_of_a_batch(target: str, export_case: Callable[..., 
         ref, _ = build_model(spec, seed=0)(torch.from_numpy(ids), torch.from_numpy(mask))
     err = np.abs(got - ref[:, 4:].numpy()) * mask[:, 4:, None]
     assert np.isfinite(got).all() and err.max() <= 1e-4, err.max()
+
+
+@pytest.mark.parametrize("example", ["deepseek-style", "tiny-deepseek", "tiny-mla"])
+def test_mla_examples_cache_bytes_below_their_mha_twin(example: str) -> None:
+    """The models/ MLA examples: bytes/token = layers·(latent + rope)·dtype, vs the same model with multi-head
+    attention (nh heads of head_dim keys and values): smaller by 2·nh·head_dim / (latent + rope)."""
+    from tests.conftest import MODELS
+
+    spec = load_spec(MODELS / f"{example}.yaml")
+    att = spec.layer.attention
+    data = spec.to_dict()
+    data["layer"]["attention"].update(mechanism="standard", mla_latent_dim=None, mla_rank=None, mla_rope_head_dim=None, mla_v_head_dim=None)
+    data["embedding"]["positional_encoding"]["rotary_dim"] = None
+    mha = load_spec(data)
+    mla_bytes, mha_bytes = kv_cache_bytes_per_token(spec, "float16"), kv_cache_bytes_per_token(mha, "float16")
+    assert mla_bytes == spec.num_layers * (att.mla_latent_dim + att.mla_rope_head_dim) * 2
+    assert mha_bytes / mla_bytes == pytest.approx(2 * att.num_heads * att.head_dim / (att.mla_latent_dim + att.mla_rope_head_dim))
+    assert mha_bytes > mla_bytes

@@ -9,6 +9,8 @@ import onnx
 import pytest
 
 from tests.conftest import TARGETS, TINY_MODELS
+from yamlllm_export import load_spec
+from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.lowerings.contrib_schemas import register_contrib_schemas
 
 GRID = [pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m)) for m in TINY_MODELS for t in TARGETS]
@@ -26,10 +28,16 @@ def test_checker_and_op_domains(built, model, target):
     onnx.checker.check_model(str(folder / "model.onnx"), full_check=True)
     graph = _load(folder).graph
     ops = {(n.domain, n.op_type) for n in graph.node}
+    spec = load_spec(folder / "model.yaml")
     if target == "ort":
         gqa = [n for n in graph.node if n.op_type == "GroupQueryAttention" and n.domain == "com.microsoft"]
-        assert len(gqa) == len([i for i in graph.input if i.name.endswith(".key")])
-        assert not {op for _, op in ops} & DECOMPOSED_ATTENTION, "ort attention must not be decomposed"
+        if spec.layer.attention.mechanism == "mla":  # attends over the latent with plain ops (docs/design.md)
+            assert not gqa
+        else:
+            assert len(gqa) == spec.num_layers
+        dense_moe = any(layer.ffn.moe is not None for layer in spec.layer_specs())  # routing has its own Softmax
+        if spec.layer.attention.mechanism != "mla" and not dense_moe:
+            assert not {op for _, op in ops} & DECOMPOSED_ATTENTION, "ort attention must not be decomposed"
     else:
         assert all(domain in ("", "ai.onnx") for domain, _ in ops), sorted(ops)
         assert all(o.domain in ("", "ai.onnx") for o in _load(folder).opset_import)
@@ -50,13 +58,14 @@ def test_io_contract(built, model, target):
     assert dims(inputs["input_ids"]) == ["batch_size", "sequence_length"]
     assert dims(inputs["attention_mask"]) == ["batch_size", "total_sequence_length"]
     assert inputs["input_ids"].type.tensor_type.elem_type == onnx.TensorProto.INT64
-    past = inputs["past_key_values.0.key"]
-    assert dims(past)[0] == "batch_size" and dims(past)[2] == "past_sequence_length"
-    assert past.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
+    for name in contract.past_names():
+        heads, dim = contract.cache_dims(name)
+        assert dims(inputs[name]) == ["batch_size", heads, "past_sequence_length", dim]
+        assert inputs[name].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     logits = {o.name: o for o in graph.output}["logits"]
     assert dims(logits)[:2] == ["batch_size", "sequence_length"]
-    has_pos = "position_ids" in inputs
-    assert has_pos == (model != "tiny-alibi")
+    assert ("position_ids" in inputs) == contract.has_position_ids
 
 
 @pytest.mark.xdist_group(name="tiny-llama")
