@@ -63,15 +63,25 @@ def main() -> None:
 @click.option("--dtype", type=DTYPE_CHOICE, default="float32", show_default=True, help="Weight and activation dtype.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--validate", "run_validate", is_flag=True, help="Validate the folder after building (as `validate FOLDER`).")
+@click.option(
+    "--weights",
+    type=click.Path(),
+    default=None,
+    help="Trained weights of the compiled model (.safetensors, .pt or .bin) instead of --seed.",
+)
 @handle_errors
-def build(spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool, run_validate: bool) -> None:
+def build(
+    spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool, run_validate: bool, weights: str | None
+) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
     from yamlllm_export.spec import load_spec
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
-    folder = export_onnx(spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite)
+    folder = export_onnx(spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights)
     info = json.loads((folder / "build.json").read_text())
+    for note in info["weights"].get("notes", []):
+        click.echo(f"note: {note}", err=True)
     fused = {k: v for k, v in info["op_counts"].items() if k.startswith("com.microsoft.")}
     click.echo(
         f"built {folder} ({info['name']}: {info['parameter_count']:,} parameters, target {info['target']}, "

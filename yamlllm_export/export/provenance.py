@@ -28,3 +28,13 @@ def weights_sha256(model: nn.Module) -> str:
 
 def seed_source(seed: int, model: nn.Module) -> dict[str, Any]:
     return {"kind": "seed", "seed": seed, "torch_version": torch.__version__, "sha256": weights_sha256(model)}
+
+
+def file_source(path: Any, model: nn.Module) -> dict[str, Any]:
+    """A build from a weights file: where it was and its bytes' hash (``validate`` reloads it from there)."""
+    from pathlib import Path
+
+    from yamlllm_export.weights.checkpoint import file_sha256
+
+    path = Path(path).resolve()
+    return {"kind": "file", "path": str(path), "file_sha256": file_sha256(path), "sha256": weights_sha256(model)}

@@ -33,19 +33,41 @@ def read_build_info(folder: str | Path) -> dict:
 
 def load_reference(folder: str | Path) -> torch.nn.Module:
     """The PyTorch model the folder was exported from (eval mode), or ``BuildError`` saying why not."""
-    from yamlllm_export.model.builders import build_model
-
     folder = Path(folder)
     info = read_build_info(folder)
     source = info.get("weights", {})
-    if source.get("kind") != "seed":
+    if source.get("kind") == "file":
+        model = _from_file(folder, info, source)
+    elif source.get("kind") == "seed":
+        model = _from_seed(folder, info, source)
+    else:
         raise BuildError(f"{folder}: weights came from an in-memory model ({source.get('kind')!r}); the reference cannot be rebuilt")
+    if weights_sha256(model) != source.get("sha256"):
+        raise BuildError(f"{folder}: rebuilt weights differ from the exported ones (sha256 mismatch); model.yaml or build.json was changed")
+    return model
+
+
+def _from_seed(folder: Path, info: dict, source: dict) -> torch.nn.Module:
+    from yamlllm_export.model.builders import build_model
+
     if source.get("torch_version") != torch.__version__:
         raise BuildError(
             f"{folder}: seeded build made with torch {source.get('torch_version')}, this is torch {torch.__version__}; "
             "rebuild the folder with this torch to compare"
         )
-    model = build_model(load_spec(folder / "model.yaml"), seed=int(source["seed"]), dtype=info.get("dtype", "float32"))
-    if weights_sha256(model) != source.get("sha256"):
-        raise BuildError(f"{folder}: rebuilt weights differ from the exported ones (sha256 mismatch); model.yaml or build.json was changed")
+    return build_model(load_spec(folder / "model.yaml"), seed=int(source["seed"]), dtype=info.get("dtype", "float32"))
+
+
+def _from_file(folder: Path, info: dict, source: dict) -> torch.nn.Module:
+    """The build's weights file, reloaded from where build.json says it was, unchanged."""
+    from yamlllm_export.model.builders import build_model
+    from yamlllm_export.weights.checkpoint import file_sha256, load_weights, read_checkpoint
+
+    path = Path(source.get("path", ""))
+    if not path.is_file():
+        raise BuildError(f"{folder}: the weights file {path} it was built from is gone (moved or deleted)")
+    if file_sha256(path) != source.get("file_sha256"):
+        raise BuildError(f"{folder}: the weights file {path} changed since the build (sha256 mismatch)")
+    model = build_model(load_spec(folder / "model.yaml"), seed=0, dtype=info.get("dtype", "float32"))
+    load_weights(model, read_checkpoint(path), str(path))
     return model

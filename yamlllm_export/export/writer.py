@@ -23,12 +23,13 @@ import yaml
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.io_contract import FlatIO, IOContract
-from yamlllm_export.export.provenance import seed_source, spec_sha256
+from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
+from yamlllm_export.weights.checkpoint import load_weights, read_checkpoint
 
 EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
 
@@ -109,9 +110,11 @@ def export_onnx(
     dtype: str = "float32",
     overwrite: bool = False,
     spec: ModelSpec | None = None,
+    weights: str | Path | None = None,
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
-    ``DecoderLM`` together with ``spec=``. Returns the folder. Raises ``SpecError``/``BuildError``."""
+    ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
+    .pt) loaded instead of the seeded initialisation. Returns the folder. Raises ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
 
@@ -119,6 +122,8 @@ def export_onnx(
     given_model = isinstance(model_or_spec, DecoderLM)
     if given_model and spec is None:
         raise BuildError("export_onnx: pass spec= together with a model")
+    if given_model and weights is not None:
+        raise BuildError("export_onnx: pass either a model or weights=, not both")
     spec = load_spec(spec if given_model else model_or_spec)
     if dtype not in DTYPES:
         raise BuildError(f"--dtype: unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
@@ -137,7 +142,11 @@ def export_onnx(
     tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
     try:
         model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
-        source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
+        if weights is not None:
+            notes = load_weights(model, read_checkpoint(weights), str(weights))
+            source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
+        else:
+            source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
         contract = IOContract.for_spec(spec)
         program = _export(model, contract, tgt, DTYPES[dtype])
         fusions = tgt.fuse(program.model) if tgt.fuse else {}

@@ -1,0 +1,1 @@
+"""Trained weights: reading checkpoints safely and loading them into the compiled model."""
