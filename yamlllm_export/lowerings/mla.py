@@ -121,20 +121,9 @@ def ort_mla_attention(
         q_rope = op.Reshape(q_rope, _ints(op, 0, 0, num_heads, -1))  # (B, S, nh, dr)
         k_rope = msft.RotaryEmbedding(rope_key, position_ids, cos_cache, sin_cache, num_heads=1)
     k_rope = op.Unsqueeze(k_rope, _ints(op, 2)) if k_rope is not None else None  # (B, S, 1, dr)
+    variant = Variant(window_size, causal, softcap)
     return _latent_attention(
-        op,
-        q_nope,
-        q_rope,
-        latent,
-        k_rope,
-        past_latent,
-        past_rope_key,
-        attention_bias,
-        w_uk,
-        w_uv,
-        num_heads,
-        scale,
-        Variant(window_size, causal, softcap),
+        op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale, variant
     )
 
 
@@ -176,20 +165,9 @@ def portable_mla_attention(
     k_rope = op.Unsqueeze(rope_key, _ints(op, 2)) if rope_key is not None else None  # (B, S, 1, dr)
     if cos_cache is not None and rope_key is not None:
         q_rope, k_rope = _rotary(op, q_rope, position_ids, cos_cache, sin_cache), _rotary(op, k_rope, position_ids, cos_cache, sin_cache)
+    variant = Variant(window_size, causal, softcap)
     return _latent_attention(
-        op,
-        q_nope,
-        q_rope,
-        latent,
-        k_rope,
-        past_latent,
-        past_rope_key,
-        attention_bias,
-        w_uk,
-        w_uv,
-        num_heads,
-        scale,
-        Variant(window_size, causal, softcap),
+        op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale, variant
     )
 
 
