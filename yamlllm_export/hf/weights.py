@@ -54,7 +54,10 @@ def load_hf_weights(model: nn.Module, folder: str | Path) -> list[str]:
 
     cfg = read_config(folder)
     state = family_for(cfg).convert(cfg, read_hf_state(cfg.folder))
-    return load_weights(model, state, str(cfg.folder))
+    try:
+        return load_weights(model, state, str(cfg.folder))
+    except BuildError as err:  # the names are ours by now: say so, or "final_norm.weight" puzzles an HF user
+        raise BuildError(f"{err} (tensor names after mapping {cfg.model_type} to yamlllm-export's)") from None
 
 
 def hf_fingerprint(folder: str | Path) -> str:
