@@ -94,6 +94,8 @@ RULES = {
     ),
     "unknown-scale-word": (case("embedding.scale", "sqrt_dim"), "embedding.scale: 'sqrt_dim' is not valid"),
     "bad-placement": (case("layer.norm_placement", "middle"), "layer.norm_placement: 'middle' is not one of pre, post, sandwich, output"),
+    "token-outside-vocab": (case("tokens", {"eos_token_id": [2, 256]}), "tokens.eos_token_id: 256 is not below embedding.vocab_size 256"),
+    "unknown-token-key": (case("tokens", {"eos_id": 2}), "tokens: unknown key 'eos_id'"),
 }
 
 

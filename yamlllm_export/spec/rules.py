@@ -184,7 +184,15 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
             yield f"layer_overrides[{k}].attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
 
 
-RULES = (_attention, _mla, _positions, _ffn, _layout)
+def _tokens(d: dict[str, Any]) -> Iterator[Problem]:
+    vocab, tokens = d["embedding"]["vocab_size"], d["tokens"]
+    for key, value in tokens.items():
+        for token in value if isinstance(value, list) else [value]:
+            if token is not None and token >= vocab:
+                yield f"tokens.{key}", f"{token} is not below embedding.vocab_size {vocab}"
+
+
+RULES = (_attention, _mla, _positions, _ffn, _layout, _tokens)
 
 
 def problems(filled: dict[str, Any]) -> list[Problem]:

@@ -134,6 +134,15 @@ class InitSpec:
 
 
 @dataclass(frozen=True)
+class TokensSpec:
+    """Special token ids; generation reads them, the model does not."""
+
+    bos_token_id: int | None
+    eos_token_id: tuple[int, ...]  # normalized: an id or null in the YAML becomes a tuple; () = no stop token
+    pad_token_id: int | None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     embedding: EmbeddingSpec
@@ -144,6 +153,7 @@ class ModelSpec:
     final_logit_softcap: float | None
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
+    tokens: TokensSpec
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
@@ -152,6 +162,7 @@ class ModelSpec:
             {"layers": list(o["layers"]), "attention": {k: o["attention"][k] for k in o["attention"]["fields"]}}
             for o in d["layer_overrides"]
         ]
+        d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
