@@ -11,18 +11,22 @@ from typing import Any
 from yamlllm_export.hf.config import HFConfig
 from yamlllm_export.hf.families.base import Family, State, grouped_qkv, layer_norm, refuse_if, renamed, unfused
 
-_LAYER = r"(?:transformer\.)?h\.(\d+)\."
-RULES = [
+LAYER = r"(?:transformer\.)?h\.(\d+)\."
+# the names BLOOM and Falcon share (all but the norms inside the layers)
+SHARED_RULES = [
     (r"(?:transformer\.)?word_embeddings\.weight", "embed.weight"),
-    (r"(?:transformer\.)?word_embeddings_layernorm\.(weight|bias)", r"embed_norm.\1"),
-    (_LAYER + r"input_layernorm\.(weight|bias)", r"blocks.\1.attn_norms.pre.\2"),
-    (_LAYER + r"self_attention\.query_key_value\.([qkv])\.(weight|bias)", r"blocks.\1.attn.\2_proj.\3"),
-    (_LAYER + r"self_attention\.dense\.(weight|bias)", r"blocks.\1.attn.o_proj.\2"),
-    (_LAYER + r"post_attention_layernorm\.(weight|bias)", r"blocks.\1.ffn_norms.pre.\2"),
-    (_LAYER + r"mlp\.dense_h_to_4h\.(weight|bias)", r"blocks.\1.ffn.up.\2"),
-    (_LAYER + r"mlp\.dense_4h_to_h\.(weight|bias)", r"blocks.\1.ffn.down.\2"),
+    (LAYER + r"self_attention\.query_key_value\.([qkv])\.(weight|bias)", r"blocks.\1.attn.\2_proj.\3"),
+    (LAYER + r"self_attention\.dense\.(weight|bias)", r"blocks.\1.attn.o_proj.\2"),
+    (LAYER + r"mlp\.dense_h_to_4h\.(weight|bias)", r"blocks.\1.ffn.up.\2"),
+    (LAYER + r"mlp\.dense_4h_to_h\.(weight|bias)", r"blocks.\1.ffn.down.\2"),
     (r"(?:transformer\.)?ln_f\.(weight|bias)", r"final_norm.\1"),
     (r"lm_head\.weight", "lm_head.weight"),
+]
+RULES = [
+    *SHARED_RULES,
+    (r"(?:transformer\.)?word_embeddings_layernorm\.(weight|bias)", r"embed_norm.\1"),
+    (LAYER + r"input_layernorm\.(weight|bias)", r"blocks.\1.attn_norms.pre.\2"),
+    (LAYER + r"post_attention_layernorm\.(weight|bias)", r"blocks.\1.ffn_norms.pre.\2"),
 ]
 DEFAULT_CONTEXT = 2048  # ALiBi has no position table; BLOOM trained on 2048 tokens (its config's seq_length)
 

@@ -27,9 +27,7 @@ from yamlllm_export.hf.families.base import (
     rope_positions,
     unfused,
 )
-from yamlllm_export.hf.families.bloom import hidden_size
-
-_LAYER = r"(?:transformer\.)?h\.(\d+)\."
+from yamlllm_export.hf.families.bloom import LAYER, SHARED_RULES, hidden_size
 
 
 def _layout(cfg: HFConfig) -> tuple[int, int, str]:
@@ -49,16 +47,10 @@ def _heads(cfg: HFConfig) -> int:
 def _rules(kind: str) -> list[tuple[str, str | None]]:
     attn_norm = "attn_norms.pre" if kind == "sequential" else "norm"
     return [
-        (r"(?:transformer\.)?word_embeddings\.weight", "embed.weight"),
-        (_LAYER + r"(?:input_layernorm|ln_attn)\.(weight|bias)", rf"blocks.\1.{attn_norm}.\2"),
-        (_LAYER + r"ln_mlp\.(weight|bias)", r"blocks.\1.ffn_norm.\2"),
-        (_LAYER + r"post_attention_layernorm\.(weight|bias)", r"blocks.\1.ffn_norms.pre.\2"),
-        (_LAYER + r"self_attention\.query_key_value\.([qkv])\.(weight|bias)", r"blocks.\1.attn.\2_proj.\3"),
-        (_LAYER + r"self_attention\.dense\.(weight|bias)", r"blocks.\1.attn.o_proj.\2"),
-        (_LAYER + r"mlp\.dense_h_to_4h\.(weight|bias)", r"blocks.\1.ffn.up.\2"),
-        (_LAYER + r"mlp\.dense_4h_to_h\.(weight|bias)", r"blocks.\1.ffn.down.\2"),
-        (r"(?:transformer\.)?ln_f\.(weight|bias)", r"final_norm.\1"),
-        (r"lm_head\.weight", "lm_head.weight"),
+        *SHARED_RULES,
+        (LAYER + r"(?:input_layernorm|ln_attn)\.(weight|bias)", rf"blocks.\1.{attn_norm}.\2"),
+        (LAYER + r"ln_mlp\.(weight|bias)", r"blocks.\1.ffn_norm.\2"),
+        (LAYER + r"post_attention_layernorm\.(weight|bias)", r"blocks.\1.ffn_norms.pre.\2"),
     ]
 
 
