@@ -54,8 +54,8 @@ def bloom_spec(cfg: HFConfig) -> dict[str, Any]:
             "ffn": {"intermediate_size": 4 * d, "activation": "gelu_tanh"},
             "layer_norm": norm,
         },
-        "embedding_layer_norm": norm,
-        "final_layer_norm": norm,
+        "embedding_layer_norm": dict(norm),
+        "final_layer_norm": dict(norm),  # a copy: the same object would be a YAML alias
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", True)),
     }
 

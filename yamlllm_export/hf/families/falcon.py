@@ -85,7 +85,7 @@ def falcon_spec(cfg: HFConfig) -> dict[str, Any]:
             "layer_norm": norm,
             **parallel,
         },
-        "final_layer_norm": norm,
+        "final_layer_norm": dict(norm),  # a copy: the same object would be a YAML alias
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", True)),
     }
 

@@ -45,7 +45,7 @@ def gpt2_spec(cfg: HFConfig) -> dict[str, Any]:
             "ffn": {"intermediate_size": cfg.get("n_inner", 4 * d), "activation": plain_activation(cfg, "activation_function", "gelu_new")},
             "layer_norm": norm,
         },
-        "final_layer_norm": norm,
+        "final_layer_norm": dict(norm),  # a copy: the same object would be a YAML alias
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", True)),
     }
 

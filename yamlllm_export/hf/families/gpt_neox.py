@@ -66,7 +66,7 @@ def neox_spec(cfg: HFConfig) -> dict[str, Any]:
             "layer_norm": norm,
             **({"parallel": True, "parallel_norms": "separate"} if parallel else {}),
         },
-        "final_layer_norm": norm,
+        "final_layer_norm": dict(norm),  # a copy: the same object would be a YAML alias
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
     }
 
