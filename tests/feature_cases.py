@@ -112,6 +112,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Sandwich norm (peri-LN)": {"sandwich-norm": case("layer.norm_placement", "sandwich")},
     "Output norm (OLMo-2)": {"output-norm": case("layer.norm_placement", "output")},
     "Parallel attention + FFN (PaLM)": {"parallel": case("layer.parallel", True)},
+    "Parallel block with separate attention / FFN norms (GPT-NeoX, Falcon)": {
+        "parallel-separate-norms": case("layer.parallel", True, "layer.parallel_norms", "separate")
+    },
+    "Embedding layer norm (BLOOM)": {"embedding-layernorm": case("embedding_layer_norm", {"type": "layernorm", "eps": 1e-5})},
     "Tied LM head": {"tied": case("tie_word_embeddings", True)},
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
     "Per-layer overrides (window size, logit softcap)": {

@@ -47,6 +47,54 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "mistral": ("MistralConfig", {**LLAMA, "sliding_window": 5, "head_dim": 24}),
     "qwen2": ("Qwen2Config", {**LLAMA, "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1, "num_key_value_heads": 1}),
+    # GPT-2, BLOOM, Falcon, GPT-NeoX (hf/families/gpt2.py, bloom.py, falcon.py, gpt_neox.py)
+    "gpt2": ("GPT2Config", {"vocab_size": VOCAB, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64}),
+    "gpt2-untied-gelu": (
+        "GPT2Config",
+        {
+            "vocab_size": VOCAB,
+            "n_embd": 64,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_positions": 64,
+            "n_inner": 96,
+            "activation_function": "gelu",
+            "tie_word_embeddings": False,
+        },
+    ),
+    "bloom-6-heads": (
+        "BloomConfig",
+        {"vocab_size": VOCAB, "hidden_size": 96, "n_layer": 2, "n_head": 6},
+    ),  # ALiBi slopes for a non-power of 2
+    "gpt-neox-parallel": ("GPTNeoXConfig", {**SMALL, "num_attention_heads": 4, "intermediate_size": 96, "rotary_pct": 0.25}),
+    "gpt-neox-sequential-nobias": (
+        "GPTNeoXConfig",
+        {
+            **SMALL,
+            "num_attention_heads": 4,
+            "intermediate_size": 96,
+            "rotary_pct": 0.5,
+            "use_parallel_residual": False,
+            "attention_bias": False,
+        },
+    ),
+    "falcon-multi-query": ("FalconConfig", {**SMALL, "num_attention_heads": 4, "ffn_hidden_size": 96}),
+    "falcon-new-arch-gqa": ("FalconConfig", {**SMALL, "num_attention_heads": 4, "num_kv_heads": 2, "new_decoder_architecture": True}),
+    "falcon-new-arch-one-norm-bias": (
+        "FalconConfig",
+        {
+            **SMALL,
+            "num_attention_heads": 4,
+            "num_kv_heads": 1,
+            "new_decoder_architecture": True,
+            "num_ln_in_parallel_attn": 1,
+            "bias": True,
+        },
+    ),
+    "falcon-per-head-sequential-bias": (
+        "FalconConfig",
+        {**SMALL, "num_attention_heads": 4, "multi_query": False, "parallel_attn": False, "bias": True, "tie_word_embeddings": False},
+    ),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8

@@ -80,6 +80,10 @@ RULES = {
         case("layer.parallel", True, "layer.norm_placement", "sandwich"),
         "layer.parallel: a parallel block is pre-norm",
     ),
+    "separate-norms-need-parallel": (
+        case("layer.parallel_norms", "separate"),
+        "layer.parallel_norms: 'separate' applies to a parallel block; layer.parallel is false",
+    ),
     "unit-offset-needs-affine": (
         case("layer.layer_norm.unit_offset", True, "layer.layer_norm.elementwise_affine", False),
         "layer.layer_norm.unit_offset: needs elementwise_affine: true",

@@ -92,23 +92,25 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
 
 
 def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block | ParallelBlock:
-    """A sequential block with the spec's norm placement, or PaLM's parallel block."""
+    """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
     attn = _mla(lay, rotary) if att.mechanism == "mla" else _attention(att, d, rotary)
     if lay.parallel:
-        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), dropout=lay.residual_dropout)
+        ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
+        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout)
     return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
 
 
 def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
     """Token-embedding scale, the factorized-embedding projections (e → d after the lookup, d → e before
-    the LM head; bias-free) and the final logit softcap; None where the spec asks for none."""
+    the LM head; bias-free), the embedding norm and the final logit softcap; None where the spec asks for none."""
     emb, d = spec.embedding, spec.layer.hidden_dim
     factorized = emb.embedding_dim != d
     return {
         "embed_scale": Scale(emb.scale) if emb.scale not in (None, 1.0) else None,
         "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
+        "embed_norm": _norm(spec.embedding_layer_norm, d) if spec.embedding_layer_norm is not None else None,
         "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
         "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
     }

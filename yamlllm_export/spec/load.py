@@ -186,6 +186,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),
+        embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
         final_layer_norm=_optional(NormSpec, d["final_layer_norm"]),
         tie_word_embeddings=d["tie_word_embeddings"],
         final_logit_softcap=d["final_logit_softcap"],

@@ -172,7 +172,10 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.parallel",
             f"a parallel block is pre-norm (one norm feeds attention and FFN); norm_placement is '{layer['norm_placement']}'",
         )
-    for path, norm in (("layer.layer_norm", layer["layer_norm"]), ("final_layer_norm", d.get("final_layer_norm"))):
+    if layer["parallel_norms"] != "shared" and not layer["parallel"]:
+        yield "layer.parallel_norms", f"'{layer['parallel_norms']}' applies to a parallel block; layer.parallel is false"
+    norms = (("layer.layer_norm", layer["layer_norm"]), ("final_layer_norm", d.get("final_layer_norm")))
+    for path, norm in (*norms, ("embedding_layer_norm", d["embedding_layer_norm"])):
         if norm and norm.get("unit_offset") and not norm.get("elementwise_affine", True):
             yield f"{path}.unit_offset", "needs elementwise_affine: true (the offset applies to the learned scale)"
     for k, entry in enumerate(d["layer_overrides"]):

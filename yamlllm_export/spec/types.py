@@ -109,6 +109,7 @@ class LayerSpec:
     layer_norm: NormSpec
     norm_placement: str  # pre | post | sandwich | output
     parallel: bool  # PaLM: x + Attn(N(x)) + FFN(N(x))
+    parallel_norms: str  # shared | separate (GPT-NeoX, Falcon: x + Attn(N1(x)) + FFN(N2(x)))
     residual_dropout: float
 
 
@@ -148,6 +149,7 @@ class ModelSpec:
     embedding: EmbeddingSpec
     num_layers: int
     layer: LayerSpec
+    embedding_layer_norm: NormSpec | None  # over the embeddings before the first layer (BLOOM)
     final_layer_norm: NormSpec | None
     tie_word_embeddings: bool
     final_logit_softcap: float | None

@@ -94,3 +94,61 @@ def window_overrides(cfg: HFConfig, window: int | None, num_layers: int) -> tupl
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     """The mapping without keys whose value is None (nothing to say: our default holds)."""
     return {k: v for k, v in d.items() if v is not None}
+
+
+# HF activation names (transformers' ACT2FN) → our non-gated FFN activations
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+def plain_activation(cfg: HFConfig, key: str, default: str) -> str:
+    name = cfg.get(key, default)
+    if name not in ACTIVATIONS:
+        raise cfg.refuse(key, f"supported activations: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def layer_norm(cfg: HFConfig, eps_key: str) -> dict[str, Any]:
+    return {"type": "layernorm", "eps": cfg.get(eps_key, 1e-5)}
+
+
+def refuse_if(cfg: HFConfig, key: str, bad: Any, why: str, *, default: Any = None) -> None:
+    """Refuse config.json's ``key`` when it holds ``bad`` (absent counts as ``default``)."""
+    if cfg.get(key, default) == bad:
+        raise cfg.refuse(key, why)
+
+
+FusedSplit = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def unfused(state: State, pattern: str, split: FusedSplit) -> State:
+    """``state`` with every fused QKV tensor (a name ``pattern`` matches in full; its last group is ``weight``
+    or ``bias``) split into three, named ``<stem>.q.<weight|bias>``, ``.k.``, ``.v.``: rename rules then map
+    them like separate projections."""
+    out: State = {}
+    for name, tensor in state.items():
+        m = re.fullmatch(pattern, name)
+        if m is None:
+            out[name] = tensor
+            continue
+        stem = name[: m.start(m.lastindex)]
+        for part, t in zip("qkv", split(tensor), strict=True):
+            out[f"{stem}{part}.{m.group(m.lastindex)}"] = t.contiguous()
+    return out
+
+
+def grouped_qkv(t: torch.Tensor, *, groups: int, q_per_group: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split fused QKV rows laid out as ``groups`` groups of [q_per_group query heads, one key head, one value
+    head], each head ``head_dim`` rows. This one layout covers per-head (nh, 3, hd) fusing (BLOOM, GPT-NeoX,
+    old Falcon: groups = nh, one query each), multi-query [q × nh, k, v] (old Falcon: one group) and
+    grouped [q × nh/nkv, k, v] × nkv (Falcon's new architecture)."""
+    rest = t.shape[1:]
+    g = t.reshape(groups, q_per_group + 2, head_dim, *rest)
+    return g[:, :q_per_group].reshape(-1, *rest), g[:, -2].reshape(-1, *rest), g[:, -1].reshape(-1, *rest)
