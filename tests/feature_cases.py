@@ -113,6 +113,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Output norm (OLMo-2)": {"output-norm": case("layer.norm_placement", "output")},
     "Parallel attention + FFN (PaLM)": {"parallel": case("layer.parallel", True)},
     "Tied LM head": {"tied": case("tie_word_embeddings", True)},
+    "LM head bias": {
+        "lm-head-bias": case("lm_head_bias", True),
+        "lm-head-bias-tied": case("lm_head_bias", True, "tie_word_embeddings", True),
+    },
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
     "Per-layer overrides (window size, logit softcap)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])

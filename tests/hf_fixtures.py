@@ -47,6 +47,12 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "mistral": ("MistralConfig", {**LLAMA, "sliding_window": 5, "head_dim": 24}),
     "qwen2": ("Qwen2Config", {**LLAMA, "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1, "num_key_value_heads": 1}),
+    # Phi-1/1.5/2, Gemma, OLMo-2 (feat/hf-b)
+    "phi": ("PhiConfig", {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "partial_rotary_factor": 0.5}),
+    "phi-qk-layernorm-gqa-tied": (
+        "PhiConfig",
+        {**LLAMA, "partial_rotary_factor": 0.4, "qk_layernorm": True, "tie_word_embeddings": True, "hidden_act": "gelu"},
+    ),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8

@@ -141,6 +141,7 @@ class ModelSpec:
     layer: LayerSpec
     final_layer_norm: NormSpec | None
     tie_word_embeddings: bool
+    lm_head_bias: bool
     final_logit_softcap: float | None
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec

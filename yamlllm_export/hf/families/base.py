@@ -94,3 +94,24 @@ def window_overrides(cfg: HFConfig, window: int | None, num_layers: int) -> tupl
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     """The mapping without keys whose value is None (nothing to say: our default holds)."""
     return {k: v for k, v in d.items() if v is not None}
+
+
+# HF ``hidden_act`` names → our plain activations (gelu_new, gelu_fast and gelu_pytorch_tanh are all the
+# tanh approximation; "gelu" is exact erf)
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+def hf_activation(cfg: HFConfig, key: str, default: str) -> str:
+    """Our plain FFN activation for ``cfg[key]``; refused when we have no exact equivalent."""
+    name = cfg.get(key, default)
+    if name not in ACTIVATIONS:
+        raise cfg.refuse(key, f"no equivalent activation (supported: {', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[name]
