@@ -53,6 +53,11 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "PhiConfig",
         {**LLAMA, "partial_rotary_factor": 0.4, "qk_layernorm": True, "tie_word_embeddings": True, "hidden_act": "gelu"},
     ),
+    "gemma-mqa-head-dim": ("GemmaConfig", {**LLAMA, "num_key_value_heads": 1, "head_dim": 24}),
+    "gemma-untied-gqa-bias": ("GemmaConfig", {**LLAMA, "tie_word_embeddings": False, "attention_bias": True, "rope_theta": 50000.0}),
+        "Olmo2Config",
+        {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
+    ),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8
