@@ -55,6 +55,8 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "gemma-mqa-head-dim": ("GemmaConfig", {**LLAMA, "num_key_value_heads": 1, "head_dim": 24}),
     "gemma-untied-gqa-bias": ("GemmaConfig", {**LLAMA, "tie_word_embeddings": False, "attention_bias": True, "rope_theta": 50000.0}),
+    "olmo2-gqa": ("Olmo2Config", {**LLAMA, "eos_token_id": 2}),
+    "olmo2-mha-bias-tied": (
         "Olmo2Config",
         {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
     ),
