@@ -55,6 +55,10 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "gemma-mqa-head-dim": ("GemmaConfig", {**LLAMA, "num_key_value_heads": 1, "head_dim": 24}),
     "gemma-untied-gqa-bias": ("GemmaConfig", {**LLAMA, "tie_word_embeddings": False, "attention_bias": True, "rope_theta": 50000.0}),
+    "gemma2": (
+        "Gemma2Config",
+        {**LLAMA, "num_hidden_layers": 3, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 5, "attn_logit_softcapping": 2.0},
+    ),
     "olmo2-gqa": ("Olmo2Config", {**LLAMA, "eos_token_id": 2}),
     "olmo2-mha-bias-tied": (
         "Olmo2Config",

@@ -53,3 +53,15 @@ def test_gemma_refuses_bidirectional_attention(tmp_path):
 def test_olmo2_refuses_a_non_silu_mlp(tmp_path):
     with pytest.raises(BuildError, match="hidden_act='gelu' is not supported"):
         imported(tmp_path, model_type="olmo2", hidden_act="gelu")
+
+
+def test_gemma2_without_layer_types_slides_on_even_layers(tmp_path):
+    """Configs written before ``layer_types`` existed: transformers 4.x slid on layers 0, 2, ..."""
+    spec = imported(tmp_path, model_type="gemma2", num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=16, sliding_window=5)
+    assert spec["layer_overrides"] == [{"layers": [0, 2], "attention": {"window_size": 5}}]
+    assert "window_size" not in spec["layer"]["attention"]
+
+
+def test_gemma2_refuses_a_query_scalar_other_than_head_dim(tmp_path):
+    with pytest.raises(BuildError, match="query_pre_attn_scalar=144 is not supported"):
+        imported(tmp_path, model_type="gemma2", head_dim=16, query_pre_attn_scalar=144)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families import gemma, llama, olmo2, phi
+from yamlllm_export.hf.families import gemma, gemma2, llama, olmo2, phi
 from yamlllm_export.hf.families.base import Family
 
-FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in (llama, phi, gemma, olmo2) for t in fam.FAMILY.model_types}
+FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in (llama, phi, gemma, gemma2, olmo2) for t in fam.FAMILY.model_types}
 
 
 def family_for(cfg: HFConfig) -> Family:
