@@ -115,3 +115,13 @@ def hf_activation(cfg: HFConfig, key: str, default: str) -> str:
     if name not in ACTIVATIONS:
         raise cfg.refuse(key, f"no equivalent activation (supported: {', '.join(ACTIVATIONS)})")
     return ACTIVATIONS[name]
+
+
+def rope_embedding(cfg: HFConfig, head_dim: int, *, rotary_dim: int | None = None) -> dict[str, Any]:
+    """``embedding`` of a RoPE model whose token embeddings are hidden_size wide."""
+    return {
+        "vocab_size": cfg.require("vocab_size"),
+        "max_position_embeddings": cfg.require("max_position_embeddings"),
+        "embedding_dim": cfg.require("hidden_size"),
+        "positional_encoding": rope_positions(cfg, head_dim=head_dim, rotary_dim=rotary_dim),
+    }

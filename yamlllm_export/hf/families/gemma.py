@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families.base import Family, State, drop_empty, renamed, rope_positions
+from yamlllm_export.hf.families.base import Family, State, drop_empty, renamed, rope_embedding
 from yamlllm_export.hf.families.llama import RULES, attention_dims, rms_norm
 
 # the GLU for the gate activation: tanh-approximate gelu (Gemma's own) or exact
@@ -35,13 +35,7 @@ def gemma_spec(cfg: HFConfig) -> dict[str, Any]:
     d = cfg.require("hidden_size")
     head_dim = dims.get("head_dim", d // dims["num_heads"])
     return {
-        "embedding": {
-            "vocab_size": cfg.require("vocab_size"),
-            "max_position_embeddings": cfg.require("max_position_embeddings"),
-            "embedding_dim": d,
-            "positional_encoding": rope_positions(cfg, head_dim=head_dim),
-            "scale": "sqrt_hidden",
-        },
+        "embedding": {**rope_embedding(cfg, head_dim), "scale": "sqrt_hidden"},
         "num_layers": cfg.require("num_hidden_layers"),
         "layer": {
             "hidden_dim": d,

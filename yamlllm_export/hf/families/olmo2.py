@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families.base import Family, State, renamed, rope_positions
+from yamlllm_export.hf.families.base import Family, State, renamed, rope_embedding
 from yamlllm_export.hf.families.llama import attention_dims, rms_norm, swiglu_ffn
 
 _LAYER = r"model\.layers\.(\d+)\."
@@ -30,12 +30,7 @@ def olmo2_spec(cfg: HFConfig) -> dict[str, Any]:
     head_dim = dims.get("head_dim", d // dims["num_heads"])
     norm = rms_norm(cfg)
     return {
-        "embedding": {
-            "vocab_size": cfg.require("vocab_size"),
-            "max_position_embeddings": cfg.require("max_position_embeddings"),
-            "embedding_dim": d,
-            "positional_encoding": rope_positions(cfg, head_dim=head_dim),
-        },
+        "embedding": rope_embedding(cfg, head_dim),
         "num_layers": cfg.require("num_hidden_layers"),
         "layer": {
             "hidden_dim": d,

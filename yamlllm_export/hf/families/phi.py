@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families.base import Family, State, drop_empty, hf_activation, renamed, rope_positions
+from yamlllm_export.hf.families.base import Family, State, drop_empty, hf_activation, renamed, rope_embedding
 from yamlllm_export.hf.families.llama import attention_dims
 
 _LAYER = r"model\.layers\.(\d+)\."
@@ -44,12 +44,7 @@ def phi_spec(cfg: HFConfig) -> dict[str, Any]:
     if qk_norm and head_dim != d // dims["num_heads"]:
         raise cfg.refuse("qk_layernorm", "HF sizes the q/k LayerNorm hidden_size / num_attention_heads, not head_dim")
     return {
-        "embedding": {
-            "vocab_size": cfg.require("vocab_size"),
-            "max_position_embeddings": cfg.require("max_position_embeddings"),
-            "embedding_dim": d,
-            "positional_encoding": rope_positions(cfg, head_dim=head_dim, rotary_dim=_rotary_dim(cfg, head_dim)),
-        },
+        "embedding": rope_embedding(cfg, head_dim, rotary_dim=_rotary_dim(cfg, head_dim)),
         "num_layers": cfg.require("num_hidden_layers"),
         "layer": {
             "hidden_dim": d,
