@@ -97,6 +97,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "FFN activation: squared ReLU": {"squared-relu": case(*PLAIN_FFN, f"{FFN}.activation", "squared_relu")},
     "Gated FFN: SwiGLU": {"swiglu": case()},
     "Gated FFN: GeGLU": {"geglu": case(f"{FFN}.activation", "geglu")},
+    "Gated FFN: GeGLU (tanh approximation)": {"geglu-tanh": case(f"{FFN}.activation", "geglu_tanh")},
     "Gated FFN: ReGLU": {"reglu": case(f"{FFN}.activation", "reglu")},
     "Mixture of experts (MoE)": {
         "moe-top2": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2}),
@@ -117,6 +118,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "Embedding layer norm (BLOOM)": {"embedding-layernorm": case("embedding_layer_norm", {"type": "layernorm", "eps": 1e-5})},
     "Tied LM head": {"tied": case("tie_word_embeddings", True)},
+    "LM head bias": {
+        "lm-head-bias": case("lm_head_bias", True),
+        "lm-head-bias-tied": case("lm_head_bias", True, "tie_word_embeddings", True),
+    },
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
     "Per-layer overrides (window size, logit softcap)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
@@ -127,7 +132,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
 NOT_INCREMENTAL = {"rope-dynamic", "bidirectional"}
 # Case the "feature changes the model" test compares with, where BASE would differ for another reason
 # (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
-LIVE_BASELINE = {"sinusoidal": "nope", "learned": "nope", "mla-low-rank-query": "mla"}
+LIVE_BASELINE = {"sinusoidal": "nope", "learned": "nope", "mla-low-rank-query": "mla", "geglu-tanh": "geglu"}
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)
 # is the real dot product with RoPE's half rotation; the op's complex-arithmetic reference proves the

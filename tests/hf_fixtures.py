@@ -95,6 +95,23 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "FalconConfig",
         {**SMALL, "num_attention_heads": 4, "multi_query": False, "parallel_attn": False, "bias": True, "tie_word_embeddings": False},
     ),
+    # Phi-1/1.5/2, Gemma, OLMo-2 (feat/hf-b)
+    "phi": ("PhiConfig", {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "partial_rotary_factor": 0.5}),
+    "phi-qk-layernorm-gqa-tied": (
+        "PhiConfig",
+        {**LLAMA, "partial_rotary_factor": 0.4, "qk_layernorm": True, "tie_word_embeddings": True, "hidden_act": "gelu"},
+    ),
+    "gemma-mqa-head-dim": ("GemmaConfig", {**LLAMA, "num_key_value_heads": 1, "head_dim": 24}),
+    "gemma-untied-gqa-bias": ("GemmaConfig", {**LLAMA, "tie_word_embeddings": False, "attention_bias": True, "rope_theta": 50000.0}),
+    "gemma2": (
+        "Gemma2Config",
+        {**LLAMA, "num_hidden_layers": 3, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 5, "attn_logit_softcapping": 2.0},
+    ),
+    "olmo2-gqa": ("Olmo2Config", {**LLAMA, "eos_token_id": 2}),
+    "olmo2-mha-bias-tied": (
+        "Olmo2Config",
+        {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
+    ),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8

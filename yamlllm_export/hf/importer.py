@@ -28,8 +28,15 @@ def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[s
     return spec, _header(cfg, out)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a mapping shared by two keys (one norm for layers and final) twice, not as ``&id001``/``*id001``."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render_yaml(spec: dict[str, Any], header: str) -> str:
-    body = yaml.safe_dump(spec, sort_keys=False, default_flow_style=False, width=120)
+    body = yaml.dump(spec, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, width=120)
     return header + body
 
 

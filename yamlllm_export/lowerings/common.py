@@ -91,7 +91,7 @@ def _activation(op: Any, x: Any, name: str) -> Any:
         return op.Mul(x, op.Sigmoid(x))
     if name in ("gelu", "geglu"):  # exact: x/2 · (1 + erf(x/√2))
         return op.Mul(op.Mul(half, x), op.Add(one, op.Erf(op.Mul(x, op.CastLike(op.Constant(value_float=math.sqrt(0.5)), x)))))
-    if name == "gelu_tanh":  # x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+    if name in ("gelu_tanh", "geglu_tanh"):  # x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
         cube = op.Mul(op.Mul(x, x), x)
         inner = op.Add(x, op.Mul(op.CastLike(op.Constant(value_float=0.044715), x), cube))
         tanh = op.Tanh(op.Mul(op.CastLike(op.Constant(value_float=math.sqrt(2 / math.pi)), x), inner))

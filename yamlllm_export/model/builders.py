@@ -153,7 +153,7 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     kind = emb.positional_encoding.type
     rotary = _rotary(emb)
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
-    lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=False)
+    lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
     return DecoderLM(

@@ -80,14 +80,15 @@ class Softcap(nn.Module):
 
 
 class Scale(nn.Module):
-    """x · c (Gemma multiplies token embeddings by √d)."""
+    """x · c (Gemma multiplies token embeddings by √d). c is rounded to x's dtype first, as Gemma's reference
+    and HF do: in bfloat16 √3072 is 55.5, not 55.43."""
 
     def __init__(self, factor: float) -> None:
         super().__init__()
         self.factor = factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
+        return x * torch.full((), self.factor, dtype=x.dtype, device=x.device)
 
 
 class DecoderLM(nn.Module):

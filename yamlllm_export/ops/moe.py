@@ -36,6 +36,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # gated variants: the activation applied to the gate branch
     "swiglu": F.silu,
     "geglu": F.gelu,
+    "geglu_tanh": functools.partial(F.gelu, approximate="tanh"),  # Gemma
     "reglu": F.relu,
 }
 

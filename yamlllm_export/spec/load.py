@@ -189,6 +189,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
         final_layer_norm=_optional(NormSpec, d["final_layer_norm"]),
         tie_word_embeddings=d["tie_word_embeddings"],
+        lm_head_bias=d["lm_head_bias"],
         final_logit_softcap=d["final_logit_softcap"],
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-GATED = {"swiglu", "geglu", "reglu"}
+GATED = {"swiglu", "geglu", "geglu_tanh", "reglu"}
 FACTOR_AT_LEAST_ONE = {"dynamic", "llama3", "yarn"}
 
 Problem = tuple[str, str]

@@ -74,6 +74,8 @@ def parameter_count(spec: ModelSpec) -> int:
         total += emb.max_position_embeddings * d
     if not spec.tie_word_embeddings:
         total += emb.vocab_size * e
+    if spec.lm_head_bias:
+        total += emb.vocab_size
     return total
 
 

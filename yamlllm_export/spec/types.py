@@ -152,6 +152,7 @@ class ModelSpec:
     embedding_layer_norm: NormSpec | None  # over the embeddings before the first layer (BLOOM)
     final_layer_norm: NormSpec | None
     tie_word_embeddings: bool
+    lm_head_bias: bool
     final_logit_softcap: float | None
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec

@@ -96,7 +96,8 @@ def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-# HF activation names (transformers' ACT2FN) → our non-gated FFN activations
+# HF activation names (transformers' ACT2FN) → our plain FFN activations (gelu_new, gelu_fast and
+# gelu_pytorch_tanh are all the tanh approximation; "gelu" is exact erf)
 ACTIVATIONS = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",
@@ -109,6 +110,7 @@ ACTIVATIONS = {
 
 
 def plain_activation(cfg: HFConfig, key: str, default: str) -> str:
+    """Our plain FFN activation for ``cfg[key]``; refused when we have no exact equivalent."""
     name = cfg.get(key, default)
     if name not in ACTIVATIONS:
         raise cfg.refuse(key, f"supported activations: {', '.join(ACTIVATIONS)}")
@@ -152,3 +154,13 @@ def grouped_qkv(t: torch.Tensor, *, groups: int, q_per_group: int, head_dim: int
     rest = t.shape[1:]
     g = t.reshape(groups, q_per_group + 2, head_dim, *rest)
     return g[:, :q_per_group].reshape(-1, *rest), g[:, -2].reshape(-1, *rest), g[:, -1].reshape(-1, *rest)
+
+
+def rope_embedding(cfg: HFConfig, head_dim: int, *, rotary_dim: int | None = None) -> dict[str, Any]:
+    """``embedding`` of a RoPE model whose token embeddings are hidden_size wide."""
+    return {
+        "vocab_size": cfg.require("vocab_size"),
+        "max_position_embeddings": cfg.require("max_position_embeddings"),
+        "embedding_dim": cfg.require("hidden_size"),
+        "positional_encoding": rope_positions(cfg, head_dim=head_dim, rotary_dim=rotary_dim),
+    }
