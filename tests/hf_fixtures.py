@@ -47,6 +47,11 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "mistral": ("MistralConfig", {**LLAMA, "sliding_window": 5, "head_dim": 24}),
     "qwen2": ("Qwen2Config", {**LLAMA, "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1, "num_key_value_heads": 1}),
+    # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
+    "mixtral": (
+        "MixtralConfig",
+        {**LLAMA, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 5, "router_jitter_noise": 0.1},
+    ),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8
