@@ -76,6 +76,14 @@ RULES = {
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "frequency": 3}),
         "layer.ffn.moe.frequency: 3 exceeds num_layers 2",
     ),
+    "moe-all-layers-dense": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 2}),
+        "layer.ffn.moe.first_dense_layers: 2 dense layers leave no MoE layer (num_layers 2, frequency 1)",
+    ),
+    "mscale-outside-yarn": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "mscale_all_dim": 1.0}),
+        "rope_scaling.mscale_all_dim: applies to yarn scaling, not linear",
+    ),
     "parallel-needs-pre-norm": (
         case("layer.parallel", True, "layer.norm_placement", "sandwich"),
         "layer.parallel: a parallel block is pre-norm",

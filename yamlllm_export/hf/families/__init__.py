@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families import llama, mixtral
+from yamlllm_export.hf.families import deepseek_v2, llama, mixtral
 from yamlllm_export.hf.families.base import Family
 
-FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in (llama, mixtral) for t in fam.FAMILY.model_types}
+FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in (llama, mixtral, deepseek_v2) for t in fam.FAMILY.model_types}
 
 
 def family_for(cfg: HFConfig) -> Family:
