@@ -108,6 +108,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
             f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "frequency": 2, "shared_expert_intermediate_size": 32, "normalize_top_k": False}
         ),
         "moe-first-dense-layer": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 1}),
+        "moe-group-limited": case(f"{FFN}.moe", {"num_experts": 8, "top_k": 3, "num_groups": 4, "top_groups": 2, "normalize_top_k": False}),
     },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},

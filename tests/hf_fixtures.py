@@ -65,6 +65,11 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "first_k_dense_replace": 1,
             "n_shared_experts": 1,
             "routed_scaling_factor": 2.5,
+            "n_routed_experts": 8,
+            "num_experts_per_tok": 3,  # > topk_group: the group limit changes the choice
+            "topk_method": "group_limited_greedy",
+            "n_group": 4,
+            "topk_group": 2,
             "rope_scaling": {
                 "rope_type": "yarn",
                 "factor": 4.0,

@@ -14,7 +14,7 @@ from yamlllm_export.hf import import_hf
 pytest.importorskip("transformers")
 
 REFUSED = {
-    "deepseek-grouped-routing": ("deepseek_v2_lite", {"topk_method": "group_limited_greedy", "n_group": 2, "topk_group": 1}, "topk_method"),
+    "deepseek-v3-routing": ("deepseek_v2_lite", {"topk_method": "noaux_tc", "n_group": 2, "topk_group": 1}, "topk_method"),
     "deepseek-sigmoid-router": ("deepseek_v2_lite", {"scoring_func": "sigmoid"}, "scoring_func"),
     "deepseek-renormalised-top-k": ("deepseek_v2_lite", {"norm_topk_prob": True}, "norm_topk_prob"),
     "deepseek-moe-every-2nd": ("deepseek_v2_lite", {"moe_layer_freq": 2}, "moe_layer_freq"),

@@ -53,7 +53,7 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     experts = Experts(moe.num_experts, d, moe.intermediate_size, gated=ffn.use_gated_activation, bias=ffn.bias)
     return MoE(
         d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
-        shared=shared, dropout=ffn.dropout,
+        shared=shared, dropout=ffn.dropout, groups=moe.num_groups, top_groups=moe.top_groups or 0,
     )  # fmt: skip
 
 

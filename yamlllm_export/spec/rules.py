@@ -171,6 +171,18 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
                 "layer.ffn.moe.first_dense_layers",
                 f"{moe['first_dense_layers']} dense layers leave no MoE layer (num_layers {d['num_layers']}, frequency {moe['frequency']})",
             )
+        yield from _moe_groups(moe)
+
+
+def _moe_groups(moe: dict[str, Any]) -> Iterator[Problem]:
+    """Group-limited routing: equal groups, and enough experts in the chosen groups for top_k."""
+    groups, top, experts = moe["num_groups"], moe["top_groups"], moe["num_experts"]
+    if experts % groups:
+        yield "layer.ffn.moe.num_groups", f"{groups} does not divide num_experts {experts} into equal groups"
+    elif top is not None and top > groups:
+        yield "layer.ffn.moe.top_groups", f"{top} exceeds num_groups {groups}"
+    elif top is not None and moe["top_k"] > top * (experts // groups):
+        yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds the {top * (experts // groups)} experts of top_groups {top} groups"
 
 
 def _layout(d: dict[str, Any]) -> Iterator[Problem]:

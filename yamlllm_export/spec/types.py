@@ -81,6 +81,8 @@ class MoESpec:
     shared_expert_intermediate_size: int | None
     normalize_top_k: bool
     first_dense_layers: int  # layers 0 .. first_dense_layers-1 keep the dense FFN
+    num_groups: int  # group-limited routing (DeepSeek-V2): 1 = none
+    top_groups: int | None  # groups a token's experts may come from; None = all
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""DeepSeek-V2 (and V2-Lite): multi-head latent attention, DeepSeekMoE (softmax router, greedy top-k, shared
-experts, the first ``first_k_dense_replace`` layers dense), YaRN with DeepSeek's mscale.
+"""DeepSeek-V2 (and V2-Lite): multi-head latent attention, DeepSeekMoE (softmax router, greedy or
+group-limited top-k, shared experts, the first ``first_k_dense_replace`` layers dense), YaRN with DeepSeek's mscale.
 
 Mapped at import time rather than by spec features:
 - DeepSeek's RoPE rotates interleaved pairs (x[2i], x[2i+1]) (complex multiplication); ours rotates halves
@@ -34,6 +34,7 @@ RULES = [
     (r"blocks\.\d+\.ffn\.experts\.(gate|up|down)\.weight", r"\g<0>"),  # stacked by stacked_experts
     *llama.RULES,
 ]
+ROUTING = ("greedy", "group_limited_greedy")
 # the 5.17 config's own defaults, where config.json may leave a key out
 DEFAULTS = {"kv_lora_rank": 512, "q_lora_rank": 1536, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128}
 
@@ -46,7 +47,7 @@ def _refusals(cfg: HFConfig) -> None:
     nh = cfg.require("num_attention_heads")
     checks = [
         ("num_key_value_heads", cfg.get("num_key_value_heads", nh) == nh, "MLA decompresses keys and values for every head"),
-        ("topk_method", cfg.get("topk_method", "greedy") == "greedy", "only greedy top-k routing is supported"),
+        ("topk_method", cfg.get("topk_method", "greedy") in ROUTING, f"supported: {', '.join(ROUTING)}"),
         ("scoring_func", cfg.get("scoring_func", "softmax") == "softmax", "only a softmax router is supported"),
         ("norm_topk_prob", not cfg.get("norm_topk_prob", False), "transformers' DeepSeek-V2 never renormalises the top-k weights"),
         ("moe_layer_freq", cfg.get("moe_layer_freq", 1) == 1, "transformers' DeepSeek-V2 makes every layer after the dense ones MoE"),
@@ -77,8 +78,16 @@ def _moe(cfg: HFConfig, layers: int) -> dict[str, Any] | None:
             "shared_expert_intermediate_size": shared * size or None,
             "normalize_top_k": False,
             "first_dense_layers": dense or None,
+            **_groups(cfg),
         }
     )
+
+
+def _groups(cfg: HFConfig) -> dict[str, Any]:
+    """group_limited_greedy: top-k among the experts of the topk_group best of n_group groups."""
+    if cfg.get("topk_method", "greedy") != "group_limited_greedy":
+        return {}
+    return {"num_groups": cfg.require("n_group"), "top_groups": cfg.require("topk_group")}
 
 
 def deepseek_v2_spec(cfg: HFConfig) -> dict[str, Any]:
