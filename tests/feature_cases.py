@@ -70,7 +70,11 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "RoPE scaling: llama3": {
         "rope-llama3": case(f"{ROPE}.rope_scaling", {"type": "llama3", "factor": 8.0, "original_max_position_embeddings": 32})
     },
-    "RoPE scaling: YaRN": {"rope-yarn": case(f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING})},
+    "RoPE scaling: YaRN": {
+        "rope-yarn": case(f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING}),
+        # DeepSeek-V2: cos/sin × m(mscale)/m(mscale_all_dim), MLA's softmax scale × m(mscale_all_dim)²
+        "rope-yarn-mscale-mla": case(*MLA, f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING, "mscale": 0.5, "mscale_all_dim": 2.0}),
+    },
     "Embedding scale": {"embedding-scale": case("embedding.scale", "sqrt_hidden")},
     "MHA / GQA / MQA (num_kv_heads)": {"mha": case(f"{ATT}.num_kv_heads", ...), "mqa": case(f"{ATT}.num_kv_heads", 1)},
     "Separate QKV / output bias": {"qkv-bias-only": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False)},
@@ -104,6 +108,8 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "moe-shared-unnormalized-every-2nd": case(
             f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "frequency": 2, "shared_expert_intermediate_size": 32, "normalize_top_k": False}
         ),
+        "moe-first-dense-layer": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 1}),
+        "moe-group-limited": case(f"{FFN}.moe", {"num_experts": 8, "top_k": 3, "num_groups": 4, "top_groups": 2, "normalize_top_k": False}),
     },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
@@ -132,7 +138,14 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
 NOT_INCREMENTAL = {"rope-dynamic", "bidirectional"}
 # Case the "feature changes the model" test compares with, where BASE would differ for another reason
 # (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
-LIVE_BASELINE = {"sinusoidal": "nope", "learned": "nope", "mla-low-rank-query": "mla", "geglu-tanh": "geglu"}
+LIVE_BASELINE = {
+    "sinusoidal": "nope",
+    "learned": "nope",
+    "mla-low-rank-query": "mla",
+    "geglu-tanh": "geglu",
+    "rope-yarn-mscale-mla": "mla",
+    "moe-first-dense-layer": "moe-top2",
+}
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)
 # is the real dot product with RoPE's half rotation; the op's complex-arithmetic reference proves the

@@ -24,6 +24,10 @@ from yamlllm_export.validate.stepper import GraphStepper
 VOCAB = 96
 SMALL = {"vocab_size": VOCAB, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64}
 LLAMA = {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2}
+DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed experts
+    **LLAMA, "num_key_value_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 12,
+    "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+}  # fmt: skip
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
 HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -112,6 +116,35 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "Olmo2Config",
         {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
     ),
+    # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
+    "mixtral": (
+        "MixtralConfig",
+        {**LLAMA, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 5, "router_jitter_noise": 0.1},
+    ),
+    "deepseek_v2": (
+        "DeepseekV2Config",
+        {
+            **DEEPSEEK,
+            "q_lora_rank": 24,
+            "attention_bias": True,
+            "first_k_dense_replace": 1,
+            "n_shared_experts": 1,
+            "routed_scaling_factor": 2.5,
+            "n_routed_experts": 8,
+            "num_experts_per_tok": 3,  # > topk_group: the group limit changes the choice
+            "topk_method": "group_limited_greedy",
+            "n_group": 4,
+            "topk_group": 2,
+            "rope_scaling": {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "original_max_position_embeddings": 16,
+                "mscale": 1.0,
+                "mscale_all_dim": 0.8,
+            },
+        },
+    ),
+    "deepseek_v2_lite": ("DeepseekV2Config", {**DEEPSEEK, "q_lora_rank": None, "n_shared_experts": 2, "tie_word_embeddings": True}),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8

@@ -76,6 +76,26 @@ RULES = {
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "frequency": 3}),
         "layer.ffn.moe.frequency: 3 exceeds num_layers 2",
     ),
+    "moe-all-layers-dense": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 2}),
+        "layer.ffn.moe.first_dense_layers: 2 dense layers leave no MoE layer (num_layers 2, frequency 1)",
+    ),
+    "moe-unequal-groups": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "num_groups": 3, "top_groups": 1}),
+        "layer.ffn.moe.num_groups: 3 does not divide num_experts 4 into equal groups",
+    ),
+    "moe-top-groups": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "num_groups": 2, "top_groups": 3}),
+        "layer.ffn.moe.top_groups: 3 exceeds num_groups 2",
+    ),
+    "moe-top-k-beyond-groups": (
+        case("layer.ffn.moe", {"num_experts": 6, "top_k": 3, "num_groups": 3, "top_groups": 1}),
+        "layer.ffn.moe.top_k: 3 exceeds the 2 experts of top_groups 1 groups",
+    ),
+    "mscale-outside-yarn": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "mscale_all_dim": 1.0}),
+        "rope_scaling.mscale_all_dim: applies to yarn scaling, not linear",
+    ),
     "parallel-needs-pre-norm": (
         case("layer.parallel", True, "layer.norm_placement", "sandwich"),
         "layer.parallel: a parallel block is pre-norm",

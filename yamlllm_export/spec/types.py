@@ -17,7 +17,9 @@ class RopeScalingSpec:
     high_freq_factor: float  # llama3
     beta_fast: float  # yarn
     beta_slow: float  # yarn
-    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1
+    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1 (or the mscale ratio)
+    mscale: float | None  # yarn (DeepSeek): numerator of the cos/sin scale
+    mscale_all_dim: float | None  # yarn (DeepSeek): its denominator; MLA's softmax scale × m(mscale_all_dim)²
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class MoESpec:
     intermediate_size: int  # derived: ffn.intermediate_size when unset
     shared_expert_intermediate_size: int | None
     normalize_top_k: bool
+    first_dense_layers: int  # layers 0 .. first_dense_layers-1 keep the dense FFN
+    num_groups: int  # group-limited routing (DeepSeek-V2): 1 = none
+    top_groups: int | None  # groups a token's experts may come from; None = all
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class ModelSpec:
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """The resolved spec of every layer: ``layer`` with ``layer_overrides`` applied (later entries win),
-        and ``ffn.moe`` kept only on the layers its ``frequency`` makes MoE."""
+        and ``ffn.moe`` kept only on the layers its ``frequency`` and ``first_dense_layers`` make MoE."""
         return _layer_specs(self)
 
     def parameter_count(self) -> int:
@@ -186,7 +191,7 @@ def _layer_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
     for i in range(spec.num_layers):
         layer = spec.layer
         moe = layer.ffn.moe
-        if moe is not None and (i + 1) % moe.frequency:
+        if moe is not None and (i < moe.first_dense_layers or (i + 1) % moe.frequency):
             layer = dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, moe=None))
         for o in spec.layer_overrides:
             if i in o.layers:

@@ -4,6 +4,7 @@ settings read from config.json."""
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,7 @@ _SCALING_KEYS = {
     "linear": ("factor",),
     "dynamic": ("factor", "original_max_position_embeddings"),
     "llama3": ("factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor"),
-    "yarn": ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor"),
+    "yarn": ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"),
 }
 
 
@@ -73,6 +74,8 @@ def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any]) -> dict[str, Any]:
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind not in _SCALING_KEYS:
         raise BuildError(f"{cfg.where}: rope scaling type {kind!r} is not supported (supported: {', '.join(_SCALING_KEYS)})")
+    if kind == "yarn" and scaling.get("truncate", True) is False:
+        raise BuildError(f"{cfg.where}: rope scaling truncate=false is not supported (our YaRN rounds the ramp's bounds, HF's default)")
     out = {"type": kind, **{k: scaling[k] for k in _SCALING_KEYS[kind] if scaling.get(k) is not None}}
     if kind in ("dynamic", "yarn") and "original_max_position_embeddings" not in out:
         out["original_max_position_embeddings"] = cfg.require("max_position_embeddings")  # HF's fallback
@@ -164,3 +167,31 @@ def rope_embedding(cfg: HFConfig, head_dim: int, *, rotary_dim: int | None = Non
         "embedding_dim": cfg.require("hidden_size"),
         "positional_encoding": rope_positions(cfg, head_dim=head_dim, rotary_dim=rotary_dim),
     }
+
+
+def stacked_experts(cfg: HFConfig, state: State, layer: str, names: dict[str, str]) -> State:
+    """MoE experts → our stacked ``blocks.L.ffn.experts.{gate,up,down}.weight`` (E, out, in), from either
+    layout: one tensor per expert (``<layer>experts.<e>.<name>.weight``, the hub layout; ``names`` maps the
+    HF name to gate / up / down), or transformers 5's fused ``<layer>experts.gate_up_proj`` (E, 2h, d; the
+    gate's rows first) and ``<layer>experts.down_proj`` (E, d, h). ``layer`` is a regex whose one group is
+    the layer index. Every other tensor passes through unchanged."""
+    per_expert = re.compile(layer + r"experts\.(\d+)\.(" + "|".join(map(re.escape, names)) + r")\.weight")
+    fused = re.compile(layer + r"experts\.(gate_up_proj|down_proj)")
+    out: State = {}
+    parts: dict[tuple[int, str], dict[int, torch.Tensor]] = defaultdict(dict)
+    for name, tensor in state.items():
+        if m := per_expert.fullmatch(name):
+            parts[int(m[1]), names[m[3]]][int(m[2])] = tensor
+        elif m := fused.fullmatch(name):
+            ours = f"blocks.{int(m[1])}.ffn.experts"
+            if m[2] == "down_proj":
+                out[f"{ours}.down.weight"] = tensor
+            else:
+                out[f"{ours}.gate.weight"], out[f"{ours}.up.weight"] = tensor.chunk(2, dim=1)
+        else:
+            out[name] = tensor
+    for (i, ours), by_expert in parts.items():
+        if sorted(by_expert) != list(range(len(by_expert))):
+            raise BuildError(f"{cfg.folder}: layer {i}'s {ours} experts are not numbered 0..{len(by_expert) - 1}: {sorted(by_expert)}")
+        out[f"blocks.{i}.ffn.experts.{ours}.weight"] = torch.stack([by_expert[e] for e in range(len(by_expert))])
+    return out
