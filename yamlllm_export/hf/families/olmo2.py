@@ -8,19 +8,15 @@ from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
 from yamlllm_export.hf.families.base import Family, State, renamed, rope_embedding
+from yamlllm_export.hf.families.llama import RULES as LLAMA_RULES
 from yamlllm_export.hf.families.llama import attention_dims, rms_norm, swiglu_ffn
 
 _LAYER = r"model\.layers\.(\d+)\."
 RULES = [
-    (r"model\.embed_tokens\.weight", "embed.weight"),
-    (_LAYER + r"self_attn\.([qkvo])_proj\.(weight|bias)", r"blocks.\1.attn.\2_proj.\3"),
     (_LAYER + r"self_attn\.([qk])_norm\.weight", r"blocks.\1.attn.\2_norm.weight"),
-    (_LAYER + r"mlp\.(gate|up|down)_proj\.weight", r"blocks.\1.ffn.\2.weight"),
     (_LAYER + r"post_attention_layernorm\.weight", r"blocks.\1.attn_norms.post.weight"),
     (_LAYER + r"post_feedforward_layernorm\.weight", r"blocks.\1.ffn_norms.post.weight"),
-    (r"model\.norm\.weight", "final_norm.weight"),
-    (r"lm_head\.weight", "lm_head.weight"),
-    (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", None),  # a buffer old checkpoints saved
+    *LLAMA_RULES,  # the rest as in LLaMA; first match wins, so the norms above take precedence
 ]
 
 
