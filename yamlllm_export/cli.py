@@ -206,13 +206,31 @@ def schema() -> None:
     click.echo(json.dumps(load_schema(), indent=2))
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 def features() -> None:
     """Print which lowering targets support which spec features (a Markdown table, from the schema)."""
     from yamlllm_export.spec.features import feature_table
 
     click.echo(feature_table(), nl=False)
+
+
+@main.command("import-hf")
+@click.argument("hf_dir", metavar="HF_DIR", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@handle_errors
+def import_hf(hf_dir: Path, out_path: Path, overwrite: bool) -> None:
+    """Write the YAML spec of a local Hugging Face model folder (config.json; no network)."""
+    from yamlllm_export.errors import BuildError
+    from yamlllm_export.hf import import_hf as to_spec
+    from yamlllm_export.hf import render_yaml
+    from yamlllm_export.spec import load_spec
+
+    if out_path.exists() and (out_path.is_dir() or not overwrite):
+        raise BuildError(f"{out_path}: exists; pass --overwrite to replace it" if out_path.is_file() else f"{out_path}: is a directory")
+    spec, header = to_spec(hf_dir, out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    partial.write_text(render_yaml(spec, header))
+    partial.replace(out_path)  # all or nothing
+    click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")

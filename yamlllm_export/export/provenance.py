@@ -31,10 +31,10 @@ def seed_source(seed: int, model: nn.Module) -> dict[str, Any]:
 
 
 def file_source(path: Any, model: nn.Module) -> dict[str, Any]:
-    """A build from a weights file: where it was and its bytes' hash (``validate`` reloads it from there)."""
+    """A build from a weights file or HF folder: where it was and its bytes' hash (``validate`` reloads it)."""
     from pathlib import Path
 
-    from yamlllm_export.weights.checkpoint import file_sha256
+    from yamlllm_export.weights.sources import weights_fingerprint
 
     path = Path(path).resolve()
-    return {"kind": "file", "path": str(path), "file_sha256": file_sha256(path), "sha256": weights_sha256(model)}
+    return {"kind": "file", "path": str(path), "file_sha256": weights_fingerprint(path), "sha256": weights_sha256(model)}

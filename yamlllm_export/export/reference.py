@@ -61,13 +61,13 @@ def _from_seed(folder: Path, info: dict, source: dict) -> torch.nn.Module:
 def _from_file(folder: Path, info: dict, source: dict) -> torch.nn.Module:
     """The build's weights file, reloaded from where build.json says it was, unchanged."""
     from yamlllm_export.model.builders import build_model
-    from yamlllm_export.weights.checkpoint import file_sha256, load_weights, read_checkpoint
+    from yamlllm_export.weights.sources import load_weights_from, weights_fingerprint
 
     path = Path(source.get("path", ""))
-    if not path.is_file():
+    if not path.exists():
         raise BuildError(f"{folder}: the weights file {path} it was built from is gone (moved or deleted)")
-    if file_sha256(path) != source.get("file_sha256"):
+    if weights_fingerprint(path) != source.get("file_sha256"):
         raise BuildError(f"{folder}: the weights file {path} changed since the build (sha256 mismatch)")
     model = build_model(load_spec(folder / "model.yaml"), seed=0, dtype=info.get("dtype", "float32"))
-    load_weights(model, read_checkpoint(path), str(path))
+    load_weights_from(model, path)
     return model

@@ -29,7 +29,7 @@ from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
-from yamlllm_export.weights.checkpoint import load_weights, read_checkpoint
+from yamlllm_export.weights.sources import load_weights_from
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
 EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
@@ -116,8 +116,9 @@ def export_onnx(
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
-    .pt) loaded instead of the seeded initialisation. ``logits``: ``all`` positions (what ``validate`` compares)
-    or the ``last`` only (faster prefill for generation). Returns the folder. Raises ``SpecError``/``BuildError``."""
+    .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``logits``: ``all``
+    positions (what ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the
+    folder. Raises ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
 
@@ -148,7 +149,7 @@ def export_onnx(
     try:
         model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
         if weights is not None:
-            notes = load_weights(model, read_checkpoint(weights), str(weights))
+            notes = load_weights_from(model, weights)
             source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
         else:
             source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}

@@ -71,10 +71,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})" for k in state if k in own and state[k].shape != own[k].shape]
     not_float = [f"{k} ({state[k].dtype})" for k in state if k in own and own[k].is_floating_point() and not state[k].is_floating_point()]
     problems = [
-        _listed("missing", missing),
-        _listed("unexpected", unexpected),
-        _listed("wrong shape", shapes),
-        _listed("not floating point", not_float),
+        listed("missing", missing),
+        listed("unexpected", unexpected),
+        listed("wrong shape", shapes),
+        listed("not floating point", not_float),
     ]
     problems = [p for p in problems if p]
     if problems:
@@ -97,7 +97,7 @@ def _tied_aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
     return {n: tuple(x for x in names if x != n) for names in by_ptr.values() for n in names if len(names) > 1}
 
 
-def _listed(what: str, names: list[str]) -> str:
+def listed(what: str, names: list[str]) -> str:
     if not names:
         return ""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""

@@ -1,0 +1,115 @@
+"""Tiny random Hugging Face models built in code (no downloads), and the parity check of an export of
+one against ``transformers`` itself: a left-padded batch prefill, then decode steps with teacher forcing.
+
+Every case is a config class name from ``transformers`` and its keyword arguments. After HF's own
+initialisation every parameter gets noise, so norm weights are not all one and biases not all zero:
+a norm or bias mapped to the wrong place then shows in the logits.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.spec import load_spec
+from yamlllm_export.validate.session import cpu_session
+from yamlllm_export.validate.stepper import GraphStepper
+
+VOCAB = 96
+SMALL = {"vocab_size": VOCAB, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64}
+LLAMA = {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2}
+
+# case id → (config class, keyword arguments); family modules' tests add theirs here
+HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "llama": ("LlamaConfig", LLAMA),
+    "llama3": (
+        "LlamaConfig",
+        {
+            **LLAMA,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": True,
+            "rope_theta": 50000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 4.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            },
+        },
+    ),
+    "mistral": ("MistralConfig", {**LLAMA, "sliding_window": 5, "head_dim": 24}),
+    "qwen2": ("Qwen2Config", {**LLAMA, "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1, "num_key_value_heads": 1}),
+}
+PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
+DECODE_STEPS = 8
+
+
+def make_hf_model(case: str, folder: Path, *, dtype: torch.dtype = torch.float32, max_shard_size: str | None = None) -> torch.nn.Module:
+    """Build the case's model (seeded, eager attention), perturb it, save it to ``folder``; returns it in fp32."""
+    import transformers
+
+    cls_name, kwargs = HF_CASES[case]
+    config = getattr(transformers, cls_name)(**kwargs)
+    config._attn_implementation = "eager"  # the reference: no fused kernel between us and the maths
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    saved = model.to(dtype) if dtype != torch.float32 else model
+    options = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    saved.save_pretrained(folder, **options)
+    return model.float()
+
+
+@dataclass(frozen=True)
+class HFParity:
+    prefill: float  # max |Δ logits| over the batch's real (unpadded) positions
+    decode: float  # max |Δ logits| over the decode steps
+
+    def __str__(self) -> str:
+        return f"prefill {self.prefill:.2e}, decode {self.decode:.2e}"
+
+
+def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0) -> HFParity:
+    """The exported folder against ``hf_model`` on ORT CPU. Both get the same tokens: HF's greedy choice is
+    fed to both at every decode step. transformers gets ``position_ids = cumsum(mask) - 1`` explicitly (its
+    default ignores left padding)."""
+    rng = np.random.default_rng(seed)
+    B, S = len(PROMPT_LENGTHS), max(PROMPT_LENGTHS)
+    ids = np.zeros((B, S), np.int64)
+    mask = np.zeros((B, S), np.int64)
+    for b, n in enumerate(PROMPT_LENGTHS):
+        ids[b, S - n :] = rng.integers(1, VOCAB, n)
+        mask[b, S - n :] = 1
+    spec = load_spec(folder / "model.yaml")
+    stepper = GraphStepper.for_session(cpu_session(folder), IOContract.for_spec(spec))
+    takes_positions = "position_ids" in inspect.signature(hf_model.forward).parameters
+
+    def hf_step(new: np.ndarray, full_mask: np.ndarray, past: Any) -> tuple[np.ndarray, Any]:
+        kwargs: dict[str, Any] = {"attention_mask": torch.from_numpy(full_mask), "use_cache": True, "past_key_values": past}
+        if takes_positions:
+            kwargs["position_ids"] = torch.from_numpy(np.clip(full_mask.cumsum(-1) - 1, 0, None)[:, -new.shape[1] :])
+        with torch.no_grad():
+            out = hf_model(input_ids=torch.from_numpy(new), **kwargs)
+        return out.logits.float().numpy(), out.past_key_values
+
+    ref, hf_past = hf_step(ids, mask, None)
+    got, past = stepper.step(ids, mask, stepper.empty_past(B))
+    prefill = float(np.abs(ref - got)[mask.astype(bool)].max())
+    decode = 0.0
+    for _ in range(DECODE_STEPS):
+        token = ref[:, -1].argmax(-1)[:, None].astype(np.int64)
+        mask = np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
+        ref, hf_past = hf_step(token, mask, hf_past)
+        got, past = stepper.step(token, mask, past)
+        decode = max(decode, float(np.abs(ref - got).max()))
+    return HFParity(prefill, decode)

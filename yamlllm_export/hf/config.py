@@ -1,0 +1,69 @@
+"""An HF ``config.json``, read with the key-path errors the rest of the tool gives.
+
+transformers 5 writes ``rope_parameters`` (with ``rope_theta`` inside); 4.x wrote ``rope_theta`` and
+``rope_scaling`` side by side. ``rope()`` reads both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yamlllm_export.errors import BuildError
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class HFConfig:
+    folder: Path
+    raw: dict[str, Any]
+
+    @property
+    def model_type(self) -> str:
+        return str(self.raw.get("model_type", ""))
+
+    @property
+    def where(self) -> str:
+        return str(self.folder / "config.json")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``raw[key]``, or ``default`` when absent or null (HF writes null for 'use the default')."""
+        value = self.raw.get(key)
+        return default if value is None else value
+
+    def require(self, key: str) -> Any:
+        value = self.raw.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            raise BuildError(f"{self.where}: '{key}' is missing (needed for model_type {self.model_type!r})")
+        return value
+
+    def refuse(self, key: str, why: str) -> BuildError:
+        return BuildError(f"{self.where}: {key}={self.raw.get(key)!r} is not supported ({why})")
+
+    def rope(self, theta_default: float = 10000.0) -> tuple[float, dict[str, Any] | None]:
+        """(rope_theta, the scaling parameters or None) from either config layout."""
+        params = dict(self.raw.get("rope_parameters") or {})
+        scaling = dict(self.raw.get("rope_scaling") or {})
+        theta = params.pop("rope_theta", None) or self.raw.get("rope_theta") or theta_default
+        merged = {**scaling, **params}
+        kind = merged.get("rope_type", merged.get("type", "default"))
+        return float(theta), (merged if kind not in (None, "default") else None)
+
+
+def read_config(folder: str | Path) -> HFConfig:
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not folder.is_dir():
+        raise BuildError(f"{folder}: not a folder (import-hf reads a local Hugging Face model folder)")
+    if not path.is_file():
+        raise BuildError(f"{folder}: no config.json (not a Hugging Face model folder)")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BuildError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise BuildError(f"{path}: expected a JSON object")
+    return HFConfig(folder, raw)

@@ -1,0 +1,18 @@
+"""model_type → the family module that maps it (config → spec, weights → our names)."""
+
+from __future__ import annotations
+
+from yamlllm_export.errors import BuildError
+from yamlllm_export.hf.config import HFConfig
+from yamlllm_export.hf.families import llama
+from yamlllm_export.hf.families.base import Family
+
+FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in (llama,) for t in fam.FAMILY.model_types}
+
+
+def family_for(cfg: HFConfig) -> Family:
+    family = FAMILIES.get(cfg.model_type)
+    if family is None:
+        got = repr(cfg.model_type) if cfg.model_type else "no model_type"
+        raise BuildError(f"{cfg.where}: {got} is not supported; supported model_type values: {', '.join(sorted(FAMILIES))}")
+    return family
