@@ -50,20 +50,21 @@ def _device_bytes(system: System) -> int | None:
     return next((int(mib) * (1 << 20) for pid, mib in rows if int(pid) == os.getpid()), None)
 
 
-def make_runner(system: System, workload: Workload) -> Any:
-    if system.kind == "ort":
+def runner_class(kind: str) -> Any:
+    """The runner of a system kind; importing it first lets the baseline RSS include the libraries."""
+    if kind == "ort":
         from yamlllm_export.bench.ort_loop import OrtRunner
 
-        return OrtRunner(system, workload)
-    if system.kind in ("eager", "compile"):
+        return OrtRunner
+    if kind in ("eager", "compile"):
         from yamlllm_export.bench.torch_loop import TorchRunner
 
-        return TorchRunner(system, workload)
-    if system.kind == "bandwidth":
+        return TorchRunner
+    if kind == "bandwidth":
         from yamlllm_export.bench.bandwidth import BandwidthProbe
 
-        return BandwidthProbe(system.ep)
-    raise ValueError(f"unknown system kind {system.kind!r}")
+        return lambda system, _workload: BandwidthProbe(system.ep)
+    raise ValueError(f"unknown system kind {kind!r}")
 
 
 def serve(proto: Any) -> None:
@@ -76,8 +77,9 @@ def serve(proto: Any) -> None:
         raw = request["system"]
         info = ModelInfo(**raw["info"]) if raw.get("info") else None
         system = System(**{**raw, "info": info})
-        baseline = _rss_bytes()
-        runner = make_runner(system, Workload(**request["workload"]))
+        factory = runner_class(system.kind)
+        baseline = _rss_bytes()  # libraries loaded, model not yet
+        runner = factory(system, Workload(**request["workload"]))
         send({"ready": True, "baseline_rss": baseline})
         for line in sys.stdin:
             if line.strip() == "round":
