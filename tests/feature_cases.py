@@ -70,7 +70,11 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "RoPE scaling: llama3": {
         "rope-llama3": case(f"{ROPE}.rope_scaling", {"type": "llama3", "factor": 8.0, "original_max_position_embeddings": 32})
     },
-    "RoPE scaling: YaRN": {"rope-yarn": case(f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING})},
+    "RoPE scaling: YaRN": {
+        "rope-yarn": case(f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING}),
+        # DeepSeek-V2: cos/sin × m(mscale)/m(mscale_all_dim), MLA's softmax scale × m(mscale_all_dim)²
+        "rope-yarn-mscale-mla": case(*MLA, f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING, "mscale": 0.5, "mscale_all_dim": 2.0}),
+    },
     "Embedding scale": {"embedding-scale": case("embedding.scale", "sqrt_hidden")},
     "MHA / GQA / MQA (num_kv_heads)": {"mha": case(f"{ATT}.num_kv_heads", ...), "mqa": case(f"{ATT}.num_kv_heads", 1)},
     "Separate QKV / output bias": {"qkv-bias-only": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False)},
@@ -97,12 +101,15 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "FFN activation: squared ReLU": {"squared-relu": case(*PLAIN_FFN, f"{FFN}.activation", "squared_relu")},
     "Gated FFN: SwiGLU": {"swiglu": case()},
     "Gated FFN: GeGLU": {"geglu": case(f"{FFN}.activation", "geglu")},
+    "Gated FFN: GeGLU (tanh approximation)": {"geglu-tanh": case(f"{FFN}.activation", "geglu_tanh")},
     "Gated FFN: ReGLU": {"reglu": case(f"{FFN}.activation", "reglu")},
     "Mixture of experts (MoE)": {
         "moe-top2": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2}),
         "moe-shared-unnormalized-every-2nd": case(
             f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "frequency": 2, "shared_expert_intermediate_size": 32, "normalize_top_k": False}
         ),
+        "moe-first-dense-layer": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 1}),
+        "moe-group-limited": case(f"{FFN}.moe", {"num_experts": 8, "top_k": 3, "num_groups": 4, "top_groups": 2, "normalize_top_k": False}),
     },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
@@ -112,7 +119,15 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Sandwich norm (peri-LN)": {"sandwich-norm": case("layer.norm_placement", "sandwich")},
     "Output norm (OLMo-2)": {"output-norm": case("layer.norm_placement", "output")},
     "Parallel attention + FFN (PaLM)": {"parallel": case("layer.parallel", True)},
+    "Parallel block with separate attention / FFN norms (GPT-NeoX, Falcon)": {
+        "parallel-separate-norms": case("layer.parallel", True, "layer.parallel_norms", "separate")
+    },
+    "Embedding layer norm (BLOOM)": {"embedding-layernorm": case("embedding_layer_norm", {"type": "layernorm", "eps": 1e-5})},
     "Tied LM head": {"tied": case("tie_word_embeddings", True)},
+    "LM head bias": {
+        "lm-head-bias": case("lm_head_bias", True),
+        "lm-head-bias-tied": case("lm_head_bias", True, "tie_word_embeddings", True),
+    },
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
     "Per-layer overrides (window size, logit softcap)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
@@ -123,7 +138,14 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
 NOT_INCREMENTAL = {"rope-dynamic", "bidirectional"}
 # Case the "feature changes the model" test compares with, where BASE would differ for another reason
 # (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
-LIVE_BASELINE = {"sinusoidal": "nope", "learned": "nope", "mla-low-rank-query": "mla"}
+LIVE_BASELINE = {
+    "sinusoidal": "nope",
+    "learned": "nope",
+    "mla-low-rank-query": "mla",
+    "geglu-tanh": "geglu",
+    "rope-yarn-mscale-mla": "mla",
+    "moe-first-dense-layer": "moe-top2",
+}
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)
 # is the real dot product with RoPE's half rotation; the op's complex-arithmetic reference proves the

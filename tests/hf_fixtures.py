@@ -24,6 +24,10 @@ from yamlllm_export.validate.stepper import GraphStepper
 VOCAB = 96
 SMALL = {"vocab_size": VOCAB, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64}
 LLAMA = {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2}
+DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed experts
+    **LLAMA, "num_key_value_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 12,
+    "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+}  # fmt: skip
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
 HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -47,6 +51,100 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "mistral": ("MistralConfig", {**LLAMA, "sliding_window": 5, "head_dim": 24}),
     "qwen2": ("Qwen2Config", {**LLAMA, "use_sliding_window": True, "sliding_window": 5, "max_window_layers": 1, "num_key_value_heads": 1}),
+    # GPT-2, BLOOM, Falcon, GPT-NeoX (hf/families/gpt2.py, bloom.py, falcon.py, gpt_neox.py)
+    "gpt2": ("GPT2Config", {"vocab_size": VOCAB, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 64}),
+    "gpt2-untied-gelu": (
+        "GPT2Config",
+        {
+            "vocab_size": VOCAB,
+            "n_embd": 64,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_positions": 64,
+            "n_inner": 96,
+            "activation_function": "gelu",
+            "tie_word_embeddings": False,
+        },
+    ),
+    "bloom-6-heads": (
+        "BloomConfig",
+        {"vocab_size": VOCAB, "hidden_size": 96, "n_layer": 2, "n_head": 6},
+    ),  # ALiBi slopes for a non-power of 2
+    "gpt-neox-parallel": ("GPTNeoXConfig", {**SMALL, "num_attention_heads": 4, "intermediate_size": 96, "rotary_pct": 0.25}),
+    "gpt-neox-sequential-nobias": (
+        "GPTNeoXConfig",
+        {
+            **SMALL,
+            "num_attention_heads": 4,
+            "intermediate_size": 96,
+            "rotary_pct": 0.5,
+            "use_parallel_residual": False,
+            "attention_bias": False,
+        },
+    ),
+    "falcon-multi-query": ("FalconConfig", {**SMALL, "num_attention_heads": 4, "ffn_hidden_size": 96}),
+    "falcon-new-arch-gqa": ("FalconConfig", {**SMALL, "num_attention_heads": 4, "num_kv_heads": 2, "new_decoder_architecture": True}),
+    "falcon-new-arch-one-norm-bias": (
+        "FalconConfig",
+        {
+            **SMALL,
+            "num_attention_heads": 4,
+            "num_kv_heads": 1,
+            "new_decoder_architecture": True,
+            "num_ln_in_parallel_attn": 1,
+            "bias": True,
+        },
+    ),
+    "falcon-per-head-sequential-bias": (
+        "FalconConfig",
+        {**SMALL, "num_attention_heads": 4, "multi_query": False, "parallel_attn": False, "bias": True, "tie_word_embeddings": False},
+    ),
+    # Phi-1/1.5/2, Gemma, OLMo-2 (feat/hf-b)
+    "phi": ("PhiConfig", {**SMALL, "intermediate_size": 96, "num_attention_heads": 4, "partial_rotary_factor": 0.5}),
+    "phi-qk-layernorm-gqa-tied": (
+        "PhiConfig",
+        {**LLAMA, "partial_rotary_factor": 0.4, "qk_layernorm": True, "tie_word_embeddings": True, "hidden_act": "gelu"},
+    ),
+    "gemma-mqa-head-dim": ("GemmaConfig", {**LLAMA, "num_key_value_heads": 1, "head_dim": 24}),
+    "gemma-untied-gqa-bias": ("GemmaConfig", {**LLAMA, "tie_word_embeddings": False, "attention_bias": True, "rope_theta": 50000.0}),
+    "gemma2": (
+        "Gemma2Config",
+        {**LLAMA, "num_hidden_layers": 3, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 5, "attn_logit_softcapping": 2.0},
+    ),
+    "olmo2-gqa": ("Olmo2Config", {**LLAMA, "eos_token_id": 2}),
+    "olmo2-mha-bias-tied": (
+        "Olmo2Config",
+        {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
+    ),
+    # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
+    "mixtral": (
+        "MixtralConfig",
+        {**LLAMA, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 5, "router_jitter_noise": 0.1},
+    ),
+    "deepseek_v2": (
+        "DeepseekV2Config",
+        {
+            **DEEPSEEK,
+            "q_lora_rank": 24,
+            "attention_bias": True,
+            "first_k_dense_replace": 1,
+            "n_shared_experts": 1,
+            "routed_scaling_factor": 2.5,
+            "n_routed_experts": 8,
+            "num_experts_per_tok": 3,  # > topk_group: the group limit changes the choice
+            "topk_method": "group_limited_greedy",
+            "n_group": 4,
+            "topk_group": 2,
+            "rope_scaling": {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "original_max_position_embeddings": 16,
+                "mscale": 1.0,
+                "mscale_all_dim": 0.8,
+            },
+        },
+    ),
+    "deepseek_v2_lite": ("DeepseekV2Config", {**DEEPSEEK, "q_lora_rank": None, "n_shared_experts": 2, "tie_word_embeddings": True}),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows
 DECODE_STEPS = 8

@@ -96,6 +96,17 @@ def test_route_keeps_k_weights_per_token():
     assert (unnormalized.sum(-1) < 1).all()
 
 
+def test_group_limited_route_picks_within_the_best_groups():
+    """8 experts in 4 groups of 2, top 2 groups: the 3 experts come from the 2 groups whose best expert
+    scores highest, even where a third group holds the 2nd-best expert overall."""
+    logits = torch.tensor([[[5.0, 0.0, 4.0, 0.0, 1.0, 4.5, 3.0, 3.9]]])  # group maxima 5, 4, 4.5, 3.9 -> groups 0, 2
+    gates = route(logits, top_k=3, normalize=False, groups=4, top_groups=2)
+    probs = logits.softmax(-1)
+    assert gates.nonzero()[:, -1].tolist() == [0, 4, 5]
+    torch.testing.assert_close(gates[0, 0, [0, 4, 5]], probs[0, 0, [0, 4, 5]])
+    assert route(logits, top_k=3, normalize=False).nonzero()[:, -1].tolist() == [0, 2, 5]  # ungrouped: expert 2
+
+
 @pytest.mark.parametrize("kind", ["rmsnorm", "layernorm"])
 def test_unit_offset_norm_scales_by_one_plus_w(kind):
     norm = make_norm(kind, 16, eps=1e-6, affine=True, unit_offset=True)

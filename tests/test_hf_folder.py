@@ -144,3 +144,22 @@ def test_weights_of_another_model_do_not_fit(llama, tmp_path):
     make_hf_model("mistral", tmp_path / "mistral")  # other head_dim
     result = cli("build", root / "llama.yaml", "--weights", tmp_path / "mistral", "-o", tmp_path / "out")
     assert result.exit_code == 2 and "wrong shape" in result.stderr
+
+
+def test_tokens_and_tokenizer_come_along(llama, tmp_path):
+    """import-hf writes the special token ids; build --weights HF_DIR copies the folder's tokenizer.json, so
+    ``generate --prompt`` works on the result."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    _, root = llama
+    hf = shutil.copytree(root / "single", tmp_path / "hf")
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(96)}, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(hf / "tokenizer.json"))
+    assert cli("import-hf", hf, "-o", tmp_path / "m.yaml").exit_code == 0
+    assert "bos_token_id: 1" in (tmp_path / "m.yaml").read_text()
+    assert cli("build", tmp_path / "m.yaml", "--weights", hf, "-o", tmp_path / "out").exit_code == 0
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    result = cli("generate", tmp_path / "out", "--prompt", "w5 w7 w9", "--max-new-tokens", "4")
+    words = result.output.split()
+    assert result.exit_code == 0 and len(words) == 4 and all(w.startswith("w") for w in words), result.output

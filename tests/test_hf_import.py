@@ -49,3 +49,10 @@ def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
     assert text.startswith("# Imported from the Hugging Face model in") and str(hf_dir.resolve()) in text
     assert load_spec(yaml_path) == load_spec(import_hf(hf_dir)[0])
     assert "initialization" not in yaml.safe_load(text)  # no dumps of defaults
+    assert "&id" not in text  # no YAML anchors / aliases: every key reads on its own
+
+
+@pytest.mark.parametrize("case", sorted(HF_CASES))
+def test_parameter_count_matches_transformers(case, hf_case):
+    model, hf_dir, _ = hf_case(case)
+    assert load_spec(import_hf(hf_dir)[0]).parameter_count() == sum(p.numel() for p in model.parameters())

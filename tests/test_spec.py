@@ -34,6 +34,14 @@ def test_dialect_defaults_are_filled():
     assert spec.initialization.type == "default"
 
 
+@pytest.mark.parametrize(("eos", "normalized"), [(None, ()), (2, (2,)), ([2, 7], (2, 7)), ([], ())], ids=["none", "one", "list", "empty"])
+def test_token_ids_normalize_and_round_trip(eos, normalized):
+    spec = load_spec({**MINIMAL, "tokens": {"eos_token_id": eos, "bos_token_id": 1}})
+    assert (spec.tokens.eos_token_id, spec.tokens.bos_token_id, spec.tokens.pad_token_id) == (normalized, 1, None)
+    assert load_spec(yaml.safe_load(yaml.safe_dump(spec.to_dict()))) == spec
+    assert load_spec(MINIMAL).tokens.eos_token_id == ()
+
+
 def test_post_norm_gets_no_final_norm_unless_given():
     d = {**MINIMAL, "layer": {**MINIMAL["layer"], "norm_placement": "post"}}
     assert load_spec(d).final_layer_norm is None

@@ -76,9 +76,33 @@ RULES = {
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "frequency": 3}),
         "layer.ffn.moe.frequency: 3 exceeds num_layers 2",
     ),
+    "moe-all-layers-dense": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 2}),
+        "layer.ffn.moe.first_dense_layers: 2 dense layers leave no MoE layer (num_layers 2, frequency 1)",
+    ),
+    "moe-unequal-groups": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "num_groups": 3, "top_groups": 1}),
+        "layer.ffn.moe.num_groups: 3 does not divide num_experts 4 into equal groups",
+    ),
+    "moe-top-groups": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "num_groups": 2, "top_groups": 3}),
+        "layer.ffn.moe.top_groups: 3 exceeds num_groups 2",
+    ),
+    "moe-top-k-beyond-groups": (
+        case("layer.ffn.moe", {"num_experts": 6, "top_k": 3, "num_groups": 3, "top_groups": 1}),
+        "layer.ffn.moe.top_k: 3 exceeds the 2 experts of top_groups 1 groups",
+    ),
+    "mscale-outside-yarn": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "mscale_all_dim": 1.0}),
+        "rope_scaling.mscale_all_dim: applies to yarn scaling, not linear",
+    ),
     "parallel-needs-pre-norm": (
         case("layer.parallel", True, "layer.norm_placement", "sandwich"),
         "layer.parallel: a parallel block is pre-norm",
+    ),
+    "separate-norms-need-parallel": (
+        case("layer.parallel_norms", "separate"),
+        "layer.parallel_norms: 'separate' applies to a parallel block; layer.parallel is false",
     ),
     "unit-offset-needs-affine": (
         case("layer.layer_norm.unit_offset", True, "layer.layer_norm.elementwise_affine", False),
@@ -94,6 +118,8 @@ RULES = {
     ),
     "unknown-scale-word": (case("embedding.scale", "sqrt_dim"), "embedding.scale: 'sqrt_dim' is not valid"),
     "bad-placement": (case("layer.norm_placement", "middle"), "layer.norm_placement: 'middle' is not one of pre, post, sandwich, output"),
+    "token-outside-vocab": (case("tokens", {"eos_token_id": [2, 256]}), "tokens.eos_token_id: 256 is not below embedding.vocab_size 256"),
+    "unknown-token-key": (case("tokens", {"eos_id": 2}), "tokens: unknown key 'eos_id'"),
 }
 
 

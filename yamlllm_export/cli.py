@@ -76,16 +76,28 @@ def main() -> None:
     show_default=True,
     help="Logits of every position, or the last only (faster prefill; validate needs all).",
 )
+@click.option("--tokenizer", type=click.Path(), default=None, help="tokenizer.json (or its folder) to copy in, for `generate --prompt`.")
 @handle_errors
 def build(
-    spec_path: str, out_dir: str, target: str, seed: int, dtype: str, overwrite: bool, run_validate: bool, weights: str | None, logits: str
+    spec_path: str,
+    out_dir: str,
+    target: str,
+    seed: int,
+    dtype: str,
+    overwrite: bool,
+    run_validate: bool,
+    weights: str | None,
+    tokenizer: str | None,
+    logits: str,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
     from yamlllm_export.spec import load_spec
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
-    folder = export_onnx(spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, logits=logits)
+    folder = export_onnx(
+        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits
+    )
     info = json.loads((folder / "build.json").read_text())
     for note in info["weights"].get("notes", []):
         click.echo(f"note: {note}", err=True)
@@ -96,6 +108,8 @@ def build(
     )
     if fused:
         click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
+    if "unsupported" in info["genai"]:
+        click.echo(f"note: no genai_config.json: onnxruntime-genai cannot run this model ({info['genai']['unsupported']})", err=True)
     if run_validate:
         from yamlllm_export.validate.runner import ValidateOptions
 
@@ -161,6 +175,27 @@ def validate(
 
     options = ValidateOptions(eps=eps, steps=steps, batch=batch, prompt_len=prompt_len, seed=seed, report_dir=report_dir)
     _validate_and_exit(folder, options)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--prompt", "texts", multiple=True, help="Prompt text, encoded with the folder's tokenizer.json (repeatable: a batch).")
+@click.option("--prompt-ids", "id_lists", multiple=True, help='Prompt token ids, e.g. "1 15043 3186" (repeatable: a batch).')
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--temperature", type=float, default=None, help="Sample at this temperature (any sampling option turns sampling on).")
+@click.option("--top-k", type=click.IntRange(min=0), default=None, help="Sample from the k most likely tokens.")
+@click.option("--top-p", type=float, default=None, help="Sample from the smallest set of tokens with this much probability.")
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True, help="> 1 discourages tokens already seen.")
+@click.option("--seed", type=int, default=None, help="Sampling seed (same seed, same tokens).")
+@click.option("--stop", "stops", type=int, multiple=True, help="Stop token id (repeatable) [default: the spec's tokens.eos_token_id].")
+@click.option("--ep", type=EP_CHOICE, default="cpu", show_default=True, help="Execution provider (cuda keeps the KV cache on the GPU).")
+@click.option("--stats", is_flag=True, help="Print prefill time and decode tokens/s to stderr.")
+@handle_errors
+def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **options: Any) -> None:
+    """Generate a continuation of each prompt with a built FOLDER on ONNX Runtime (one prompt streams)."""
+    from yamlllm_export.cli_generate import run_generate
+
+    run_generate(folder, texts, id_lists, **options)
 
 
 @main.command()

@@ -13,3 +13,7 @@ class SpecError(YamlllmError):
 
 class BuildError(YamlllmError):
     """The spec is valid but this build cannot proceed (output folder, memory, disk, target)."""
+
+
+class GenerationError(YamlllmError):
+    """A model folder cannot generate as asked (missing tokenizer, bad prompt ids, unusable EP)."""

@@ -19,12 +19,12 @@ MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cach
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, TypeVar
 
 from yamlllm_export.spec.types import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: generation reads the contract without it
+    import torch
 
 T = TypeVar("T")
 
@@ -86,6 +86,8 @@ class IOContract:
 
     def example_inputs(self, dtype: torch.dtype, batch: int = 2, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
         """Tracing inputs. past ≥ 2 and seq ≥ 2, else torch.export specialises those dims to 0/1."""
+        import torch
+
         ids = torch.zeros(batch, seq, dtype=torch.int64)
         mask = torch.ones(batch, past + seq, dtype=torch.int64)
         pos = (torch.arange(past, past + seq, dtype=torch.int64)).expand(batch, -1).contiguous()
@@ -94,25 +96,11 @@ class IOContract:
 
     def dynamic_shapes(self) -> tuple[object, ...]:
         """Per ``FlatIO.forward`` argument: input_ids, attention_mask, then the ``*rest`` tuple."""
+        import torch
+
         batch = torch.export.Dim("batch_size")
         seq = torch.export.Dim("sequence_length")
         total = torch.export.Dim("total_sequence_length")
         past = torch.export.Dim("past_sequence_length")
         rest = (*([{0: batch, 1: seq}] if self.has_position_ids else []), *({0: batch, 2: past} for _ in self.past_names()))
         return ({0: batch, 1: seq}, {0: batch, 1: total}, rest)
-
-
-class FlatIO(nn.Module):
-    """Adapts ``DecoderLM.forward`` to the flat tensor lists of the ONNX contract."""
-
-    def __init__(self, model: nn.Module, contract: IOContract) -> None:
-        super().__init__()
-        self.model, self.contract = model, contract
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        position_ids = rest[0] if self.contract.has_position_ids else None
-        flat = rest[1:] if self.contract.has_position_ids else rest
-        n = len(self.contract.cache)
-        past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
-        logits, presents = self.model(input_ids, attention_mask, position_ids, past, last_logits=self.contract.last_logits)
-        return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key

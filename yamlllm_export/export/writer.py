@@ -22,10 +22,13 @@ import yaml
 
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
-from yamlllm_export.export.io_contract import FlatIO, IOContract
+from yamlllm_export.export.flat_io import FlatIO
+from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.lowerings import Target, get_target
+from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
+from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
@@ -112,13 +115,15 @@ def export_onnx(
     overwrite: bool = False,
     spec: ModelSpec | None = None,
     weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
     logits: str = "all",
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
-    .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``logits``: ``all``
-    positions (what ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the
-    folder. Raises ``SpecError``/``BuildError``."""
+    .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``tokenizer``: a
+    tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
+    ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the folder. Raises
+    ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
 
@@ -137,6 +142,9 @@ def export_onnx(
     check_target(spec, tgt.name)
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, overwrite)
+    if tokenizer is None and weights is not None and (Path(weights) / "tokenizer.json").is_file():
+        tokenizer = weights  # an HF folder brings its tokenizer along
+    tokenizer_paths = tokenizer_files(tokenizer, spec.embedding.vocab_size) if tokenizer is not None else []
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
     external = weight_bytes > EXTERNAL_DATA_BYTES
@@ -161,6 +169,10 @@ def export_onnx(
         _check(onnx_path)
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
+        copy_tokenizer(tokenizer_paths, tmp)
+        genai_unsupported = genai_blocker(spec)
+        if genai_unsupported is None:
+            (tmp / GENAI_CONFIG).write_text(json.dumps(genai_config(spec), indent=2) + "\n")
         info = {
             "tool": "yamlllm-export",
             "versions": _versions(),
@@ -174,6 +186,7 @@ def export_onnx(
             "weights": source,
             "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
             "logits": logits,
+            "genai": {"config": GENAI_CONFIG} if genai_unsupported is None else {"unsupported": genai_unsupported},
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),
             "external_data": external,

@@ -21,13 +21,42 @@ def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[s
 
     cfg = read_config(folder)
     spec = {"name": _name(cfg), **family_for(cfg).to_spec(cfg)}
+    tokens = _tokens(cfg, spec["embedding"]["vocab_size"])
+    if tokens:
+        spec["tokens"] = tokens
     load_spec(spec)  # our schema and rules must accept what we write
     return spec, _header(cfg, out)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a mapping shared by two keys (one norm for layers and final) twice, not as ``&id001``/``*id001``."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render_yaml(spec: dict[str, Any], header: str) -> str:
-    body = yaml.safe_dump(spec, sort_keys=False, default_flow_style=False, width=120)
+    body = yaml.dump(spec, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, width=120)
     return header + body
+
+
+def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:
+    """bos/eos/pad ids from config.json, else generation_config.json; ids outside the vocabulary (some
+    configs keep a tokenizer's ids for a resized model) are left out rather than written invalid."""
+    import json
+
+    generation = cfg.folder / "generation_config.json"
+    try:
+        extra = json.loads(generation.read_text()) if generation.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        extra = {}
+    out: dict[str, Any] = {}
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = cfg.get(key, extra.get(key) if isinstance(extra, dict) else None)
+        ids = value if isinstance(value, list) else [value]
+        if value is not None and ids and all(isinstance(i, int) and 0 <= i < vocab_size for i in ids):
+            out[key] = sorted(set(ids)) if isinstance(value, list) else value
+    return out
 
 
 def _name(cfg: HFConfig) -> str:

@@ -91,7 +91,7 @@ def _activation(op: Any, x: Any, name: str) -> Any:
         return op.Mul(x, op.Sigmoid(x))
     if name in ("gelu", "geglu"):  # exact: x/2 · (1 + erf(x/√2))
         return op.Mul(op.Mul(half, x), op.Add(one, op.Erf(op.Mul(x, op.CastLike(op.Constant(value_float=math.sqrt(0.5)), x)))))
-    if name == "gelu_tanh":  # x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
+    if name in ("gelu_tanh", "geglu_tanh"):  # x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))
         cube = op.Mul(op.Mul(x, x), x)
         inner = op.Add(x, op.Mul(op.CastLike(op.Constant(value_float=0.044715), x), cube))
         tanh = op.Tanh(op.Mul(op.CastLike(op.Constant(value_float=math.sqrt(2 / math.pi)), x), inner))
@@ -105,14 +105,28 @@ def _linear(op: Any, x2: Any, weight: Any, bias: Any, e: int) -> Any:
     return op.Gemm(x2, op.Gather(weight, index, axis=0), op.Gather(bias, index, axis=0) if bias is not None else None, transB=1)
 
 
+def _group_limited(op: Any, probs: Any, experts: int, groups: int, top_groups: int) -> Any:
+    """``ops/moe.py:group_limited``: probs (B, S, E) with every expert outside the ``top_groups`` best groups
+    (a group scores its best expert) set to 0."""
+    grouped = op.Reshape(probs, op.Concat(op.Shape(probs, end=-1), op.Constant(value_ints=[groups, experts // groups]), axis=0))
+    best = op.ReduceMax(grouped, op.Constant(value_ints=[-1]), keepdims=0)  # (B, S, G)
+    _, index = op.TopK(best, op.Constant(value_ints=[top_groups]), axis=-1)  # (B, S, g)
+    ones = op.Expand(op.Constant(value_float=1.0), op.Shape(index))
+    keep = op.ScatterElements(op.Mul(best, op.Constant(value_float=0.0)), index, ones, axis=-1)  # (B, S, G)
+    return op.Reshape(op.Mul(grouped, op.Unsqueeze(keep, op.Constant(value_ints=[-1]))), op.Shape(probs))  # (B, S, E)
+
+
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
+    groups: int = 1, top_groups: int = 0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` densely in plain opset-18 ops (every expert on every token, weighed by the top-k
     gate), mirroring the eager reference in ``ops/moe.py``; the fallback of every target."""
     op = opset18
     probs = op.Softmax(op.Cast(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), to=ir.DataType.FLOAT), axis=-1)  # (B, S, E)
+    if 0 < top_groups < groups:
+        probs = _group_limited(op, probs, router_weight.shape[0], groups, top_groups)
     top, index = op.TopK(probs, op.Constant(value_ints=[top_k]), axis=-1)  # (B, S, k)
     if normalize:
         top = op.Div(top, op.ReduceSum(top, op.Constant(value_ints=[-1]), keepdims=1))

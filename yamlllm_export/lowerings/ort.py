@@ -91,18 +91,22 @@ def _interleave(op: Any, gate: Any, up: Any, axis: int) -> Any:
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
+    groups: int = 1, top_groups: int = 0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` → com.microsoft.MoE (sparse: each token runs only its top-k experts; the router
     logits go in as ``router_probs``, softmax / top-k / renormalisation happen inside). Activations its
     kernel lacks (exact gelu, squared relu, GeGLU, ReGLU) use the dense plain-op lowering, and so do
     unnormalised top-k weights: with ``normalize_routing_weights=0`` the node alone matches the eager
     op to 1e-7, but inside a decoder ORT 1.32's CPU run gives logits off by ~1 unless the MoE input or
-    output is also a graph output (a buffer-reuse problem, reproduced with graph optimisations off)."""
+    output is also a graph output (a buffer-reuse problem, reproduced with graph optimisations off). The
+    kernel has no group-limited routing either."""
     kind = MOE_ACTIVATIONS.get(activation)
-    if kind is None or not normalize:  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
+    grouped = 0 < top_groups < groups
+    if kind is None or not normalize or grouped:  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
         return common.moe(
-            x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation
-        )
+            x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation,
+            groups, top_groups,
+        )  # fmt: skip
     fc1, fc1_bias = up_weight, up_bias
     if gate_weight is not None:
         fc1 = _interleave(op, gate_weight, up_weight, 1)  # (E, 2h, d)

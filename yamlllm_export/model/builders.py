@@ -6,6 +6,8 @@ twice (a 7 B model needs its weights' bytes once, not twice).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
 from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
-from yamlllm_export.ops.rope_scaling import RopeScaling
+from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
 from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -51,11 +53,19 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     experts = Experts(moe.num_experts, d, moe.intermediate_size, gated=ffn.use_gated_activation, bias=ffn.bias)
     return MoE(
         d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
-        shared=shared, dropout=ffn.dropout,
+        shared=shared, dropout=ffn.dropout, groups=moe.num_groups, top_groups=moe.top_groups or 0,
     )  # fmt: skip
 
 
-def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None) -> MultiLatentAttention:
+def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
+    """1/sqrt(dn + dr), × m(mscale_all_dim)² under YaRN with ``mscale_all_dim`` (DeepSeek-V2/V3's softmax scale)."""
+    scale = 1.0 / math.sqrt(att.head_dim + att.mla_rope_head_dim)
+    if scaling is not None and scaling.type == "yarn" and scaling.mscale_all_dim:
+        scale *= yarn_mscale(scaling.factor, scaling.mscale_all_dim) ** 2
+    return scale
+
+
+def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None, scaling: RopeScalingSpec | None) -> MultiLatentAttention:
     """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
     att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
     q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
@@ -66,7 +76,7 @@ def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None) -> Multi
     return MultiLatentAttention(
         d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
         latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
-        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
+        qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary, scale=_mla_scale(att, scaling),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
     )  # fmt: skip
 
@@ -91,24 +101,26 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
     )  # fmt: skip
 
 
-def _block(lay: LayerSpec, rotary: RotaryCache | None) -> Block | ParallelBlock:
-    """A sequential block with the spec's norm placement, or PaLM's parallel block."""
+def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None) -> Block | ParallelBlock:
+    """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
-    attn = _mla(lay, rotary) if att.mechanism == "mla" else _attention(att, d, rotary)
+    attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary)
     if lay.parallel:
-        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), dropout=lay.residual_dropout)
+        ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
+        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout)
     return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
 
 
 def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
     """Token-embedding scale, the factorized-embedding projections (e → d after the lookup, d → e before
-    the LM head; bias-free) and the final logit softcap; None where the spec asks for none."""
+    the LM head; bias-free), the embedding norm and the final logit softcap; None where the spec asks for none."""
     emb, d = spec.embedding, spec.layer.hidden_dim
     factorized = emb.embedding_dim != d
     return {
         "embed_scale": Scale(emb.scale) if emb.scale not in (None, 1.0) else None,
         "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
+        "embed_norm": _norm(spec.embedding_layer_norm, d) if spec.embedding_layer_norm is not None else None,
         "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
         "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
     }
@@ -120,6 +132,7 @@ def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     return RopeScaling(
         s.type, s.factor, s.original_max_position_embeddings, low_freq_factor=s.low_freq_factor,
         high_freq_factor=s.high_freq_factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow, attention_factor=s.attention_factor,
+        mscale=s.mscale, mscale_all_dim=s.mscale_all_dim,
     )  # fmt: skip
 
 
@@ -151,14 +164,14 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     kind = emb.positional_encoding.type
     rotary = _rotary(emb)
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
-    lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=False)
+    lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
     return DecoderLM(
         embed=embed,
         positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
-        blocks=[_block(layer, rotary) for layer in spec.layer_specs()],
+        blocks=[_block(layer, rotary, emb.positional_encoding.rope_scaling) for layer in spec.layer_specs()],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,

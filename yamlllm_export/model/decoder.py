@@ -52,17 +52,20 @@ class Block(nn.Module):
 
 
 class ParallelBlock(nn.Module):
-    """PaLM's parallel layer (Chowdhery et al. 2022): x + Attn(N(x)) + FFN(N(x)), one shared norm."""
+    """PaLM's parallel layer (Chowdhery et al. 2022): x + Attn(N(x)) + FFN(N(x)), one shared norm; with
+    ``ffn_norm`` the FFN has its own, x + Attn(N(x)) + FFN(N2(x)) (GPT-NeoX, Falcon's new architecture)."""
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float) -> None:
+    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None) -> None:
         super().__init__()
         self.attn, self.ffn, self.norm = attn, ffn, norm
+        self.ffn_norm = ffn_norm  # None: the FFN reads the shared norm's output
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
         h, k, v = self.attn(n, bias, position_ids, *past)
-        return x + self.dropout(h) + self.dropout(self.ffn(n)), (k, v)
+        m = n if self.ffn_norm is None else self.ffn_norm(x)
+        return x + self.dropout(h) + self.dropout(self.ffn(m)), (k, v)
 
 
 class Softcap(nn.Module):
@@ -77,18 +80,19 @@ class Softcap(nn.Module):
 
 
 class Scale(nn.Module):
-    """x · c (Gemma multiplies token embeddings by √d)."""
+    """x · c (Gemma multiplies token embeddings by √d). c is rounded to x's dtype first, as Gemma's reference
+    and HF do: in bfloat16 √3072 is 55.5, not 55.43."""
 
     def __init__(self, factor: float) -> None:
         super().__init__()
         self.factor = factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
+        return x * torch.full((), self.factor, dtype=x.dtype, device=x.device)
 
 
 class DecoderLM(nn.Module):
-    """tokens → embed (· scale, → project to d when factorized) → + positions → blocks → final norm →
+    """tokens → embed (· scale, → project to d when factorized) → + positions → (norm) → blocks → final norm →
     (project back to the embedding size) → LM head → (softcap) → logits. Absent pieces are Identity."""
 
     def __init__(
@@ -103,12 +107,13 @@ class DecoderLM(nn.Module):
         dropout: float,
         embed_scale: nn.Module | None = None,
         embed_proj: nn.Module | None = None,
+        embed_norm: nn.Module | None = None,
         head_proj: nn.Module | None = None,
         logit_softcap: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.embed, self.positions, self.alibi = embed, positions, alibi
-        self.embed_scale, self.embed_proj = _or_identity(embed_scale), _or_identity(embed_proj)
+        self.embed_scale, self.embed_proj, self.embed_norm = _or_identity(embed_scale), _or_identity(embed_proj), _or_identity(embed_norm)
         self.blocks = nn.ModuleList(blocks)
         self.final_norm = _or_identity(final_norm)
         self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
@@ -143,7 +148,7 @@ class DecoderLM(nn.Module):
         x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
         if self.positions is not None:
             x = self.positions(x, position_ids)
-        x = self.dropout(x)
+        x = self.dropout(self.embed_norm(x))
         slopes = self.alibi.slopes if self.alibi is not None else None
         bias = ops.attention_bias(attention_mask, input_ids, slopes)  # (B, 1|nh, S, P+S), float32
         if x.dtype != torch.float32:  # keep masked entries finite in half precision

@@ -2,7 +2,8 @@
 
 Activations (``ops/moe.py:ACTIVATIONS``, shared with the MoE op): gelu is the exact erf form, gelu_tanh
 the tanh approximation (GPT-2's "gelu_new"), squared_relu is relu(x)² (So et al. 2021, Primer). The gated
-variants name the activation of the gate branch: swiglu silu, geglu exact gelu, reglu relu.
+variants name the activation of the gate branch: swiglu silu, geglu exact gelu, geglu_tanh tanh gelu (Gemma),
+reglu relu.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ dr the decoupled RoPE dim, dv the value head dim, L the KV latent rank, r the qu
     c, k_r   = W_dkv·x, W_kr·x  (one matrix, then split)      (B, S, L), (B, S, dr)   (kv_down)
     c        = RMSNorm(c)                                                             (kv_norm, injected)
     k^(h)    = [c·W_uk^(h), RoPE(k_r)],  v^(h) = c·W_uv^(h)   per head, decompressed inside the op
-    out      = W_o · concat_h softmax(q^(h)·k^(h)ᵀ / sqrt(dn + dr) + mask)·v^(h)
+    out      = W_o · concat_h softmax(q^(h)·k^(h)ᵀ / sqrt(dn + dr) + mask)·v^(h)   (DeepSeek's YaRN: scale × mscale²)
 
 The cache per layer is (latent, rope_key) = (the *normalised* c, RoPE(k_r)): (B, 1, T, L) and (B, 1, T, dr),
 what DeepSeek's inference engines keep. Without RoPE (learned / sinusoidal / no positions) dr = 0: there is no
@@ -56,12 +56,14 @@ class MultiLatentAttention(nn.Module):
         out_bias: bool,
         dropout: float,
         rotary: RotaryCache | DynamicNTKRotary | None,
+        scale: float | None = None,
         window_size: int = 0,
         causal: bool = True,
         softcap: float = 0.0,
     ) -> None:
         """``query_proj``: d → nh·(head_dim + rope_dim), an ``nn.Linear`` or a ``LowRankQuery``;
-        ``kv_norm``: the norm over the latent (RMSNorm in DeepSeek); ``window_size`` (0: none), ``causal`` and
+        ``kv_norm``: the norm over the latent (RMSNorm in DeepSeek); ``scale``: the softmax scale (None:
+        1/sqrt(head_dim + rope_dim); DeepSeek's YaRN multiplies it by mscale²); ``window_size`` (0: none), ``causal`` and
         ``softcap`` (0: none) as in ``SelfAttention``."""
         super().__init__()
         self.num_heads, self.head_dim, self.rope_dim, self.v_head_dim, self.latent_dim = (
@@ -80,6 +82,7 @@ class MultiLatentAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; tables of rope_dim
         self.window_size, self.causal, self.softcap = window_size, causal, softcap
+        self.scale = 1.0 / math.sqrt(head_dim + rope_dim) if scale is None else scale
         # (heads, dim) of each cache tensor: latent, rope_key; without RoPE (rope_dim 0) the latent alone
         self.cache_dims = ((1, latent_dim), (1, rope_dim)) if rope_dim else ((1, latent_dim),)
 
@@ -100,7 +103,7 @@ class MultiLatentAttention(nn.Module):
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(
             q, self.kv_norm(latent), rope_key if self.rope_dim else None, past_latent, past_rope_key, bias, cos, sin, pos,
-            self.k_up.weight, self.v_up.weight, self.num_heads, 1.0 / math.sqrt(self.head_dim + self.rope_dim),
+            self.k_up.weight, self.v_up.weight, self.num_heads, self.scale,
             self.window_size, self.causal, self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_latent, present_rope_key if self.rope_dim else None

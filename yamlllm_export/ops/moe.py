@@ -1,6 +1,7 @@
 """``yamlllm::moe``: a mixture-of-experts FFN layer, routed top-k (see ``model/moe.py`` for the maths).
 
-    p = softmax(x · routerᵀ) (float32); w = p on each token's top-k (÷ their sum when ``normalize``), 0 elsewhere
+    p = softmax(x · routerᵀ) (float32); w = p on each token's top-k (÷ their sum when ``normalize``), 0 elsewhere;
+        with 0 < top_groups < groups the top-k is taken among the experts of the top_groups best groups only
     y = Σ_e w_e · down_e(act(gate_e(x)) ⊙ up_e(x))      (gated; plain: down_e(act(up_e(x))))
 
 Shapes: x (B, S, d); router_weight (E, d); gate_weight, up_weight (E, h, d) (gate None for a plain MLP);
@@ -8,7 +9,7 @@ down_weight (E, d, h); biases (E, h) / (E, d) or None. ``activation``: a key of 
 gated layer the name of the GLU, e.g. ``swiglu``).
 
 Lowers to ``com.microsoft.MoE`` on target ``ort`` where its CPU kernel computes the same function
-(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``), and to the dense formulation in plain
+(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``; no group-limited routing), and to the dense formulation in plain
 ops everywhere else (``lowerings/common.py``). The eager reference is the dense formulation.
 """
 
@@ -36,16 +37,30 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # gated variants: the activation applied to the gate branch
     "swiglu": F.silu,
     "geglu": F.gelu,
+    "geglu_tanh": functools.partial(F.gelu, approximate="tanh"),  # Gemma
     "reglu": F.relu,
 }
 
 
-def route(logits: torch.Tensor, *, top_k: int, normalize: bool) -> torch.Tensor:
-    """Router logits (B, S, E) → gate weights (B, S, E), float32, zero outside each token's top-k.
+def group_limited(probs: torch.Tensor, groups: int, top_groups: int) -> torch.Tensor:
+    """DeepSeek-V2's group-limited routing: the E experts form ``groups`` equal groups, a group scores its best
+    expert's probability, and only the ``top_groups`` best groups' experts keep their probabilities (the
+    others become 0, so top-k picks among them)."""
+    grouped = probs.unflatten(-1, (groups, -1))  # (B, S, G, E/G)
+    best = grouped.amax(dim=-1).topk(top_groups, dim=-1).indices  # (B, S, g)
+    keep = torch.zeros_like(grouped[..., 0]).scatter(-1, best, 1.0)  # (B, S, G)
+    return (grouped * keep.unsqueeze(-1)).flatten(-2)  # (B, S, E)
+
+
+def route(logits: torch.Tensor, *, top_k: int, normalize: bool, groups: int = 1, top_groups: int = 0) -> torch.Tensor:
+    """Router logits (B, S, E) → gate weights (B, S, E), float32, zero outside each token's top-k (chosen
+    within the ``top_groups`` best of ``groups`` expert groups when 0 < top_groups < groups).
 
     Exact ties: ONNX ``TopK`` keeps the lower index, PyTorch does not promise an order; with real-valued
     router weights two experts never score exactly alike in practice (the tests rely on that)."""
     probs = logits.float().softmax(dim=-1)  # (B, S, E)
+    if 0 < top_groups < groups:
+        probs = group_limited(probs, groups, top_groups)
     top, index = probs.topk(top_k, dim=-1)  # (B, S, k)
     if normalize:
         top = top / top.sum(dim=-1, keepdim=True)
@@ -69,9 +84,11 @@ def moe(
     top_k: int,
     normalize: bool,
     activation: str,
+    groups: int = 1,
+    top_groups: int = 0,
 ) -> torch.Tensor:
     act = ACTIVATIONS[activation]
-    w = route(F.linear(x, router_weight), top_k=top_k, normalize=normalize).to(x.dtype)  # (B, S, E)
+    w = route(F.linear(x, router_weight), top_k=top_k, normalize=normalize, groups=groups, top_groups=top_groups).to(x.dtype)  # (B, S, E)
     y = torch.zeros_like(x)
     for e in range(router_weight.shape[0]):
         up = F.linear(x, up_weight[e], _bias(up_bias, e))  # (B, S, h)
@@ -81,5 +98,9 @@ def moe(
 
 
 @moe.op.register_fake
-def _(x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation):  # noqa: ANN001, ANN202
+def _(
+    x: torch.Tensor, router_weight: torch.Tensor, gate_weight: torch.Tensor | None, up_weight: torch.Tensor, down_weight: torch.Tensor,
+    gate_bias: torch.Tensor | None, up_bias: torch.Tensor | None, down_bias: torch.Tensor | None, top_k: int, normalize: bool,
+    activation: str, groups: int = 1, top_groups: int = 0,
+) -> torch.Tensor:  # fmt: skip
     return torch.empty_like(x)

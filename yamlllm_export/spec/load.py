@@ -31,6 +31,7 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    TokensSpec,
 )
 
 MAX_SPEC_BYTES = 1 << 20
@@ -142,6 +143,8 @@ def _derive(d: dict[str, Any]) -> None:
     if "final_layer_norm" not in d:  # post-norm models end on a norm already
         d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
     pe.pop("max_position_embeddings", None)
+    eos = d["tokens"]["eos_token_id"]
+    d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
 
 
 def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
@@ -183,11 +186,14 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),
+        embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
         final_layer_norm=_optional(NormSpec, d["final_layer_norm"]),
         tie_word_embeddings=d["tie_word_embeddings"],
+        lm_head_bias=d["lm_head_bias"],
         final_logit_softcap=d["final_logit_softcap"],
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
+        tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-GATED = {"swiglu", "geglu", "reglu"}
+GATED = {"swiglu", "geglu", "geglu_tanh", "reglu"}
 FACTOR_AT_LEAST_ONE = {"dynamic", "llama3", "yarn"}
 
 Problem = tuple[str, str]
@@ -134,6 +134,9 @@ def _rope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
             f"{path}.rope_scaling.high_freq_factor",
             f"{scaling['high_freq_factor']} must exceed low_freq_factor {scaling['low_freq_factor']}",
         )
+    for key in ("mscale", "mscale_all_dim"):
+        if kind != "yarn" and scaling[key] is not None:
+            yield f"{path}.rope_scaling.{key}", f"applies to yarn scaling, not {kind}"
     if kind == "yarn" and scaling["beta_fast"] <= scaling["beta_slow"]:
         yield f"{path}.rope_scaling.beta_fast", f"{scaling['beta_fast']} must exceed beta_slow {scaling['beta_slow']}"
 
@@ -163,6 +166,23 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
             yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds num_experts {moe['num_experts']}"
         if moe["frequency"] > d["num_layers"]:
             yield "layer.ffn.moe.frequency", f"{moe['frequency']} exceeds num_layers {d['num_layers']}: no layer would be MoE"
+        elif not any((i + 1) % moe["frequency"] == 0 for i in range(moe["first_dense_layers"], d["num_layers"])):
+            yield (
+                "layer.ffn.moe.first_dense_layers",
+                f"{moe['first_dense_layers']} dense layers leave no MoE layer (num_layers {d['num_layers']}, frequency {moe['frequency']})",
+            )
+        yield from _moe_groups(moe)
+
+
+def _moe_groups(moe: dict[str, Any]) -> Iterator[Problem]:
+    """Group-limited routing: equal groups, and enough experts in the chosen groups for top_k."""
+    groups, top, experts = moe["num_groups"], moe["top_groups"], moe["num_experts"]
+    if experts % groups:
+        yield "layer.ffn.moe.num_groups", f"{groups} does not divide num_experts {experts} into equal groups"
+    elif top is not None and top > groups:
+        yield "layer.ffn.moe.top_groups", f"{top} exceeds num_groups {groups}"
+    elif top is not None and moe["top_k"] > top * (experts // groups):
+        yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds the {top * (experts // groups)} experts of top_groups {top} groups"
 
 
 def _layout(d: dict[str, Any]) -> Iterator[Problem]:
@@ -172,7 +192,10 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.parallel",
             f"a parallel block is pre-norm (one norm feeds attention and FFN); norm_placement is '{layer['norm_placement']}'",
         )
-    for path, norm in (("layer.layer_norm", layer["layer_norm"]), ("final_layer_norm", d.get("final_layer_norm"))):
+    if layer["parallel_norms"] != "shared" and not layer["parallel"]:
+        yield "layer.parallel_norms", f"'{layer['parallel_norms']}' applies to a parallel block; layer.parallel is false"
+    norms = (("layer.layer_norm", layer["layer_norm"]), ("final_layer_norm", d.get("final_layer_norm")))
+    for path, norm in (*norms, ("embedding_layer_norm", d["embedding_layer_norm"])):
         if norm and norm.get("unit_offset") and not norm.get("elementwise_affine", True):
             yield f"{path}.unit_offset", "needs elementwise_affine: true (the offset applies to the learned scale)"
     for k, entry in enumerate(d["layer_overrides"]):
@@ -184,7 +207,15 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
             yield f"layer_overrides[{k}].attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
 
 
-RULES = (_attention, _mla, _positions, _ffn, _layout)
+def _tokens(d: dict[str, Any]) -> Iterator[Problem]:
+    vocab, tokens = d["embedding"]["vocab_size"], d["tokens"]
+    for key, value in tokens.items():
+        for token in value if isinstance(value, list) else [value]:
+            if token is not None and token >= vocab:
+                yield f"tokens.{key}", f"{token} is not below embedding.vocab_size {vocab}"
+
+
+RULES = (_attention, _mla, _positions, _ffn, _layout, _tokens)
 
 
 def problems(filled: dict[str, Any]) -> list[Problem]:

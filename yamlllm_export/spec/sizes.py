@@ -57,8 +57,8 @@ def _ffn_params(ffn: FFNSpec, d: int) -> int:
 
 
 def _layer_norm_params(lay: LayerSpec) -> int:
-    """Norms per layer: one shared (parallel), four (sandwich: before and after each sub-layer), else two."""
-    count = 1 if lay.parallel else 4 if lay.norm_placement == "sandwich" else 2
+    """Norms per layer: one shared (parallel, shared norms), four (sandwich: before and after each sub-layer), else two."""
+    count = 1 if lay.parallel and lay.parallel_norms == "shared" else 4 if lay.norm_placement == "sandwich" else 2
     return count * _norm_params(lay.layer_norm, lay.hidden_dim)
 
 
@@ -67,13 +67,15 @@ def parameter_count(spec: ModelSpec) -> int:
     att, d, e = lay.attention, lay.hidden_dim, emb.embedding_dim
     attn = _mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)
     layers = sum(attn + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs())
-    total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d)
+    total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d) + _norm_params(spec.embedding_layer_norm, d)
     if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head
         total += 2 * e * d
     if emb.positional_encoding.type == "learned":
         total += emb.max_position_embeddings * d
     if not spec.tie_word_embeddings:
         total += emb.vocab_size * e
+    if spec.lm_head_bias:
+        total += emb.vocab_size
     return total
 
 

@@ -17,7 +17,9 @@ class RopeScalingSpec:
     high_freq_factor: float  # llama3
     beta_fast: float  # yarn
     beta_slow: float  # yarn
-    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1
+    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1 (or the mscale ratio)
+    mscale: float | None  # yarn (DeepSeek): numerator of the cos/sin scale
+    mscale_all_dim: float | None  # yarn (DeepSeek): its denominator; MLA's softmax scale × m(mscale_all_dim)²
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class MoESpec:
     intermediate_size: int  # derived: ffn.intermediate_size when unset
     shared_expert_intermediate_size: int | None
     normalize_top_k: bool
+    first_dense_layers: int  # layers 0 .. first_dense_layers-1 keep the dense FFN
+    num_groups: int  # group-limited routing (DeepSeek-V2): 1 = none
+    top_groups: int | None  # groups a token's experts may come from; None = all
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class LayerSpec:
     layer_norm: NormSpec
     norm_placement: str  # pre | post | sandwich | output
     parallel: bool  # PaLM: x + Attn(N(x)) + FFN(N(x))
+    parallel_norms: str  # shared | separate (GPT-NeoX, Falcon: x + Attn(N1(x)) + FFN(N2(x)))
     residual_dropout: float
 
 
@@ -134,16 +140,28 @@ class InitSpec:
 
 
 @dataclass(frozen=True)
+class TokensSpec:
+    """Special token ids; generation reads them, the model does not."""
+
+    bos_token_id: int | None
+    eos_token_id: tuple[int, ...]  # normalized: an id or null in the YAML becomes a tuple; () = no stop token
+    pad_token_id: int | None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     embedding: EmbeddingSpec
     num_layers: int
     layer: LayerSpec
+    embedding_layer_norm: NormSpec | None  # over the embeddings before the first layer (BLOOM)
     final_layer_norm: NormSpec | None
     tie_word_embeddings: bool
+    lm_head_bias: bool
     final_logit_softcap: float | None
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
+    tokens: TokensSpec
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
@@ -152,11 +170,12 @@ class ModelSpec:
             {"layers": list(o["layers"]), "attention": {k: o["attention"][k] for k in o["attention"]["fields"]}}
             for o in d["layer_overrides"]
         ]
+        d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """The resolved spec of every layer: ``layer`` with ``layer_overrides`` applied (later entries win),
-        and ``ffn.moe`` kept only on the layers its ``frequency`` makes MoE."""
+        and ``ffn.moe`` kept only on the layers its ``frequency`` and ``first_dense_layers`` make MoE."""
         return _layer_specs(self)
 
     def parameter_count(self) -> int:
@@ -172,7 +191,7 @@ def _layer_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
     for i in range(spec.num_layers):
         layer = spec.layer
         moe = layer.ffn.moe
-        if moe is not None and (i + 1) % moe.frequency:
+        if moe is not None and (i < moe.first_dense_layers or (i + 1) % moe.frequency):
             layer = dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, moe=None))
         for o in spec.layer_overrides:
             if i in o.layers:

@@ -4,6 +4,7 @@ settings read from config.json."""
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,7 @@ _SCALING_KEYS = {
     "linear": ("factor",),
     "dynamic": ("factor", "original_max_position_embeddings"),
     "llama3": ("factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor"),
-    "yarn": ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor"),
+    "yarn": ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"),
 }
 
 
@@ -73,6 +74,8 @@ def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any]) -> dict[str, Any]:
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind not in _SCALING_KEYS:
         raise BuildError(f"{cfg.where}: rope scaling type {kind!r} is not supported (supported: {', '.join(_SCALING_KEYS)})")
+    if kind == "yarn" and scaling.get("truncate", True) is False:
+        raise BuildError(f"{cfg.where}: rope scaling truncate=false is not supported (our YaRN rounds the ramp's bounds, HF's default)")
     out = {"type": kind, **{k: scaling[k] for k in _SCALING_KEYS[kind] if scaling.get(k) is not None}}
     if kind in ("dynamic", "yarn") and "original_max_position_embeddings" not in out:
         out["original_max_position_embeddings"] = cfg.require("max_position_embeddings")  # HF's fallback
@@ -94,3 +97,101 @@ def window_overrides(cfg: HFConfig, window: int | None, num_layers: int) -> tupl
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     """The mapping without keys whose value is None (nothing to say: our default holds)."""
     return {k: v for k, v in d.items() if v is not None}
+
+
+# HF activation names (transformers' ACT2FN) → our plain FFN activations (gelu_new, gelu_fast and
+# gelu_pytorch_tanh are all the tanh approximation; "gelu" is exact erf)
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+def plain_activation(cfg: HFConfig, key: str, default: str) -> str:
+    """Our plain FFN activation for ``cfg[key]``; refused when we have no exact equivalent."""
+    name = cfg.get(key, default)
+    if name not in ACTIVATIONS:
+        raise cfg.refuse(key, f"supported activations: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def layer_norm(cfg: HFConfig, eps_key: str) -> dict[str, Any]:
+    return {"type": "layernorm", "eps": cfg.get(eps_key, 1e-5)}
+
+
+def refuse_if(cfg: HFConfig, key: str, bad: Any, why: str, *, default: Any = None) -> None:
+    """Refuse config.json's ``key`` when it holds ``bad`` (absent counts as ``default``)."""
+    if cfg.get(key, default) == bad:
+        raise cfg.refuse(key, why)
+
+
+FusedSplit = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def unfused(state: State, pattern: str, split: FusedSplit) -> State:
+    """``state`` with every fused QKV tensor (a name ``pattern`` matches in full; its last group is ``weight``
+    or ``bias``) split into three, named ``<stem>.q.<weight|bias>``, ``.k.``, ``.v.``: rename rules then map
+    them like separate projections."""
+    out: State = {}
+    for name, tensor in state.items():
+        m = re.fullmatch(pattern, name)
+        if m is None:
+            out[name] = tensor
+            continue
+        stem = name[: m.start(m.lastindex)]
+        for part, t in zip("qkv", split(tensor), strict=True):
+            out[f"{stem}{part}.{m.group(m.lastindex)}"] = t.contiguous()
+    return out
+
+
+def grouped_qkv(t: torch.Tensor, *, groups: int, q_per_group: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split fused QKV rows laid out as ``groups`` groups of [q_per_group query heads, one key head, one value
+    head], each head ``head_dim`` rows. This one layout covers per-head (nh, 3, hd) fusing (BLOOM, GPT-NeoX,
+    old Falcon: groups = nh, one query each), multi-query [q × nh, k, v] (old Falcon: one group) and
+    grouped [q × nh/nkv, k, v] × nkv (Falcon's new architecture)."""
+    rest = t.shape[1:]
+    g = t.reshape(groups, q_per_group + 2, head_dim, *rest)
+    return g[:, :q_per_group].reshape(-1, *rest), g[:, -2].reshape(-1, *rest), g[:, -1].reshape(-1, *rest)
+
+
+def rope_embedding(cfg: HFConfig, head_dim: int, *, rotary_dim: int | None = None) -> dict[str, Any]:
+    """``embedding`` of a RoPE model whose token embeddings are hidden_size wide."""
+    return {
+        "vocab_size": cfg.require("vocab_size"),
+        "max_position_embeddings": cfg.require("max_position_embeddings"),
+        "embedding_dim": cfg.require("hidden_size"),
+        "positional_encoding": rope_positions(cfg, head_dim=head_dim, rotary_dim=rotary_dim),
+    }
+
+
+def stacked_experts(cfg: HFConfig, state: State, layer: str, names: dict[str, str]) -> State:
+    """MoE experts → our stacked ``blocks.L.ffn.experts.{gate,up,down}.weight`` (E, out, in), from either
+    layout: one tensor per expert (``<layer>experts.<e>.<name>.weight``, the hub layout; ``names`` maps the
+    HF name to gate / up / down), or transformers 5's fused ``<layer>experts.gate_up_proj`` (E, 2h, d; the
+    gate's rows first) and ``<layer>experts.down_proj`` (E, d, h). ``layer`` is a regex whose one group is
+    the layer index. Every other tensor passes through unchanged."""
+    per_expert = re.compile(layer + r"experts\.(\d+)\.(" + "|".join(map(re.escape, names)) + r")\.weight")
+    fused = re.compile(layer + r"experts\.(gate_up_proj|down_proj)")
+    out: State = {}
+    parts: dict[tuple[int, str], dict[int, torch.Tensor]] = defaultdict(dict)
+    for name, tensor in state.items():
+        if m := per_expert.fullmatch(name):
+            parts[int(m[1]), names[m[3]]][int(m[2])] = tensor
+        elif m := fused.fullmatch(name):
+            ours = f"blocks.{int(m[1])}.ffn.experts"
+            if m[2] == "down_proj":
+                out[f"{ours}.down.weight"] = tensor
+            else:
+                out[f"{ours}.gate.weight"], out[f"{ours}.up.weight"] = tensor.chunk(2, dim=1)
+        else:
+            out[name] = tensor
+    for (i, ours), by_expert in parts.items():
+        if sorted(by_expert) != list(range(len(by_expert))):
+            raise BuildError(f"{cfg.folder}: layer {i}'s {ours} experts are not numbered 0..{len(by_expert) - 1}: {sorted(by_expert)}")
+        out[f"blocks.{i}.ffn.experts.{ours}.weight"] = torch.stack([by_expert[e] for e in range(len(by_expert))])
+    return out

@@ -1,0 +1,67 @@
+"""Config readings of the Phi, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+and which Gemma key names the activation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yamlllm_export.errors import BuildError
+from yamlllm_export.hf import import_hf
+
+DIMS = {"vocab_size": 96, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64, "intermediate_size": 96}
+
+
+def imported(tmp_path, **config):
+    (tmp_path / "config.json").write_text(json.dumps({**DIMS, "num_attention_heads": 4, **config}))
+    return import_hf(tmp_path)[0]
+
+
+def test_phi_refuses_an_odd_rotary_width(tmp_path):
+    with pytest.raises(BuildError, match=r"config\.json: partial_rotary_factor=0\.2 .*odd number of dims \(3\)"):
+        imported(tmp_path, model_type="phi", partial_rotary_factor=0.2)
+
+
+def test_phi_reads_the_rotary_factor_from_rope_parameters(tmp_path):
+    spec = imported(tmp_path, model_type="phi", rope_parameters={"rope_theta": 10000.0, "partial_rotary_factor": 0.25})
+    assert spec["embedding"]["positional_encoding"]["rotary_dim"] == 4
+
+
+def test_phi_refuses_an_activation_without_equivalent(tmp_path):
+    with pytest.raises(BuildError, match=r"config\.json: hidden_act='quick_gelu' is not supported"):
+        imported(tmp_path, model_type="phi", hidden_act="quick_gelu")
+
+
+@pytest.mark.parametrize(
+    ("config", "activation"),
+    [
+        ({"hidden_act": "gelu", "hidden_activation": "gelu_pytorch_tanh"}, "geglu_tanh"),  # hub configs of Gemma 1
+        ({"hidden_act": "gelu"}, "geglu"),  # transformers 5 reads hidden_act
+        ({}, "geglu_tanh"),
+    ],
+)
+def test_gemma_activation_key(tmp_path, config, activation):
+    assert imported(tmp_path, model_type="gemma", **config)["layer"]["ffn"]["activation"] == activation
+
+
+def test_gemma_refuses_bidirectional_attention(tmp_path):
+    with pytest.raises(BuildError, match="use_bidirectional_attention=True is not supported"):
+        imported(tmp_path, model_type="gemma", use_bidirectional_attention=True)
+
+
+def test_olmo2_refuses_a_non_silu_mlp(tmp_path):
+    with pytest.raises(BuildError, match="hidden_act='gelu' is not supported"):
+        imported(tmp_path, model_type="olmo2", hidden_act="gelu")
+
+
+def test_gemma2_without_layer_types_slides_on_even_layers(tmp_path):
+    """Configs written before ``layer_types`` existed: transformers 4.x slid on layers 0, 2, ..."""
+    spec = imported(tmp_path, model_type="gemma2", num_hidden_layers=3, head_dim=16, query_pre_attn_scalar=16, sliding_window=5)
+    assert spec["layer_overrides"] == [{"layers": [0, 2], "attention": {"window_size": 5}}]
+    assert "window_size" not in spec["layer"]["attention"]
+
+
+def test_gemma2_refuses_a_query_scalar_other_than_head_dim(tmp_path):
+    with pytest.raises(BuildError, match="query_pre_attn_scalar=144 is not supported"):
+        imported(tmp_path, model_type="gemma2", head_dim=16, query_pre_attn_scalar=144)

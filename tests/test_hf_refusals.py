@@ -1,0 +1,43 @@
+"""Options of an HF config.json that our mapping cannot express are refused with one line naming the file
+and the key, never mapped to something else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.hf_fixtures import make_hf_model
+from yamlllm_export.errors import BuildError
+from yamlllm_export.hf import import_hf
+
+pytest.importorskip("transformers")
+
+REFUSED = {
+    "deepseek-v3-routing": ("deepseek_v2_lite", {"topk_method": "noaux_tc", "n_group": 2, "topk_group": 1}, "topk_method"),
+    "deepseek-sigmoid-router": ("deepseek_v2_lite", {"scoring_func": "sigmoid"}, "scoring_func"),
+    "deepseek-renormalised-top-k": ("deepseek_v2_lite", {"norm_topk_prob": True}, "norm_topk_prob"),
+    "deepseek-moe-every-2nd": ("deepseek_v2_lite", {"moe_layer_freq": 2}, "moe_layer_freq"),
+    "deepseek-gqa": ("deepseek_v2_lite", {"num_key_value_heads": 2}, "num_key_value_heads"),
+    "deepseek-biased-full-rank-query": ("deepseek_v2_lite", {"attention_bias": True}, "attention_bias"),
+    "deepseek-latent-eps": ("deepseek_v2_lite", {"rms_norm_eps": 1e-5}, "rms_norm_eps"),
+    "mixtral-gelu-experts": ("mixtral", {"hidden_act": "gelu"}, "hidden_act"),
+}
+
+
+@pytest.mark.parametrize(("case", "changes", "key"), list(REFUSED.values()), ids=list(REFUSED))
+def test_unsupported_option_is_refused(case, changes, key, tmp_path):
+    make_hf_model(case, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **changes}))
+    with pytest.raises(BuildError, match=rf"^{tmp_path / 'config.json'}: {key}=.* is not supported \(.+\)$"):
+        import_hf(tmp_path)
+
+
+def test_yarn_without_truncation_is_refused(tmp_path):
+    make_hf_model("deepseek_v2", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["rope_parameters"]["truncate"] = False
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BuildError, match="truncate=false is not supported"):
+        import_hf(tmp_path)
