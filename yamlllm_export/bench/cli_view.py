@@ -21,6 +21,8 @@ def run_and_show(paths: list[Path], options: BenchOptions) -> None:
     failed = [row for row in report.rows if row.error]
     for row in failed:
         console.print(f"{row.label}: failed ({row.error})", markup=False)
+    if not (out_dir / "decode_tok_s.png").exists():
+        console.print("note: no plots (pip install 'yamlllm-export[bench]' for matplotlib)", markup=False)
     console.print(f"report in {out_dir}", markup=False)
     if failed and len(failed) == len(report.rows):
         sys.exit(1)

@@ -75,6 +75,7 @@ def machine() -> dict:
         "platform": platform.platform(),
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # others' work on a shared machine
     }
 
 
@@ -175,8 +176,12 @@ def render_table(report: BenchReport) -> object:
 
 
 def plot(report: BenchReport, out_dir: Path) -> list[Path]:
-    """decode_tok_s.png and prefill_ms.png: one bar per system (matplotlib, headless)."""
-    import matplotlib
+    """decode_tok_s.png and prefill_ms.png: one bar per system (matplotlib, headless); none without
+    matplotlib (the ``bench`` extra), since the numbers are all in bench.json and bench.md."""
+    try:
+        import matplotlib
+    except ImportError:
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
