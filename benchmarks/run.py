@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -51,8 +52,12 @@ def timed(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def build_all(hf: Path, work: Path) -> dict[str, tuple[Path, float]]:
-    """{name: (folder, build seconds)} for every exporter, skipping builds already in ``work``."""
+def build_all(hf: Path, work: Path, reuse: bool) -> dict[str, tuple[Path, float]]:
+    """{name: (folder, build seconds)} for every exporter; with ``reuse``, the builds (and their times)
+    recorded in ``work/builds.json`` by an earlier run."""
+    record = work / "builds.json"
+    if reuse and record.is_file():
+        return {k: (Path(f), t) for k, (f, t) in json.loads(record.read_text()).items()}
     py, cli = sys.executable, [sys.executable, "-m", "yamlllm_export"]
     spec = work / "model.yaml"
     builds = {
@@ -69,6 +74,7 @@ def build_all(hf: Path, work: Path) -> dict[str, tuple[Path, float]]:
         seconds = timed(cmd, work / f"{folder.name}.log")
         out[name] = (folder, seconds + (import_s if name.startswith("yamlllm-export") else 0.0))
         print(f"built {name} in {out[name][1]:.1f} s", flush=True)
+    record.write_text(json.dumps({k: (str(f), t) for k, (f, t) in out.items()}, indent=2) + "\n")
     return out
 
 
@@ -77,7 +83,7 @@ def ratios(report: dict, builds: dict[str, float]) -> dict:
     ours, peers = rows["yamlllm-export"], [rows[p] for p in ("onnxruntime-genai", "mobius") if not rows[p]["error"]]
     best_decode = max(peers, key=lambda r: r["decode_tok_s"])
     best_prefill = min(peers, key=lambda r: r["prefill_ms"])
-    eager = rows["PyTorch eager"]
+    eager = rows.get("PyTorch eager", {"decode_tok_s": math.nan, "prefill_ms": math.nan})
     bw = report["bandwidth_gbs"]
     return {
         "decode_vs_best_peer": {"ratio": ours["decode_tok_s"] / best_decode["decode_tok_s"], "peer": best_decode["label"], "target": 1.0},
@@ -98,7 +104,9 @@ def ratios(report: dict, builds: dict[str, float]) -> dict:
 def ratios_md(r: dict) -> str:
     def line(name: str, key: str, what: str) -> str:
         v = r[key]
-        ok = v["ratio"] is not None and v["ratio"] >= v["target"]
+        if v["ratio"] is None or math.isnan(v["ratio"]):
+            return f"| {name} | not measured | ≥ {v['target']:.1f}x | | {what} |"
+        ok = v["ratio"] >= v["target"]
         return f"| {name} | {v['ratio']:.2f}x | ≥ {v['target']:.1f}x | {'met' if ok else 'not met'} | {what} |"
 
     return "\n".join([
@@ -125,11 +133,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/yamlllm-bench-reference"))
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--small", action="store_true", help="a 2-layer model of the same kind (a quick check of the script)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the builds (and build times) of an earlier run in --work")
+    ap.add_argument("--no-eager", action="store_true", help="ONNX systems only (PyTorch eager rounds are the slow ones)")
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
     hf = write_hf_llama(args.work / "hf", SMALL if args.small else None)
-    built = build_all(hf, args.work)
+    built = build_all(hf, args.work, args.reuse)
     ours = built["yamlllm-export"][0]
     spec = load_spec(ours / "model.yaml")
     info = folder_info(ours)  # the same weights everywhere: the same sizes
@@ -139,7 +149,7 @@ def main() -> None:
         System("yamlllm-export (all logits)", "ort", str(built["yamlllm-export (all logits)"][0]), info=info),
         System("onnxruntime-genai", "ort", str(built["onnxruntime-genai"][0]), info=peer_info),
         System("mobius", "ort", str(built["mobius"][0]), head_dim=spec.layer.attention.head_dim, info=peer_info),
-        System("PyTorch eager", "eager", str(ours), info=info),
+        *([] if args.no_eager else [System("PyTorch eager", "eager", str(ours), info=info)]),
         System("read bandwidth", "bandwidth"),
     ]
     workload = Workload(prompt_len=args.prompt_len, gen_len=args.gen_len, batch=1)
