@@ -69,7 +69,7 @@ def _moe(cfg: HFConfig, layers: int) -> dict[str, Any] | None:
     dense = cfg.get("first_k_dense_replace", 0)
     if dense >= layers:
         return None
-    size, shared = cfg.get("moe_intermediate_size", 1407), cfg.get("n_shared_experts", 0)
+    size, shared = cfg.get("moe_intermediate_size", 1407), cfg.get("n_shared_experts", 2)  # HF defaults
     return drop_empty(
         {
             "num_experts": cfg.require("n_routed_experts"),
