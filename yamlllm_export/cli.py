@@ -69,6 +69,13 @@ def main() -> None:
     default=None,
     help="Trained weights of the compiled model (.safetensors, .pt or .bin) instead of --seed.",
 )
+@click.option(
+    "--logits",
+    type=click.Choice(["all", "last"]),
+    default="all",
+    show_default=True,
+    help="Logits of every position, or the last only (faster prefill; validate needs all).",
+)
 @click.option("--tokenizer", type=click.Path(), default=None, help="tokenizer.json (or its folder) to copy in, for `generate --prompt`.")
 @handle_errors
 def build(
@@ -81,13 +88,16 @@ def build(
     run_validate: bool,
     weights: str | None,
     tokenizer: str | None,
+    logits: str,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
     from yamlllm_export.spec import load_spec
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
-    folder = export_onnx(spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer)
+    folder = export_onnx(
+        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits
+    )
     info = json.loads((folder / "build.json").read_text())
     for note in info["weights"].get("notes", []):
         click.echo(f"note: {note}", err=True)
@@ -186,6 +196,41 @@ def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **
     from yamlllm_export.cli_generate import run_generate
 
     run_generate(folder, texts, id_lists, **options)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FOLDER|SPEC.yaml...")
+@click.option("--prompt-len", type=int, default=128, show_default=True, help="Prompt tokens (one prefill forward).")
+@click.option("--gen-len", type=int, default=64, show_default=True, help="New tokens, one decode step each.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Sequences per forward.")
+@click.option("--ep", type=EP_CHOICE, default="cpu", show_default=True, help="Execution provider (and PyTorch device).")
+@click.option(
+    "--backend", "backends", multiple=True, type=click.Choice(["ort", "eager", "compile"]), help="Repeatable [default: ort, eager]."
+)
+@click.option("--rounds", type=int, default=5, show_default=True, help="Measured rounds, alternated between systems.")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Rounds dropped first.")
+@click.option(
+    "--logits", type=click.Choice(["all", "last"]), default="last", show_default=True, help="For YAML inputs: the build's logits."
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder [default: FOLDER/bench, or ./bench-results]."
+)
+@click.option("--no-bandwidth", is_flag=True, help="Skip the read-bandwidth probe.")
+@handle_errors
+def bench(
+    paths: tuple[Path, ...], prompt_len: int, gen_len: int, batch: int, ep: str, backends: tuple[str, ...], rounds: int, warmup: int,
+    logits: str, out_dir: Path | None, no_bandwidth: bool,
+) -> None:  # fmt: skip
+    """Measure prefill latency, decode tok/s and memory of model folders or YAML specs (built on the fly), ORT vs PyTorch."""
+    from yamlllm_export.bench.cli_view import run_and_show
+    from yamlllm_export.bench.runner import BenchOptions
+    from yamlllm_export.bench.types import Workload
+
+    options = BenchOptions(
+        workload=Workload(prompt_len=prompt_len, gen_len=gen_len, batch=batch), ep=ep, backends=backends or ("ort", "eager"),
+        rounds=rounds, warmup=warmup, bandwidth=not no_bandwidth, out_dir=out_dir, logits=logits,
+    )  # fmt: skip
+    run_and_show(list(paths), options)
 
 
 @main.command()

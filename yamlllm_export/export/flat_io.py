@@ -20,5 +20,5 @@ class FlatIO(nn.Module):
         flat = rest[1:] if self.contract.has_position_ids else rest
         n = len(self.contract.cache)
         past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
-        logits, presents = self.model(input_ids, attention_mask, position_ids, past)
+        logits, presents = self.model(input_ids, attention_mask, position_ids, past, last_logits=self.contract.last_logits)
         return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key

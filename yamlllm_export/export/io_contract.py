@@ -4,7 +4,8 @@ inputs   input_ids            int64 (batch_size, sequence_length)
          attention_mask       int64 (batch_size, total_sequence_length)    1 = token, 0 = pad (either side)
          position_ids         int64 (batch_size, sequence_length)          only for learned / RoPE / sinusoidal positions
          past_key_values.{i}.key / .value   (batch_size, kv_heads, past_sequence_length, head_dim)
-outputs  logits               (batch_size, sequence_length, vocab_size)
+outputs  logits               (batch_size, sequence_length, vocab_size)         (batch_size, 1, vocab_size) when
+                                                                           built with last-position logits
          present.{i}.key / .value           (batch_size, kv_heads, past_sequence_length + sequence_length, head_dim)
 
 Multi-latent attention (``mechanism: mla``) caches the compressed latent instead of keys and values:
@@ -43,9 +44,10 @@ class IOContract:
     vocab_size: int
     has_position_ids: bool
     cache: tuple[CacheTensor, ...]  # per layer, in the order the model's cache tuples hold them
+    last_logits: bool = False  # logits of the last position only (generation), not of every position (validation)
 
     @classmethod
-    def for_spec(cls, spec: ModelSpec) -> IOContract:
+    def for_spec(cls, spec: ModelSpec, *, last_logits: bool = False) -> IOContract:
         att = spec.layer.attention
         if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
             rope = (CacheTensor("rope_key", 1, att.mla_rope_head_dim),) if att.mla_rope_head_dim else ()
@@ -57,6 +59,7 @@ class IOContract:
             vocab_size=spec.embedding.vocab_size,
             has_position_ids=spec.embedding.positional_encoding.type in ("learned", "rope", "sinusoidal"),
             cache=cache,
+            last_logits=last_logits,
         )
 
     def past_names(self) -> list[str]:

@@ -34,6 +34,7 @@ from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 from yamlllm_export.weights.sources import load_weights_from
 
+LOGITS = ("all", "last")  # which positions' logits the graph returns
 EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
 
 
@@ -115,11 +116,13 @@ def export_onnx(
     spec: ModelSpec | None = None,
     weights: str | Path | None = None,
     tokenizer: str | Path | None = None,
+    logits: str = "all",
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
     .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``tokenizer``: a
-    tokenizer.json (or its folder), copied in for ``generate --prompt``. Returns the folder. Raises
+    tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
+    ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the folder. Raises
     ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
@@ -133,6 +136,8 @@ def export_onnx(
     spec = load_spec(spec if given_model else model_or_spec)
     if dtype not in DTYPES:
         raise BuildError(f"--dtype: unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    if logits not in LOGITS:
+        raise BuildError(f"--logits: unknown choice {logits!r} (choose from {', '.join(LOGITS)})")
     tgt = get_target(target)
     check_target(spec, tgt.name)
     out_dir = Path(out_dir)
@@ -156,7 +161,7 @@ def export_onnx(
             source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
         else:
             source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
-        contract = IOContract.for_spec(spec)
+        contract = IOContract.for_spec(spec, last_logits=logits == "last")
         program = _export(model, contract, tgt, DTYPES[dtype])
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
@@ -180,6 +185,7 @@ def export_onnx(
             "kv_cache_bytes_per_token": kv_cache_bytes_per_token(spec, dtype),
             "weights": source,
             "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
+            "logits": logits,
             "genai": {"config": GENAI_CONFIG} if genai_unsupported is None else {"unsupported": genai_unsupported},
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),

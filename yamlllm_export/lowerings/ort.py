@@ -46,8 +46,12 @@ def attention(
         partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
         query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, **partial)
         key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, **partial)
-    total = op.Add(dim(op, past_key, 2), dim(op, query, 1))  # (1,) int64
-    seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), dim(op, query, 0))
+    if attention_bias is not None:  # (B, 1|nh, S, T): the same tensor in every layer, so after common-subexpression
+        # elimination these few shape ops run once per step instead of once per layer (~8 kernels x layers)
+        total, batch = dim(op, attention_bias, 3), dim(op, attention_bias, 0)
+    else:
+        total, batch = op.Add(dim(op, past_key, 2), dim(op, query, 1)), dim(op, query, 0)  # (1,) int64
+    seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), batch)
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
     if attention_bias is not None:
         attention_bias = op.CastLike(attention_bias, query)
@@ -129,7 +133,10 @@ def fuse(model: ir.Model) -> dict[str, int]:
     """Post-export fusions for ORT (onnxscript's rules); returns how often each fired, for build.json."""
     from onnxscript.rewriter.ort_fusions.skip_normalization import fuse_skip_layer_normalization, fuse_skip_rms_normalization
 
+    from yamlllm_export.lowerings.fuse_matmul import fuse_shared_input_matmuls
+
     return {
         "skip_simplified_layer_normalization": fuse_skip_rms_normalization(model),
         "skip_layer_normalization": fuse_skip_layer_normalization(model),
+        "shared_input_matmul": fuse_shared_input_matmuls(model),  # after the norms: their outputs are the shared inputs
     }

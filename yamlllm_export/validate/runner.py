@@ -147,6 +147,8 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     options = options or ValidateOptions()
     folder = Path(folder)
     info = read_build_info(folder)
+    if info.get("logits", "all") != "all":  # parity compares every position; the last-only graph differs only by a slice
+        raise BuildError(f"{folder}: built with --logits {info['logits']}; validate a build of the same spec with --logits all")
     spec = load_spec(folder / "model.yaml")
     dtype = info.get("dtype", "float32")
     if dtype not in ELEM_TYPES:

@@ -1,0 +1,65 @@
+"""Where an ONNX decoder spends its time on ORT: one prefill and a few decode steps with ORT's profiler on,
+time per op type, split into prefill and decode. The same loop as ``bench`` (``bench.ort_loop``).
+
+    python benchmarks/profile_ort.py FOLDER [FOLDER ...] [--prompt-len 128] [--steps 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from yamlllm_export.bench.ort_loop import contract_for  # noqa: E402
+from yamlllm_export.validate.stepper import GraphStepper  # noqa: E402
+
+
+def profile(folder: Path, prompt_len: int, steps: int, head_dim: int | None) -> tuple[Counter, Counter, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "p")
+        session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        stepper = GraphStepper.for_session(session, contract_for(folder, session, head_dim))
+        ids = np.random.default_rng(0).integers(3, stepper.contract.vocab_size, (1, prompt_len))
+        mask = np.ones((1, prompt_len + steps), np.int64)
+        logits, past = stepper.step(ids, mask[:, :prompt_len], stepper.empty_past(1))
+        for i in range(steps):
+            logits, past = stepper.step(logits[:, -1].argmax(-1)[:, None], mask[:, : prompt_len + i + 1], past)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("name") == "model_run"]
+    first_end = runs[0]["ts"] + runs[0]["dur"]
+    prefill, decode = Counter(), Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            (prefill if e["ts"] < first_end else decode)[e["args"]["op_name"]] += e["dur"]
+    nodes = len({e["name"] for e in events if e.get("cat") == "Node"})
+    return prefill, decode, nodes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--head-dim", type=int, default=None)
+    args = ap.parse_args()
+    for folder in args.folders:
+        prefill, decode, nodes = profile(folder, args.prompt_len, args.steps, args.head_dim)
+        print(f"\n{folder} ({nodes} kernels)")
+        for name, counter, n in (("prefill", prefill, 1), (f"decode (per step, {args.steps} steps)", decode, args.steps)):
+            total = sum(counter.values())
+            print(f"  {name}: {total / n / 1e3:.2f} ms in kernels")
+            for op, us in counter.most_common(8):
+                print(f"    {op:40s} {us / n / 1e3:8.2f} ms  {100 * us / total:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The reference comparison (issue 7): one LLaMA-style model, the same weights, exported by yamlllm-export,
+the onnxruntime-genai model builder and mobius, all run by the same plain-ORT loop, beside PyTorch eager.
+
+    python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small]
+
+Writes bench.json / bench.md / plots and ratios.json / ratios.md to ``--out``. Every build is timed as the
+wall time of its command line (process start included), once, as a user would run it; so is a plain
+``torch.onnx.export(dynamo=True)`` of the Hugging Face model (prefill graph, no cache) for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from hf_llama import write_hf_llama  # noqa: E402
+
+from yamlllm_export.bench.measure import measure  # noqa: E402
+from yamlllm_export.bench.report import build_report  # noqa: E402
+from yamlllm_export.bench.runner import decode_bytes_per_token, folder_info  # noqa: E402
+from yamlllm_export.bench.types import ModelInfo, System, Workload  # noqa: E402
+from yamlllm_export.spec import load_spec  # noqa: E402
+
+SMALL = {"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4, "num_key_value_heads": 2}
+PLAIN_EXPORT = """
+import sys, torch, warnings, logging
+warnings.simplefilter("ignore"); logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+from transformers import LlamaForCausalLM
+model = LlamaForCausalLM.from_pretrained(sys.argv[1], torch_dtype=torch.float32).eval()
+class Logits(torch.nn.Module):
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, ids, mask): return self.m(input_ids=ids, attention_mask=mask, use_cache=False).logits
+ids, mask = torch.zeros(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64)
+b, s = torch.export.Dim("batch"), torch.export.Dim("seq")
+torch.onnx.export(Logits(model), (ids, mask), dynamic_shapes=({0: b, 1: s}, {0: b, 1: s}), dynamo=True, optimize=True).save(sys.argv[2])
+"""
+
+
+def timed(cmd: list[str], log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("w") as out:
+        subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
+def build_all(hf: Path, work: Path, reuse: bool) -> dict[str, tuple[Path, float]]:
+    """{name: (folder, build seconds)} for every exporter; with ``reuse``, the builds (and their times)
+    recorded in ``work/builds.json`` by an earlier run."""
+    record = work / "builds.json"
+    if reuse and record.is_file():
+        return {k: (Path(f), t) for k, (f, t) in json.loads(record.read_text()).items()}
+    py, cli = sys.executable, [sys.executable, "-m", "yamlllm_export"]
+    spec = work / "model.yaml"
+    builds = {
+        "yamlllm-export": (work / "ours", [*cli, "build", str(spec), "-o", str(work / "ours"), "--weights", str(hf), "--logits", "last", "--overwrite"]),
+        "yamlllm-export (all logits)": (work / "ours-all", [*cli, "build", str(spec), "-o", str(work / "ours-all"), "--weights", str(hf), "--overwrite"]),
+        "onnxruntime-genai": (work / "genai", [py, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(work / "genai"), "-p", "fp32", "-e", "cpu"]),
+        "mobius": (work / "mobius", ["mobius", "build", "--config", str(hf), "--optimize", "--ep", "cpu", str(work / "mobius")]),
+        "plain torch.onnx.export": (work / "plain", [py, "-c", PLAIN_EXPORT, str(hf), str(work / "plain" / "model.onnx")]),
+    }  # fmt: skip
+    (work / "plain").mkdir(exist_ok=True)
+    import_s = timed([*cli, "import-hf", str(hf), "-o", str(spec), "--overwrite"], work / "import-hf.log")
+    out = {}
+    for name, (folder, cmd) in builds.items():
+        seconds = timed(cmd, work / f"{folder.name}.log")
+        out[name] = (folder, seconds + (import_s if name.startswith("yamlllm-export") else 0.0))
+        print(f"built {name} in {out[name][1]:.1f} s", flush=True)
+    record.write_text(json.dumps({k: (str(f), t) for k, (f, t) in out.items()}, indent=2) + "\n")
+    return out
+
+
+def ratios(report: dict, builds: dict[str, float]) -> dict:
+    rows = {r["label"]: r for r in report["rows"]}
+    ours, peers = rows["yamlllm-export"], [rows[p] for p in ("onnxruntime-genai", "mobius") if not rows[p]["error"]]
+    best_decode = max(peers, key=lambda r: r["decode_tok_s"])
+    best_prefill = min(peers, key=lambda r: r["prefill_ms"])
+    eager = rows.get("PyTorch eager", {"decode_tok_s": math.nan, "prefill_ms": math.nan})
+    bw = report["bandwidth_gbs"]
+    return {
+        "decode_vs_best_peer": {"ratio": ours["decode_tok_s"] / best_decode["decode_tok_s"], "peer": best_decode["label"], "target": 1.0},
+        "prefill_vs_best_peer": {"ratio": best_prefill["prefill_ms"] / ours["prefill_ms"], "peer": best_prefill["label"], "target": 1.2},
+        "decode_vs_eager": {"ratio": ours["decode_tok_s"] / eager["decode_tok_s"], "target": 2.0},
+        "prefill_vs_eager": {"ratio": eager["prefill_ms"] / ours["prefill_ms"], "target": 2.0},
+        "bandwidth_share": {
+            "ratio": ours["achieved_gbs"] / bw if bw else None,
+            "achieved_gbs": ours["achieved_gbs"],
+            "read_gbs": bw,
+            "target": 0.9,
+        },
+        "build_vs_plain_export": {"ratio": builds["plain torch.onnx.export"] / builds["yamlllm-export"], "target": 1.0},
+        "build_seconds": builds,
+    }
+
+
+def ratios_md(r: dict) -> str:
+    def line(name: str, key: str, what: str) -> str:
+        v = r[key]
+        if v["ratio"] is None or math.isnan(v["ratio"]):
+            return f"| {name} | not measured | ≥ {v['target']:.1f}x | | {what} |"
+        ok = v["ratio"] >= v["target"]
+        return f"| {name} | {v['ratio']:.2f}x | ≥ {v['target']:.1f}x | {'met' if ok else 'not met'} | {what} |"
+
+    return "\n".join([
+        "| ratio (yamlllm-export ÷ other, higher is better) | measured | target | | note |",
+        "|---|---|---|---|---|",
+        line("decode tok/s vs the better peer", "decode_vs_best_peer", r["decode_vs_best_peer"]["peer"]),
+        line("prefill speed vs the better peer", "prefill_vs_best_peer", r["prefill_vs_best_peer"]["peer"]),
+        line("decode tok/s vs PyTorch eager", "decode_vs_eager", ""),
+        line("prefill speed vs PyTorch eager", "prefill_vs_eager", ""),
+        line("achieved ÷ measured read bandwidth", "bandwidth_share",
+             f"{r['bandwidth_share']['achieved_gbs']:.1f} of {r['bandwidth_share']['read_gbs']:.1f} GB/s"),
+        line("build speed vs plain torch.onnx.export", "build_vs_plain_export", ""),
+        "",
+        "build seconds (wall, one run each): " + ", ".join(f"{k} {v:.1f}" for k, v in r["build_seconds"].items()),
+    ]) + "\n"  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--gen-len", type=int, default=64)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/yamlllm-bench-reference"))
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--small", action="store_true", help="a 2-layer model of the same kind (a quick check of the script)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the builds (and build times) of an earlier run in --work")
+    ap.add_argument("--no-eager", action="store_true", help="ONNX systems only (PyTorch eager rounds are the slow ones)")
+    args = ap.parse_args()
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    hf = write_hf_llama(args.work / "hf", SMALL if args.small else None)
+    built = build_all(hf, args.work, args.reuse)
+    ours = built["yamlllm-export"][0]
+    spec = load_spec(ours / "model.yaml")
+    info = folder_info(ours)  # the same weights everywhere: the same sizes
+    peer_info = ModelInfo(info.parameter_count, decode_bytes_per_token(spec, "float32"), info.kv_cache_bytes_per_token)
+    systems = [
+        System("yamlllm-export", "ort", str(ours), info=info),
+        System("yamlllm-export (all logits)", "ort", str(built["yamlllm-export (all logits)"][0]), info=info),
+        System("onnxruntime-genai", "ort", str(built["onnxruntime-genai"][0]), info=peer_info),
+        System("mobius", "ort", str(built["mobius"][0]), head_dim=spec.layer.attention.head_dim, info=peer_info),
+        *([] if args.no_eager else [System("PyTorch eager", "eager", str(ours), info=info)]),
+        System("read bandwidth", "bandwidth"),
+    ]
+    workload = Workload(prompt_len=args.prompt_len, gen_len=args.gen_len, batch=1)
+    start = time.perf_counter()
+    measured = measure(
+        systems,
+        workload,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        progress=lambda s: print(f"[{time.perf_counter() - start:6.0f} s] {s}", flush=True),
+    )
+    report = build_report(measured, workload, args.rounds, args.warmup)
+    report.write(args.out)
+    r = ratios(report.to_dict(), {k: v[1] for k, v in built.items()})
+    (args.out / "ratios.json").write_text(json.dumps(r, indent=2) + "\n")
+    (args.out / "ratios.md").write_text(ratios_md(r))
+    print((args.out / "bench.md").read_text())
+    print(ratios_md(r))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""``bench``: report structure and sanity (positive, finite numbers) on tiny models, never speed; the
+last-position-logits build against the all-positions one; bad input. CUDA cases carry the ``cuda`` marker."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from yamlllm_export.cli import main
+from yamlllm_export.validate.session import availability
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+FAST = ["--prompt-len", "8", "--gen-len", "4", "--rounds", "2", "--warmup", "1"]
+SPEED = ("prefill_ms", "prompt_tok_s", "decode_tok_s", "achieved_gbs", "peak_rss_mib")
+CUDA = availability("cuda")
+pytestmark = pytest.mark.xdist_group("tiny-llama")
+
+
+def _bench(*args):
+    result = CliRunner().invoke(main, ["bench", *map(str, args)])
+    return result
+
+
+def _positive_finite(row: dict) -> None:
+    for key in SPEED:
+        assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, (row["label"], key, row[key])
+
+
+def test_yaml_inputs_are_built_and_compared_with_eager(tmp_path):
+    out = tmp_path / "rep"
+    result = _bench(MODELS / "tiny-llama.yaml", MODELS / "tiny-gpt2.yaml", *FAST, "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [r["label"] for r in report["rows"]] == ["tiny-llama ort", "tiny-llama eager", "tiny-gpt2 ort", "tiny-gpt2 eager"]
+    for row in report["rows"]:
+        assert row["error"] == ""
+        _positive_finite(row)
+        assert row["parameter_count"] > 0 and row["kv_cache_bytes_per_token"] > 0 and row["build_s"] > 0
+    assert report["bandwidth_gbs"] > 0 and math.isfinite(report["bandwidth_gbs"])
+    assert all(len(rounds) == 2 for rounds in report["raw_rounds"].values())
+    assert report["workload"] == {"prompt_len": 8, "gen_len": 4, "batch": 1, "seed": 0}
+    assert {"date", "cpu", "cpu_count", "onnxruntime"} <= set(report["machine"])
+    md = (out / "bench.md").read_text()
+    assert "| tiny-gpt2 eager |" in md and "decode tok/s" in md
+    assert (out / "decode_tok_s.png").stat().st_size > 0 and (out / "prefill_ms.png").stat().st_size > 0
+    assert "tiny-llama ort" in result.output and f"report in {out}" in result.output
+
+
+def test_built_folder_ort_only_batch_2(built):
+    folder = built("tiny-llama", "ort")
+    result = _bench(folder, *FAST, "--batch", "2", "--backend", "ort", "--no-bandwidth")
+    assert result.exit_code == 0, result.output
+    report = json.loads((folder / "bench" / "bench.json").read_text())
+    (row,) = report["rows"]
+    assert row["label"] == "tiny-llama-ort" and row["kind"] == "ort" and row["build_s"] > 0
+    _positive_finite(row)
+    assert report["bandwidth_gbs"] is None
+
+
+def test_last_position_logits_equal_the_last_of_all_positions(tmp_path):
+    from yamlllm_export import export_onnx
+    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.spec import load_spec
+    from yamlllm_export.validate.session import cpu_session
+    from yamlllm_export.validate.stepper import GraphStepper
+
+    spec = load_spec(MODELS / "tiny-llama.yaml")
+    contract = IOContract.for_spec(spec)
+    outs = {}
+    ids = np.random.default_rng(0).integers(0, spec.embedding.vocab_size, (2, 7))
+    mask = np.ones((2, 7), np.int64)
+    mask[0, :3] = 0  # left padding
+    for logits in ("all", "last"):
+        folder = export_onnx(MODELS / "tiny-llama.yaml", tmp_path / logits, logits=logits)
+        assert json.loads((folder / "build.json").read_text())["logits"] == logits
+        stepper = GraphStepper.for_session(cpu_session(folder), contract)
+        first, past = stepper.step(ids, mask, stepper.empty_past(2))
+        second, _ = stepper.step(ids[:, :1], np.concatenate([mask, np.ones((2, 1), np.int64)], 1), past)
+        outs[logits] = first, second
+    assert outs["last"][0].shape == (2, 1, spec.embedding.vocab_size)
+    np.testing.assert_allclose(outs["last"][0], outs["all"][0][:, -1:], atol=1e-5)
+    np.testing.assert_allclose(outs["last"][1], outs["all"][1], atol=1e-5)
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "last")])
+    assert result.exit_code == 2 and "built with --logits last" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nowhere.yaml"], "no such model folder or YAML file"),
+        ([MODELS / "tiny-llama.yaml", "--gen-len", "0"], "--gen-len: 0 is less than 1"),
+        ([MODELS / "tiny-llama.yaml", "--prompt-len", "4000"], "does not fit max_position_embeddings"),
+    ],
+    ids=["missing", "gen-len-0", "too-long"],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, expected):
+    result = _bench(*args, "--out", tmp_path / "rep")
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.skipif(CUDA.usable, reason="a GPU is present")
+def test_cuda_without_gpu_is_bad_input(tmp_path):
+    result = _bench(MODELS / "tiny-llama.yaml", "--ep", "cuda", "--out", tmp_path / "rep")
+    assert result.exit_code == 2 and "--ep cuda: not usable" in result.output
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA.usable, reason=f"CUDA EP not usable: {CUDA.reason}")
+def test_cuda_fp16_bench(tmp_path):
+    out = tmp_path / "rep"
+    result = _bench(MODELS / "tiny-llama.yaml", *FAST, "--ep", "cuda", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    for row in report["rows"]:
+        assert row["ep"] == "cuda" and row["error"] == ""
+        _positive_finite(row)
+        assert row["device_mib"] is None or row["device_mib"] > 0
