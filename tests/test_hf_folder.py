@@ -163,3 +163,19 @@ def test_tokens_and_tokenizer_come_along(llama, tmp_path):
     result = cli("generate", tmp_path / "out", "--prompt", "w5 w7 w9", "--max-new-tokens", "4")
     words = result.output.split()
     assert result.exit_code == 0 and len(words) == 4 and all(w.startswith("w") for w in words), result.output
+
+
+def test_an_unfit_hf_tokenizer_is_left_out_with_a_note(llama, tmp_path):
+    """The weights are still good when the folder's tokenizer has ids beyond the vocabulary: build goes on,
+    says why the tokenizer was not copied, and generate --prompt then names the fix."""
+    from tokenizers import Tokenizer, models
+
+    _, root = llama
+    hf = shutil.copytree(root / "single", tmp_path / "hf")
+    Tokenizer(models.WordLevel({f"w{i}": i for i in range(500)}, unk_token="w0")).save(str(hf / "tokenizer.json"))
+    result = cli("build", root / "llama.yaml", "--weights", hf, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "tokenizer.json not copied" in result.stderr and "does not fit" in result.stderr
+    assert not (tmp_path / "out" / "tokenizer.json").exists()
+    prompt = cli("generate", tmp_path / "out", "--prompt", "w5")
+    assert prompt.exit_code == 2 and "--tokenizer" in prompt.stderr

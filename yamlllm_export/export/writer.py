@@ -105,6 +105,19 @@ def _check(path: Path) -> None:
         raise BuildError(f"{path.name}: exported graph fails onnx.checker: {first}") from err
 
 
+def _tokenizer(given: str | Path | None, weights: str | Path | None, vocab_size: int) -> tuple[list[Path], list[str]]:
+    """(tokenizer files to copy, notes). ``--tokenizer`` must be usable; an HF folder's own tokenizer.json
+    comes along when it fits, and is left out with a note when it does not (the weights are still good)."""
+    if given is not None:
+        return tokenizer_files(given, vocab_size), []
+    if weights is None or not (Path(weights) / "tokenizer.json").is_file():
+        return [], []
+    try:
+        return tokenizer_files(weights, vocab_size), []
+    except BuildError as err:
+        return [], [f"{weights}/tokenizer.json not copied: {str(err).removeprefix('--tokenizer: ')}"]
+
+
 def export_onnx(
     model_or_spec: Any,
     out_dir: str | Path,
@@ -142,9 +155,7 @@ def export_onnx(
     check_target(spec, tgt.name)
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, overwrite)
-    if tokenizer is None and weights is not None and (Path(weights) / "tokenizer.json").is_file():
-        tokenizer = weights  # an HF folder brings its tokenizer along
-    tokenizer_paths = tokenizer_files(tokenizer, spec.embedding.vocab_size) if tokenizer is not None else []
+    tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
     external = weight_bytes > EXTERNAL_DATA_BYTES
@@ -157,7 +168,7 @@ def export_onnx(
     try:
         model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
         if weights is not None:
-            notes = load_weights_from(model, weights)
+            notes = load_weights_from(model, weights) + skipped
             source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
         else:
             source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
