@@ -3,6 +3,7 @@ that differ from our defaults), checked by loading it back before anything is wr
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,6 @@ def render_yaml(spec: dict[str, Any], header: str) -> str:
 def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:
     """bos/eos/pad ids from config.json, else generation_config.json; ids outside the vocabulary (some
     configs keep a tokenizer's ids for a resized model) are left out rather than written invalid."""
-    import json
-
     generation = cfg.folder / "generation_config.json"
     try:
         extra = json.loads(generation.read_text()) if generation.is_file() else {}
