@@ -171,7 +171,7 @@ def test_build_command_writes_folder(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["build", str(MODELS / "tiny-gpt2.yaml"), "-o", str(out), "--target", "portable", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["build.json", "genai_config.json", "model.onnx", "model.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["build.json", "genai_config.json", "model.onnx", "model.onnx.data", "model.yaml"]
     info = json.loads((out / "build.json").read_text())
     assert info["target"] == "portable" and info["weights"]["seed"] == 3
     again = CliRunner().invoke(main, ["build", str(MODELS / "tiny-gpt2.yaml"), "-o", str(out), "--overwrite"])

@@ -35,7 +35,10 @@ from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 from yamlllm_export.weights.sources import load_weights_from
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
-EXTERNAL_DATA_BYTES = 1 << 30  # keep model.onnx self-contained below 1 GiB of weights (protobuf caps at 2 GiB)
+# Weights always go to model.onnx.data (external data). Measured on the 125 M reference model (2026-11-24): ORT
+# peak RSS 547 MiB against 780 MiB with the same weights inline (the proto stays alive beside the initializers),
+# the same speed; and the build needs ~1.25x the weights in RAM instead of ~4x (export/resources.py).
+EXTERNAL_DATA = "model.onnx.data"
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -158,9 +161,8 @@ def export_onnx(
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
-    external = weight_bytes > EXTERNAL_DATA_BYTES
     if not given_model:
-        check_resources(weight_bytes, out_dir, external_data=external)
+        check_resources(weight_bytes, out_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
@@ -176,7 +178,7 @@ def export_onnx(
         program = _export(model, contract, tgt, DTYPES[dtype])
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
-        program.save(str(onnx_path), external_data=external)
+        program.save(str(onnx_path), external_data=True)
         _check(onnx_path)
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
@@ -200,7 +202,7 @@ def export_onnx(
             "genai": {"config": GENAI_CONFIG} if genai_unsupported is None else {"unsupported": genai_unsupported},
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),
-            "external_data": external,
+            "external_data": EXTERNAL_DATA,
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
