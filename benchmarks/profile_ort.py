@@ -1,7 +1,7 @@
 """Where an ONNX decoder spends its time on ORT: one prefill and a few decode steps with ORT's profiler on,
 time per op type, split into prefill and decode. The same loop as ``bench`` (``bench.ort_loop``).
 
-    python benchmarks/profile_ort.py FOLDER [FOLDER ...] [--prompt-len 128] [--steps 16]
+    python benchmarks/profile_ort.py FOLDER [FOLDER ...] [--prompt-len 128] [--steps 16] [--warmup 1]
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from yamlllm_export.bench.ort_loop import contract_for  # noqa: E402
 from yamlllm_export.validate.stepper import GraphStepper  # noqa: E402
 
 
-def profile(folder: Path, prompt_len: int, steps: int, head_dim: int | None) -> tuple[Counter, Counter, int]:
+def profile(folder: Path, prompt_len: int, steps: int, head_dim: int | None, warmup: int) -> tuple[Counter, Counter, int]:
+    """Kernel time per op type of one prefill and ``steps`` decode steps, after ``warmup`` passes that are not counted
+    of the same (the first run pages the weights in: its Gather alone can take most of a prefill)."""
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
         opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tmp) / "p")
@@ -30,16 +32,18 @@ def profile(folder: Path, prompt_len: int, steps: int, head_dim: int | None) -> 
         stepper = GraphStepper.for_session(session, contract_for(folder, session, head_dim))
         ids = np.random.default_rng(0).integers(3, stepper.contract.vocab_size, (1, prompt_len))
         mask = np.ones((1, prompt_len + steps), np.int64)
-        logits, past = stepper.step(ids, mask[:, :prompt_len], stepper.empty_past(1))
-        for i in range(steps):
-            logits, past = stepper.step(logits[:, -1].argmax(-1)[:, None], mask[:, : prompt_len + i + 1], past)
+        for _ in range(warmup + 1):
+            logits, past = stepper.step(ids, mask[:, :prompt_len], stepper.empty_past(1))
+            for i in range(steps):
+                logits, past = stepper.step(logits[:, -1].argmax(-1)[:, None], mask[:, : prompt_len + i + 1], past)
         events = json.loads(Path(session.end_profiling()).read_text())
-    runs = [e for e in events if e.get("name") == "model_run"]
-    first_end = runs[0]["ts"] + runs[0]["dur"]
+    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    prefill_run = runs[warmup * (steps + 1)]  # the measured pass: its prefill, then its steps
+    start, prefill_end = prefill_run["ts"], prefill_run["ts"] + prefill_run["dur"]
     prefill, decode = Counter(), Counter()
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            (prefill if e["ts"] < first_end else decode)[e["args"]["op_name"]] += e["dur"]
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+            (prefill if e["ts"] < prefill_end else decode)[e["args"]["op_name"]] += e["dur"]
     nodes = len({e["name"] for e in events if e.get("cat") == "Node"})
     return prefill, decode, nodes
 
@@ -50,9 +54,10 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--head-dim", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=1, help="passes run first and not counted (default 1)")
     args = ap.parse_args()
     for folder in args.folders:
-        prefill, decode, nodes = profile(folder, args.prompt_len, args.steps, args.head_dim)
+        prefill, decode, nodes = profile(folder, args.prompt_len, args.steps, args.head_dim, args.warmup)
         print(f"\n{folder} ({nodes} kernels)")
         for name, counter, n in (("prefill", prefill, 1), (f"decode (per step, {args.steps} steps)", decode, args.steps)):
             total = sum(counter.values())

@@ -151,3 +151,5 @@ LIVE_BASELINE = {
 # is the real dot product with RoPE's half rotation; the op's complex-arithmetic reference proves the
 # identity on every target (tests/test_ops_attention.py, docs/design.md).
 NO_EFFECT_IN_EVAL = {"dropout", "complex"}
+
+CASES_BY_ID = {cid: spec for cases in FEATURES.values() for cid, spec in cases.items()}

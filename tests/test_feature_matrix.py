@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.feature_cases import BASE, FEATURES, LIVE_BASELINE, NO_EFFECT_IN_EVAL, NOT_INCREMENTAL
+from tests.feature_cases import BASE, CASES_BY_ID, FEATURES, LIVE_BASELINE, NO_EFFECT_IN_EVAL, NOT_INCREMENTAL
 from tests.validate_fixtures import assert_parity
 from yamlllm_export import SpecError, build_model, load_spec
 from yamlllm_export.spec.features import TARGETS, check_target, features
@@ -42,7 +42,7 @@ def test_features_refused_where_the_table_says():
                     check_target(load_spec(spec), target)
 
 
-CASES = {cid: spec for cases in FEATURES.values() for cid, spec in cases.items()}
+CASES = CASES_BY_ID
 LIVE = [
     pytest.param(spec, CASES[LIVE_BASELINE[cid]] if cid in LIVE_BASELINE else BASE, id=cid)
     for cid, spec in CASES.items()

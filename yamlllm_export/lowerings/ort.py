@@ -1,8 +1,9 @@
 """Target ``ort``: ONNX Runtime's fused kernels (com.microsoft contrib ops) where they exist.
 
-Attention → ``GroupQueryAttention`` (+ ``RotaryEmbedding`` on q and k). Why not GQA's own ``do_rotary``:
+Attention → ``GroupQueryAttention`` (+ ``RotaryEmbedding`` on q and k). Why not GQA's own ``do_rotary`` here:
 with ``position_ids`` it only reads the first element on a prompt, so left-padded rows would rotate at
-the wrong positions. Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and
+the wrong positions; after export, ``pack_qkv`` moves the rotation into GQA *without* position_ids where
+that is the same function (see there). Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and
 where new keys are written from ``seqlens_k``, which is only right for right padding and would make the
 present cache ragged. With every row "full", present = past ++ new exactly, and padding (either side)
 and ALiBi come through ``attention_bias``; pad keys are masked with a finite value (see ops/masking.py).
@@ -134,9 +135,11 @@ def fuse(model: ir.Model) -> dict[str, int]:
     from onnxscript.rewriter.ort_fusions.skip_normalization import fuse_skip_layer_normalization, fuse_skip_rms_normalization
 
     from yamlllm_export.lowerings.fuse_matmul import fuse_shared_input_matmuls
+    from yamlllm_export.lowerings.pack_qkv import pack_rotary_qkv
 
     return {
         "skip_simplified_layer_normalization": fuse_skip_rms_normalization(model),
         "skip_layer_normalization": fuse_skip_layer_normalization(model),
         "shared_input_matmul": fuse_shared_input_matmuls(model),  # after the norms: their outputs are the shared inputs
+        "packed_rotary_qkv": pack_rotary_qkv(model),  # after the MatMul fusion: it reads the q/k/v Split
     }
