@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="a 2-layer model of the same kind (a quick check of the script)")
     ap.add_argument("--reuse", action="store_true", help="reuse the builds (and build times) of an earlier run in --work")
     ap.add_argument("--no-eager", action="store_true", help="ONNX systems only (PyTorch eager rounds are the slow ones)")
+    ap.add_argument(
+        "--same-session", action="store_true", help="keep one session per system for all rounds (default: a new one every round)"
+    )
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -159,9 +162,10 @@ def main() -> None:
         workload,
         rounds=args.rounds,
         warmup=args.warmup,
+        fresh=not args.same_session,
         progress=lambda s: print(f"[{time.perf_counter() - start:6.0f} s] {s}", flush=True),
     )
-    report = build_report(measured, workload, args.rounds, args.warmup)
+    report = build_report(measured, workload, args.rounds, args.warmup, not args.same_session)
     report.write(args.out)
     r = ratios(report.to_dict(), {k: v[1] for k, v in built.items()})
     (args.out / "ratios.json").write_text(json.dumps(r, indent=2) + "\n")

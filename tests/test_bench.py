@@ -62,6 +62,19 @@ def test_built_folder_ort_only_batch_2(built):
     assert report["bandwidth_gbs"] is None
 
 
+def test_fresh_sessions_measure_every_round_in_a_new_worker(built, tmp_path):
+    folder = built("tiny-llama", "ort")
+    out = tmp_path / "rep"
+    result = _bench(folder, *FAST, "--backend", "ort", "--fresh-sessions", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert report["fresh_sessions"] is True and all(len(r) == 2 for r in report["raw_rounds"].values())
+    (row,) = report["rows"]
+    _positive_finite(row)
+    assert row["model_rss_mib"] > 0 and report["bandwidth_gbs"] > 0
+    assert "each in a new session" in (out / "bench.md").read_text()
+
+
 def test_last_position_logits_equal_the_last_of_all_positions(tmp_path):
     from yamlllm_export import export_onnx
     from yamlllm_export.export.io_contract import IOContract

@@ -216,10 +216,14 @@ def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **
     "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder [default: FOLDER/bench, or ./bench-results]."
 )
 @click.option("--no-bandwidth", is_flag=True, help="Skip the read-bandwidth probe.")
+@click.option(
+    "--fresh-sessions", is_flag=True,
+    help="Load every system anew for each round (warm-up runs inside each): one session's memory placement cannot bias the run.",
+)  # fmt: skip
 @handle_errors
 def bench(
     paths: tuple[Path, ...], prompt_len: int, gen_len: int, batch: int, ep: str, backends: tuple[str, ...], rounds: int, warmup: int,
-    logits: str, out_dir: Path | None, no_bandwidth: bool,
+    logits: str, out_dir: Path | None, no_bandwidth: bool, fresh_sessions: bool,
 ) -> None:  # fmt: skip
     """Measure prefill latency, decode tok/s and memory of model folders or YAML specs (built on the fly), ORT vs PyTorch."""
     from yamlllm_export.bench.cli_view import run_and_show
@@ -228,7 +232,7 @@ def bench(
 
     options = BenchOptions(
         workload=Workload(prompt_len=prompt_len, gen_len=gen_len, batch=batch), ep=ep, backends=backends or ("ort", "eager"),
-        rounds=rounds, warmup=warmup, bandwidth=not no_bandwidth, out_dir=out_dir, logits=logits,
+        rounds=rounds, warmup=warmup, bandwidth=not no_bandwidth, out_dir=out_dir, logits=logits, fresh=fresh_sessions,
     )  # fmt: skip
     run_and_show(list(paths), options)
 

@@ -3,6 +3,11 @@
 A noisy shared machine swings by 2-3x between runs, so systems are never measured in blocks: every round
 runs each system once, in an order rotated from round to round, the first ``warmup`` rounds are dropped,
 and the statistics are medians over the rest. Ratios of medians from the same run are what to compare.
+
+``fresh=True`` starts a new worker (a new process and session) for every round and drops ``warmup`` runs
+inside each: one session's draw of memory placement can make all its MatMuls 3-4 % faster or slower for
+as long as it lives (seen on the reference model: the same folder's kernels took 13.9 to 14.8 ms per decode
+step from one session to the next), which long-lived workers would turn into a bias of the whole run.
 """
 
 from __future__ import annotations
@@ -80,12 +85,20 @@ class Worker:
 
 
 def measure(
-    systems: list[System], workload: Workload, *, rounds: int = 5, warmup: int = 1, progress: Callable[[str], None] | None = None
+    systems: list[System],
+    workload: Workload,
+    *,
+    rounds: int = 5,
+    warmup: int = 1,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Measured]:
-    """Run every system ``warmup + rounds`` times, alternated; a system that fails to load or run is kept
-    with its error (the others go on)."""
+    """Run every system ``warmup + rounds`` times, alternated (with ``fresh``: ``rounds`` sessions of
+    ``warmup + 1`` runs each); a system that fails to load or run is kept with its error (the others go on)."""
     if rounds < 1 or warmup < 0:
         raise BuildError(f"--rounds {rounds} / --warmup {warmup}: need at least one measured round and no negative warm-up")
+    if fresh:
+        return _measure_fresh(systems, workload, rounds, warmup, progress)
     workers: dict[str, Worker] = {}
     errors: dict[str, str] = {}
     baseline: dict[str, int] = {}
@@ -135,3 +148,46 @@ def measure(
             )  # fmt: skip
         )
     return out
+
+
+def _measure_fresh(
+    systems: list[System], workload: Workload, rounds: int, warmup: int, progress: Callable[[str], None] | None
+) -> list[Measured]:
+    errors: dict[str, str] = {}
+    results: dict[str, list[Round]] = {s.label: [] for s in systems}
+    memory: dict[str, list[dict]] = {s.label: [] for s in systems}
+    for r in range(rounds):
+        shift = r % len(systems)
+        for system in systems[shift:] + systems[:shift]:
+            if system.label in errors:
+                continue
+            time.sleep(SETTLE_S)
+            worker = Worker(system, workload)
+            try:
+                baseline = worker.ask()["baseline_rss"]
+                for _ in range(warmup):
+                    worker.ask("round")
+                results[system.label].append(Round(**worker.ask("round")))
+                memory[system.label].append({"baseline_rss": baseline, **worker.ask("exit")})
+            except RuntimeError as err:
+                errors[system.label] = str(err)
+            finally:
+                worker.close()
+            if progress:
+                progress(f"round {r + 1}/{rounds} {system.label} (new session)")
+
+    def median(label: str, key: str) -> int | None:
+        values = [m[key] for m in memory[label] if m.get(key) is not None]
+        return int(statistics.median(values)) if values else None
+
+    return [
+        Measured(
+            system=s,
+            rounds=tuple(results[s.label]) if s.label not in errors else (),
+            baseline_rss=median(s.label, "baseline_rss") or 0,
+            peak_rss=median(s.label, "peak_rss") or 0,
+            device_bytes=median(s.label, "device_bytes"),
+            error=errors.get(s.label, ""),
+        )
+        for s in systems
+    ]

@@ -88,6 +88,7 @@ class BenchReport:
     rows: tuple[Row, ...]
     measured: tuple[Measured, ...]
     machine: dict
+    fresh: bool = False  # every round in a new worker session (``measure(fresh=True)``)
 
     def to_dict(self) -> dict:
         raw = {
@@ -98,6 +99,7 @@ class BenchReport:
             "workload": self.workload.to_dict(),
             "rounds": self.rounds,
             "warmup": self.warmup,
+            "fresh_sessions": self.fresh,
             "machine": self.machine,
             "bandwidth_gbs": self.bandwidth_gbs,
             "rows": [asdict(r) for r in self.rows],
@@ -114,11 +116,11 @@ class BenchReport:
         return written
 
 
-def build_report(measured: list[Measured], workload: Workload, rounds: int, warmup: int) -> BenchReport:
+def build_report(measured: list[Measured], workload: Workload, rounds: int, warmup: int, fresh: bool = False) -> BenchReport:
     probe = [m for m in measured if m.system.kind == "bandwidth" and m.rounds]
     bandwidth = probe[0].median("bandwidth_gbs") if probe else None
     rows = tuple(row_for(m, workload) for m in measured if m.system.kind != "bandwidth")
-    return BenchReport(workload, rounds, warmup, bandwidth, rows, tuple(measured), machine())
+    return BenchReport(workload, rounds, warmup, bandwidth, rows, tuple(measured), machine(), fresh)
 
 
 COLUMNS = (  # (header, Row field, format)
@@ -151,9 +153,14 @@ def cells(row: Row) -> list[str]:
 def _header(report: BenchReport) -> str:
     w, m = report.workload, report.machine
     bw = f"{report.bandwidth_gbs:.1f} GB/s" if report.bandwidth_gbs else "not measured"
+    how = (
+        f"median of {report.rounds} alternated rounds, each in a new session after {report.warmup} warm-up run(s)"
+        if report.fresh
+        else f"median of {report.rounds} alternated rounds after {report.warmup} warm-up"
+    )
     return (
-        f"batch {w.batch}, prompt {w.prompt_len}, {w.gen_len} new tokens; median of {report.rounds} alternated rounds after "
-        f"{report.warmup} warm-up; read bandwidth {bw}; {m['date']}, {m['cpu']} ({m['cpu_count']} CPUs), onnxruntime {m['onnxruntime']}"
+        f"batch {w.batch}, prompt {w.prompt_len}, {w.gen_len} new tokens; {how}; read bandwidth {bw}; "
+        f"{m['date']}, {m['cpu']} ({m['cpu_count']} CPUs), onnxruntime {m['onnxruntime']}"
     )
 
 

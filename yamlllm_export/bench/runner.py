@@ -32,6 +32,7 @@ class BenchOptions:
     out_dir: Path | None = None  # None: FOLDER/bench for one folder, else ./bench-results
     plots: bool = True
     logits: str = "all"  # build option for YAML inputs: "last" exports last-position-only logits
+    fresh: bool = False  # a new worker session for every round (see ``measure``)
 
 
 def decode_bytes_per_token(spec: ModelSpec, dtype: str) -> int:
@@ -120,8 +121,8 @@ def run_bench(paths: list[Path], options: BenchOptions, progress: Callable[[str]
     with tempfile.TemporaryDirectory(prefix="yamlllm-bench-") as tmp:
         folders = [(p.stem if p.is_file() else p.name, _materialise(p, options, Path(tmp), progress)) for p in paths]
         systems = systems_for(folders, options)
-        measured = measure(systems, options.workload, rounds=options.rounds, warmup=options.warmup, progress=progress)
-    report = build_report(measured, options.workload, options.rounds, options.warmup)
+        measured = measure(systems, options.workload, rounds=options.rounds, warmup=options.warmup, fresh=options.fresh, progress=progress)
+    report = build_report(measured, options.workload, options.rounds, options.warmup, options.fresh)
     default = paths[0] / "bench" if len(paths) == 1 and paths[0].is_dir() else Path("bench-results")
     out_dir = options.out_dir or default
     report.write(out_dir, plots=options.plots)
