@@ -1,7 +1,7 @@
 """The reference comparison (issue 7): one LLaMA-style model, the same weights, exported by yamlllm-export,
 the onnxruntime-genai model builder and mobius, all run by the same plain-ORT loop, beside PyTorch eager.
 
-    python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small]
+    python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small] [--reuse] [--no-eager] [--same-session]
 
 Writes bench.json / bench.md / plots and ratios.json / ratios.md to ``--out``. Every build is timed as the
 wall time of its command line (process start included), once, as a user would run it; so is a plain

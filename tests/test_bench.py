@@ -134,3 +134,38 @@ def test_cuda_fp16_bench(tmp_path):
         assert row["ep"] == "cuda" and row["error"] == ""
         _positive_finite(row)
         assert row["device_mib"] is None or row["device_mib"] > 0
+
+
+@pytest.mark.parametrize(("fresh", "workers_per_system"), [(False, 1), (True, 3)])
+def test_fresh_sessions_start_one_worker_per_round_and_drop_warmups_inside(monkeypatch, fresh, workers_per_system):
+    """The measuring loop with a stand-in worker: how many sessions each system gets, and which runs count."""
+    from yamlllm_export.bench import measure as bench_measure
+    from yamlllm_export.bench.types import System, Workload
+
+    started: list[str] = []
+
+    class FakeWorker:
+        def __init__(self, system, workload):
+            self.label, self.runs = system.label, 0
+            started.append(system.label)
+
+        def ask(self, line=None):
+            if line is None:
+                return {"baseline_rss": 1}
+            if line == "exit":
+                return {"peak_rss": 5, "device_bytes": None}
+            self.runs += 1  # the n-th run of this session takes n seconds: warm-ups must not be kept
+            return {"prefill_s": float(self.runs), "decode_s": float(self.runs)}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bench_measure, "Worker", FakeWorker)
+    monkeypatch.setattr(bench_measure, "SETTLE_S", 0.0)
+    systems = [System("a", "ort"), System("b", "ort")]
+    measured = bench_measure.measure(systems, Workload(), rounds=3, warmup=1, fresh=fresh)
+    assert sorted(started) == sorted(["a", "b"] * workers_per_system)
+    for m in measured:
+        # long-lived: runs 2, 3, 4 of one session; fresh: run 2 of each of three sessions
+        assert [r.prefill_s for r in m.rounds] == ([2.0, 2.0, 2.0] if fresh else [2.0, 3.0, 4.0])
+        assert m.peak_rss == 5 and m.baseline_rss == 1 and m.error == ""
