@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from yamlllm_export.bench.ort_loop import contract_for  # noqa: E402
-from yamlllm_export.validate.stepper import GraphStepper  # noqa: E402
+from yamlllm_export.runtime.stepper import GraphStepper  # noqa: E402
 
 
 def profile(folder: Path, prompt_len: int, steps: int, head_dim: int | None, warmup: int) -> tuple[Counter, Counter, int]:

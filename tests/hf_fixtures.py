@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
-from yamlllm_export.validate.session import cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 VOCAB = 96
 SMALL = {"vocab_size": VOCAB, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64}

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from yamlllm_export.cli import main
-from yamlllm_export.validate.session import availability
+from yamlllm_export.runtime.session import availability
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 FAST = ["--prompt-len", "8", "--gen-len", "4", "--rounds", "2", "--warmup", "1"]
@@ -77,10 +77,10 @@ def test_fresh_sessions_measure_every_round_in_a_new_worker(built, tmp_path):
 
 def test_last_position_logits_equal_the_last_of_all_positions(tmp_path):
     from yamlllm_export import export_onnx
-    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.runtime.io_contract import IOContract
+    from yamlllm_export.runtime.session import cpu_session
+    from yamlllm_export.runtime.stepper import GraphStepper
     from yamlllm_export.spec import load_spec
-    from yamlllm_export.validate.session import cpu_session
-    from yamlllm_export.validate.stepper import GraphStepper
 
     spec = load_spec(MODELS / "tiny-llama.yaml")
     contract = IOContract.for_spec(spec)

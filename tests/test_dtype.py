@@ -8,10 +8,10 @@ import pytest
 
 from tests.conftest import MODELS
 from yamlllm_export import export_onnx, load_spec
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.validate.parity import padded_batch, rel_l2, trace
-from yamlllm_export.validate.session import cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 CASES = [
     pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m))

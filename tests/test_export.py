@@ -87,9 +87,9 @@ def test_weights_go_to_external_data_and_the_folder_runs(tmp_path, reference):
     """Weights are saved as model.onnx.data beside a small graph; the folder runs on ORT and matches."""
     import onnx
 
-    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.runtime.io_contract import IOContract
+    from yamlllm_export.runtime.session import cpu_session
     from yamlllm_export.validate.parity import teacher_forced
-    from yamlllm_export.validate.session import cpu_session
 
     folder = export_onnx(MODELS / "tiny-postnorm-mqa.yaml", tmp_path / "out", target="ort")
     data = (folder / "model.onnx.data").stat().st_size

@@ -87,7 +87,7 @@ def test_qk_norm_parity_with_random_norm_weights(tmp_path, feature, target):
     import torch
 
     from yamlllm_export import build_model, export_onnx
-    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.runtime.io_contract import IOContract
     from yamlllm_export.spec import load_spec
     from yamlllm_export.validate.parity import Tolerance
     from yamlllm_export.validate.runner import run_ep, settings_for

@@ -15,13 +15,13 @@ import torch
 from tests.feature_cases import case
 from tests.validate_fixtures import assert_parity
 from yamlllm_export import build_model
-from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.lowerings import TARGET_NAMES
 from yamlllm_export.ops.rotary import apply_rotary
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.sizes import kv_cache_bytes_per_token
-from yamlllm_export.validate.session import cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 NH, HEAD_DIM = 4, 16
 ATT = "layer.attention."

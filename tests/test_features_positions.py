@@ -243,7 +243,7 @@ def spec_for(feature: str) -> dict:
 
 def test_position_ids_input_only_where_positions_are_read() -> None:
     from yamlllm_export import load_spec
-    from yamlllm_export.export.io_contract import IOContract
+    from yamlllm_export.runtime.io_contract import IOContract
 
     has = {f: IOContract.for_spec(load_spec(spec_for(f))).has_position_ids for f in ("learned", "sinusoidal", "none", "rope", "alibi-gqa")}
     assert has == {"learned": True, "sinusoidal": True, "none": False, "rope": True, "alibi-gqa": False}

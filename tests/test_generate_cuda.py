@@ -8,7 +8,7 @@ import pytest
 
 from tests.generate_cases import MIN_GAP, NEW_TOKENS, PROMPT, generation_spec, torch_greedy
 from yamlllm_export.runtime import Generator
-from yamlllm_export.validate.session import availability
+from yamlllm_export.runtime.session import availability
 
 CUDA = availability("cuda")
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA.usable, reason=f"CUDA EP not usable: {CUDA.reason}")]

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import TARGETS, TINY_MODELS
 from yamlllm_export import load_spec
-from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.lowerings.contrib_schemas import register_contrib_schemas
+from yamlllm_export.runtime.io_contract import IOContract
 
 GRID = [pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m)) for m in TINY_MODELS for t in TARGETS]
 DECOMPOSED_ATTENTION = {"Softmax"}

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import TARGETS, TINY_MODELS
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import GraphRunError, cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.parity import teacher_forced
-from yamlllm_export.validate.session import GraphRunError, cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 TOL = 1e-4
 GRID = [

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from tests.conftest import MODELS
 from tests.validate_fixtures import FAST, copy_folder, edit_build_json, edit_graph, shift_cache
 from yamlllm_export.cli import main
-from yamlllm_export.validate.session import availability
+from yamlllm_export.runtime.session import availability
 
 FAST_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
 llama = pytest.mark.xdist_group(name="tiny-llama")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.conftest import MODELS
 from yamlllm_export.cli import main
-from yamlllm_export.validate.session import availability
+from yamlllm_export.runtime.session import availability
 
 CUDA = availability("cuda")
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA.usable, reason=f"CUDA EP not usable: {CUDA.reason}")]

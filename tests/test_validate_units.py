@@ -12,13 +12,13 @@ import pytest
 from onnx import helper
 
 from tests.conftest import MODELS
+from yamlllm_export.runtime.session import fallback_nodes
+from yamlllm_export.runtime.stepper import bfloat16_bits_to_float32, float32_to_bfloat16_bits, host_value, to_numpy_float32
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.checks import Settings
 from yamlllm_export.validate.parity import Tolerance, max_abs, rel_l2, token_agreement
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import estimate
-from yamlllm_export.validate.session import fallback_nodes
-from yamlllm_export.validate.stepper import bfloat16_bits_to_float32, float32_to_bfloat16_bits, host_value, to_numpy_float32
 
 
 def test_tolerances_by_dtype():

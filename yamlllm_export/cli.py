@@ -120,7 +120,8 @@ def _validate_and_exit(folder: Path, options: ValidateOptions) -> None:
     """Run the checks, print the table, exit 0 (all pass), 1 (a check failed) or 2 (nothing validated)."""
     from rich.console import Console
 
-    from yamlllm_export.validate.report import render_table, summary
+    from yamlllm_export.validate.cli_view import render_table
+    from yamlllm_export.validate.report import summary
     from yamlllm_export.validate.runner import validate_folder
 
     report = validate_folder(folder, options)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from yamlllm_export.bench.report import render_table
+from rich.table import Table
+
+from yamlllm_export.bench.report import COLUMNS, BenchReport, cells, header
 from yamlllm_export.bench.runner import BenchOptions, run_bench
 
 
@@ -26,3 +28,12 @@ def run_and_show(paths: list[Path], options: BenchOptions) -> None:
     console.print(f"report in {out_dir}", markup=False)
     if failed and len(failed) == len(report.rows):
         sys.exit(1)
+
+
+def render_table(report: BenchReport) -> Table:
+    table = Table(title="yamlllm-export bench", caption=header(report), caption_justify="left")
+    for title, name, _ in COLUMNS:
+        table.add_column(title, justify="left" if name in ("label", "kind", "ep") else "right")
+    for row in report.rows:
+        table.add_row(*cells(row))
+    return table

@@ -1,7 +1,7 @@
 """The plain-ORT generation loop every ONNX system runs: our folders and the peers' alike.
 
-A session per folder (``validate.session.open_session``, default threading: one intra-op thread per
-physical core) driven by ``validate.stepper.GraphStepper`` (I/O binding; presents stay where the EP put
+A session per folder (``runtime.session.open_session``, default threading: one intra-op thread per
+physical core) driven by ``runtime.stepper.GraphStepper`` (I/O binding; presents stay where the EP put
 them and go back in as the next past, no copies). Foreign folders (onnxruntime-genai builder, mobius)
 follow the same input/output names; their contract is read off the session's inputs.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 
 from yamlllm_export.bench.types import Round, System, Workload
-from yamlllm_export.export.io_contract import CacheTensor, IOContract
-from yamlllm_export.validate.session import open_session
-from yamlllm_export.validate.stepper import GraphStepper
+from yamlllm_export.runtime.io_contract import CacheTensor, IOContract
+from yamlllm_export.runtime.session import open_session
+from yamlllm_export.runtime.stepper import GraphStepper
 
 
 def contract_for(folder: Path, session: ort.InferenceSession, head_dim: int | None) -> IOContract:

@@ -150,7 +150,7 @@ def cells(row: Row) -> list[str]:
     return out
 
 
-def _header(report: BenchReport) -> str:
+def header(report: BenchReport) -> str:
     w, m = report.workload, report.machine
     bw = f"{report.bandwidth_gbs:.1f} GB/s" if report.bandwidth_gbs else "not measured"
     how = (
@@ -168,18 +168,7 @@ def markdown(report: BenchReport) -> str:
     head = "| " + " | ".join(h for h, _, _ in COLUMNS) + " |"
     rule = "|" + "---|" * len(COLUMNS)
     body = ["| " + " | ".join(cells(r)) + " |" for r in report.rows]
-    return "\n".join([_header(report), "", head, rule, *body]) + "\n"
-
-
-def render_table(report: BenchReport) -> object:
-    from rich.table import Table
-
-    table = Table(title="yamlllm-export bench", caption=_header(report), caption_justify="left")
-    for header, name, _ in COLUMNS:
-        table.add_column(header, justify="left" if name in ("label", "kind", "ep") else "right")
-    for row in report.rows:
-        table.add_row(*cells(row))
-    return table
+    return "\n".join([header(report), "", head, rule, *body]) + "\n"
 
 
 def plot(report: BenchReport, out_dir: Path) -> list[Path]:

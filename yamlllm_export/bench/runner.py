@@ -68,7 +68,7 @@ def _check(options: BenchOptions) -> None:
         if backend not in BACKENDS:
             raise BuildError(f"--backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if options.ep == "cuda":
-        from yamlllm_export.validate.session import availability
+        from yamlllm_export.runtime.session import availability
 
         usable = availability("cuda")
         if not usable.usable:

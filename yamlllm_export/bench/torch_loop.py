@@ -17,7 +17,7 @@ class TorchRunner:
         model = load_reference(system.folder).eval().to(self.device)
         dtype = read_build_info(system.folder).get("dtype", "float32")
         if self.device.type == "cuda" and dtype == "float32":
-            torch.backends.cuda.matmul.allow_tf32 = False  # ORT's CUDA run is IEEE fp32 too (see validate.session)
+            torch.backends.cuda.matmul.allow_tf32 = False  # ORT's CUDA run is IEEE fp32 too (see runtime.session)
         self.model = torch.compile(model, dynamic=True) if system.kind == "compile" else model
         self.empty_cache = model.empty_cache
         self.workload = workload

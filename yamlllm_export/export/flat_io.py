@@ -1,11 +1,12 @@
-"""The exported module: ``DecoderLM.forward`` seen through the flat tensor lists of the ONNX I/O contract."""
+"""The exported module: ``DecoderLM.forward`` seen through the flat tensor lists of the ONNX I/O contract,
+and the example inputs and dynamic dimensions ``torch.export`` traces it with."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
 
 
 class FlatIO(nn.Module):
@@ -22,3 +23,22 @@ class FlatIO(nn.Module):
         past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
         logits, presents = self.model(input_ids, attention_mask, position_ids, past, last_logits=self.contract.last_logits)
         return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key
+
+
+def example_inputs(contract: IOContract, dtype: torch.dtype, batch: int = 2, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
+    """Tracing inputs. past ≥ 2 and seq ≥ 2, else torch.export specialises those dims to 0/1."""
+    ids = torch.zeros(batch, seq, dtype=torch.int64)
+    mask = torch.ones(batch, past + seq, dtype=torch.int64)
+    pos = (torch.arange(past, past + seq, dtype=torch.int64)).expand(batch, -1).contiguous()
+    cache = [torch.zeros(contract.cache_shape(name, batch, past), dtype=dtype) for name in contract.past_names()]
+    return (ids, mask, *([pos] if contract.has_position_ids else []), *cache)
+
+
+def dynamic_shapes(contract: IOContract) -> tuple[object, ...]:
+    """Per ``FlatIO.forward`` argument: input_ids, attention_mask, then the ``*rest`` tuple."""
+    batch = torch.export.Dim("batch_size")
+    seq = torch.export.Dim("sequence_length")
+    total = torch.export.Dim("total_sequence_length")
+    past = torch.export.Dim("past_sequence_length")
+    rest = (*([{0: batch, 1: seq}] if contract.has_position_ids else []), *({0: batch, 2: past} for _ in contract.past_names()))
+    return ({0: batch, 1: seq}, {0: batch, 1: total}, rest)

@@ -34,7 +34,7 @@ def file_source(path: Any, model: nn.Module) -> dict[str, Any]:
     """A build from a weights file or HF folder: where it was and its bytes' hash (``validate`` reloads it)."""
     from pathlib import Path
 
-    from yamlllm_export.weights.sources import weights_fingerprint
+    from yamlllm_export.export.weights_source import weights_fingerprint
 
     path = Path(path).resolve()
     return {"kind": "file", "path": str(path), "file_sha256": weights_fingerprint(path), "sha256": weights_sha256(model)}

@@ -60,8 +60,8 @@ def _from_seed(folder: Path, info: dict, source: dict) -> torch.nn.Module:
 
 def _from_file(folder: Path, info: dict, source: dict) -> torch.nn.Module:
     """The build's weights file, reloaded from where build.json says it was, unchanged."""
+    from yamlllm_export.export.weights_source import load_weights_from, weights_fingerprint
     from yamlllm_export.model.builders import build_model
-    from yamlllm_export.weights.sources import load_weights_from, weights_fingerprint
 
     path = Path(source.get("path", ""))
     if not path.exists():

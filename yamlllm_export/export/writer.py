@@ -22,17 +22,17 @@ import yaml
 
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
-from yamlllm_export.export.flat_io import FlatIO
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.export.flat_io import FlatIO, dynamic_shapes, example_inputs
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
+from yamlllm_export.export.weights_source import load_weights_from
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
+from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
-from yamlllm_export.weights.sources import load_weights_from
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
 # Weights always go to model.onnx.data (external data). Measured on the 125 M reference model (2026-11-24): ORT
@@ -86,8 +86,8 @@ def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype:
 def _torch_export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:
     return torch.onnx.export(
         FlatIO(model, contract).eval(),
-        contract.example_inputs(dtype),
-        dynamic_shapes=contract.dynamic_shapes(),
+        example_inputs(contract, dtype),
+        dynamic_shapes=dynamic_shapes(contract),
         input_names=contract.input_names(),
         output_names=contract.output_names(),
         opset_version=target.opset,

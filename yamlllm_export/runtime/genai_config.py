@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.spec import ModelSpec
 
 GENAI_CONFIG = "genai_config.json"

@@ -1,7 +1,7 @@
 """``Generator``: a built folder on ONNX Runtime generating tokens with its KV cache kept between steps.
 
 One prefill of the (left-padded) batch, then one token per step; each step feeds the presents back as the
-past through ``validate.stepper.GraphStepper``'s I/O binding, so on CUDA the cache never leaves the device.
+past through ``runtime.stepper.GraphStepper``'s I/O binding, so on CUDA the cache never leaves the device.
 No torch: the spec comes from ``model.yaml`` and the graph contract from the spec.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from yamlllm_export.errors import GenerationError
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.sampling import SamplingOptions, next_tokens
+from yamlllm_export.runtime.session import ORT_ERRORS, EpUnsupported, availability, cpu_session, one_line, open_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import ModelSpec, load_spec
-from yamlllm_export.validate.session import ORT_ERRORS, EpUnsupported, availability, cpu_session, one_line, open_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 TokenCallback = Callable[[int, int], None]  # (row, token), called as each token is chosen
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import ORT_ERRORS, one_line
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.validate.parity import TOP2_GAP, StepLogits, TokenAgreement, Tolerance, padded_batch, token_agreement, trace
 from yamlllm_export.validate.report import FAIL, NOT_APPLICABLE, PASS, CheckResult
-from yamlllm_export.validate.session import ORT_ERRORS, one_line
-from yamlllm_export.validate.stepper import GraphStepper
 
 PREFILL, DECODE, INCREMENTAL, LONG, TOKENS = "prefill", "decode", "incremental", "long context", "tokens"
 MAX_LONG_STEPS = 4  # decode steps after the long prompt: enough to cross the last positions, cheap on a 7 B

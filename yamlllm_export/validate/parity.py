@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from yamlllm_export.export.io_contract import IOContract
-from yamlllm_export.validate.stepper import GraphStepper
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.stepper import GraphStepper
 
 TOP2_GAP = 1e-3  # a greedy-token disagreement counts only where the reference's top-2 gap exceeds this
 

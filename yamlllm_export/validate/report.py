@@ -123,19 +123,3 @@ def summary(report: Report) -> str:
     parts = [f"{counts[PASS]} passed", f"{counts[FAIL]} failed"]
     parts += [f"{counts[k]} {k if k != NOT_APPLICABLE else 'not applicable'}" for k in (UNSUPPORTED, NOT_APPLICABLE) if counts[k]]
     return f"{verdict}: " + ", ".join(parts)
-
-
-def render_table(report: Report) -> Any:
-    """A ``rich`` table of the results (the CLI prints it; colour only where the console supports it)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    style = {PASS: "green", FAIL: "bold red", UNSUPPORTED: "yellow", NOT_APPLICABLE: "dim"}
-    m = report.model
-    table = Table(title=escape(f"{m.get('name', '?')} · {m.get('target', '?')} · {m.get('dtype', '?')}"), title_justify="left")
-    for col in ("check", "EP", "measured", "tolerance", "result"):
-        table.add_column(col, no_wrap=col in ("check", "EP", "result"))
-    for r in report.results:
-        measured = r.measured + (f" ({r.detail})" if r.detail else "")
-        table.add_row(escape(r.check), r.ep, escape(measured), escape(r.tolerance), f"[{style[r.status]}]{r.status}[/]")
-    return table

@@ -15,15 +15,10 @@ import numpy as np
 import torch
 
 from yamlllm_export.errors import BuildError
-from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.provenance import spec_sha256
 from yamlllm_export.export.reference import load_reference, read_build_info
-from yamlllm_export.spec import ModelSpec, load_spec
-from yamlllm_export.validate.checks import Settings, parity_checks
-from yamlllm_export.validate.parity import Tolerance
-from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
-from yamlllm_export.validate.resources import check_resources
-from yamlllm_export.validate.session import (
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import (
     EP_PROVIDERS,
     ORT_ERRORS,
     EpUnsupported,
@@ -33,7 +28,12 @@ from yamlllm_export.validate.session import (
     open_session,
     profile_dir,
 )
-from yamlllm_export.validate.stepper import ELEM_TYPES, GraphStepper
+from yamlllm_export.runtime.stepper import ELEM_TYPES, GraphStepper
+from yamlllm_export.spec import ModelSpec, load_spec
+from yamlllm_export.validate.checks import Settings, parity_checks
+from yamlllm_export.validate.parity import Tolerance
+from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
+from yamlllm_export.validate.resources import check_resources
 from yamlllm_export.validate.structure import structure_checks
 
 DEFAULT_PROMPT_LEN = 32

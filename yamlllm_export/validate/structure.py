@@ -14,7 +14,7 @@ from typing import Any
 
 import onnx
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.validate.report import FAIL, PASS, CheckResult
 
 CHECKER, SHAPES, IO, OPSET, EXTERNAL = "checker", "shape inference", "io contract", "opset", "external data"

@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from yamlllm_export.export.io_contract import IOContract
-from yamlllm_export.validate.session import GraphRunError, default_positions, one_line
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import GraphRunError, default_positions, one_line
 
 ELEM_TYPES = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "bfloat16": onnx.TensorProto.BFLOAT16}
 # numpy holders for each ONNX element type; bfloat16 travels as its raw 16 bits

@@ -14,17 +14,17 @@ Multi-latent attention (``mechanism: mla``) caches the compressed latent instead
          present.{i}.latent / .rope_key     the same with past_sequence_length + sequence_length
 The axis of size 1 is the (single, shared) KV head, so every cache tensor is (batch, heads, length, dim).
 MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cache is ``.latent`` alone.
+
+Plain data, no torch: the export traces its graph to this contract (``export/flat_io.py`` makes the tracing
+inputs), and the runtime feeds a built folder by it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from yamlllm_export.spec.types import ModelSpec
-
-if TYPE_CHECKING:  # torch is imported where tensors are made: generation reads the contract without it
-    import torch
 
 T = TypeVar("T")
 
@@ -83,24 +83,3 @@ class IOContract:
 
     def output_names(self) -> list[str]:
         return ["logits", *self.present_names()]
-
-    def example_inputs(self, dtype: torch.dtype, batch: int = 2, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
-        """Tracing inputs. past ≥ 2 and seq ≥ 2, else torch.export specialises those dims to 0/1."""
-        import torch
-
-        ids = torch.zeros(batch, seq, dtype=torch.int64)
-        mask = torch.ones(batch, past + seq, dtype=torch.int64)
-        pos = (torch.arange(past, past + seq, dtype=torch.int64)).expand(batch, -1).contiguous()
-        cache = [torch.zeros(self.cache_shape(name, batch, past), dtype=dtype) for name in self.past_names()]
-        return (ids, mask, *([pos] if self.has_position_ids else []), *cache)
-
-    def dynamic_shapes(self) -> tuple[object, ...]:
-        """Per ``FlatIO.forward`` argument: input_ids, attention_mask, then the ``*rest`` tuple."""
-        import torch
-
-        batch = torch.export.Dim("batch_size")
-        seq = torch.export.Dim("sequence_length")
-        total = torch.export.Dim("total_sequence_length")
-        past = torch.export.Dim("past_sequence_length")
-        rest = (*([{0: batch, 1: seq}] if self.has_position_ids else []), *({0: batch, 2: past} for _ in self.past_names()))
-        return ({0: batch, 1: seq}, {0: batch, 1: total}, rest)
