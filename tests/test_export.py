@@ -55,6 +55,27 @@ def test_overwrite_keeps_old_folder_until_new_one_is_complete(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_failed_final_rename_restores_the_previous_folder(tmp_path, monkeypatch):
+    """The swap's last step fails (a full disk, a permission): the old build is back under its name."""
+    import os
+
+    rename = os.rename
+    out = tmp_path / "out"
+
+    def failing(src, dst):
+        if str(dst) == str(out) and ".old-" not in str(src):  # the finished build moving into place
+            raise OSError(13, "Permission denied")
+        rename(src, dst)
+
+    out.mkdir()
+    (out / "old.txt").write_text("previous build")
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(BuildError, match="cannot move the finished build into place .*previous folder is unchanged"):
+        export_onnx(MODELS / "tiny-postnorm-mqa.yaml", out, target="portable", overwrite=True)
+    assert (out / "old.txt").read_text() == "previous build"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_memory_refusal_names_needed_and_available_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "available_ram", lambda: 1 * 10**9)
     spec = load_spec(MODELS / "alibi.yaml")  # 124 M parameters ≈ 0.5 GB fp32

@@ -225,10 +225,18 @@ def _spec_yaml(spec: ModelSpec) -> str:
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Swap the finished folder in. The previous one is set aside first and put back if the swap fails, so
+    the user keeps either the old build or the new one, never a hidden ``.OUT.old-*``."""
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name}")
         out_dir.rename(old)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except OSError as err:
+        if old is not None:
+            old.rename(out_dir)
+        kept = "; the previous folder is unchanged" if old is not None else ""
+        raise BuildError(f"{out_dir}: cannot move the finished build into place ({err.strerror or err}){kept}") from err
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
