@@ -23,6 +23,7 @@ class Row:
     kind: str
     ep: str
     folder: str
+    logits: str | None = None  # positions whose logits each forward computes: "last" or "all" (None: unknown)
     prefill_ms: float | None = None
     prompt_tok_s: float | None = None
     decode_tok_s: float | None = None
@@ -32,7 +33,7 @@ class Row:
     device_mib: float | None = None
     parameter_count: int | None = None
     kv_cache_bytes_per_token: int | None = None
-    build_s: float | None = None
+    build_s: float | None = None  # the folder's ONNX build: on the ort row only (the PyTorch rows build nothing)
     error: str = ""
 
 
@@ -42,11 +43,13 @@ def row_for(m: Measured, workload: Workload) -> Row:
         return Row(label=s.label, kind=s.kind, ep=s.ep, folder=s.folder, error=m.error)
     prefill, decode = m.median("prefill_s"), m.median("decode_s")
     steps_per_s = workload.gen_len / decode
+    onnx = s.kind == "ort"
     return Row(
         label=s.label,
         kind=s.kind,
         ep=s.ep,
         folder=s.folder,
+        logits=(info.logits if info else None) if onnx else "last",  # the PyTorch loop asks for the last only
         prefill_ms=prefill * 1e3,
         prompt_tok_s=workload.batch * workload.prompt_len / prefill,
         decode_tok_s=workload.batch * steps_per_s,
@@ -56,7 +59,7 @@ def row_for(m: Measured, workload: Workload) -> Row:
         device_mib=m.device_bytes / MIB if m.device_bytes is not None else None,
         parameter_count=info.parameter_count if info else None,
         kv_cache_bytes_per_token=info.kv_cache_bytes_per_token if info else None,
-        build_s=info.build_seconds if info else None,
+        build_s=info.build_seconds if info and onnx else None,
     )
 
 
@@ -127,6 +130,7 @@ COLUMNS = (  # (header, Row field, format)
     ("system", "label", "{}"),
     ("backend", "kind", "{}"),
     ("EP", "ep", "{}"),
+    ("logits", "logits", "{}"),
     ("prefill ms", "prefill_ms", "{:.1f}"),
     ("prompt tok/s", "prompt_tok_s", "{:.0f}"),
     ("decode tok/s", "decode_tok_s", "{:.1f}"),

@@ -31,7 +31,7 @@ class BenchOptions:
     bandwidth: bool = True  # also measure the machine's read bandwidth, alternated with the systems
     out_dir: Path | None = None  # None: FOLDER/bench for one folder, else ./bench-results
     plots: bool = True
-    logits: str = "all"  # build option for YAML inputs: "last" exports last-position-only logits
+    logits: str = "last"  # build option for YAML inputs: "last" (what generation needs, like the PyTorch rows) or "all"
     fresh: bool = False  # a new worker session for every round (see ``measure``)
 
 
@@ -56,6 +56,7 @@ def folder_info(folder: Path) -> ModelInfo:
         weight_bytes_per_token=decode_bytes_per_token(spec, dtype),
         kv_cache_bytes_per_token=int(info["kv_cache_bytes_per_token"]),
         build_seconds=info.get("build_seconds"),
+        logits=info.get("logits"),
     )
 
 

@@ -1,5 +1,11 @@
-"""The same generation loop in PyTorch: the folder's own reference model (``export.reference``), eager or
-under ``torch.compile``, on the CPU or a CUDA device, with the explicit cache the ONNX graph has."""
+"""The same generation loop in PyTorch: the folder's own reference model (``export.reference``) on the CPU
+or a CUDA device, computing the last position's logits only, as generation (and a ``--logits last`` build)
+does.
+
+``eager``: the module as exported: its cache is the contract's ``present = past ++ new`` (a ``torch.cat``
+per layer and step). ``compile``: ``torch.compile`` of the same module with gpt-fast's static cache
+(``bench/static_cache.py``): buffers allocated once, written in place.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import time
 
 import torch
 
+from yamlllm_export.bench.static_cache import StaticCache
 from yamlllm_export.bench.types import Round, System, Workload
 from yamlllm_export.export.reference import load_reference, read_build_info
 
@@ -18,7 +25,8 @@ class TorchRunner:
         dtype = read_build_info(system.folder).get("dtype", "float32")
         if self.device.type == "cuda" and dtype == "float32":
             torch.backends.cuda.matmul.allow_tf32 = False  # ORT's CUDA run is IEEE fp32 too (see runtime.session)
-        self.model = torch.compile(model, dynamic=True) if system.kind == "compile" else model
+        self.static = StaticCache(model, workload.batch, workload.prompt_len + workload.gen_len) if system.kind == "compile" else None
+        self.model = torch.compile(model, dynamic=True) if self.static else model
         self.empty_cache = model.empty_cache
         self.workload = workload
         gen = torch.Generator().manual_seed(workload.seed)
@@ -30,18 +38,23 @@ class TorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
+    def _step(self, ids: torch.Tensor, length: int, presents: list) -> tuple[torch.Tensor, list]:
+        """Logits (B, 1, V) of the last position and the cache after ``ids`` joined ``length`` cached tokens."""
+        past = self.static.past(length) if self.static else presents
+        return self.model(ids, self.mask[:, : length + ids.shape[1]], None, past, last_logits=True)
+
     @torch.inference_mode()
     def round(self) -> Round:
         w = self.workload
         self._sync()
         start = time.perf_counter()
-        logits, past = self.model(self.prompt, self.mask[:, : w.prompt_len], None, self.empty_cache(w.batch))
+        logits, past = self._step(self.prompt, 0, self.empty_cache(w.batch))
         token = logits[:, -1:].argmax(-1)  # (B, 1)
         self._sync()
         prefill = time.perf_counter() - start
         start = time.perf_counter()
         for i in range(w.gen_len):
-            logits, past = self.model(token, self.mask[:, : w.prompt_len + i + 1], None, past)
+            logits, past = self._step(token, w.prompt_len + i, past)
             token = logits[:, -1:].argmax(-1)
         self._sync()
         return Round(prefill_s=prefill, decode_s=time.perf_counter() - start)

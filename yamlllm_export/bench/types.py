@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-KINDS = ("ort", "eager", "compile", "bandwidth")  # ORT session, PyTorch eager, torch.compile, read-bandwidth probe
+# ORT session; PyTorch eager (the exported module, cache by torch.cat); torch.compile with a static cache; read bandwidth
+KINDS = ("ort", "eager", "compile", "bandwidth")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ModelInfo:
     weight_bytes_per_token: int
     kv_cache_bytes_per_token: int
     build_seconds: float | None = None
+    logits: str | None = None  # the build's ``--logits`` (build.json), None for folders of other exporters
 
 
 @dataclass(frozen=True)
