@@ -1,7 +1,9 @@
 """The reference comparison (issue 7): one LLaMA-style model, the same weights, exported by yamlllm-export,
-the onnxruntime-genai model builder and mobius, all run by the same plain-ORT loop, beside PyTorch eager.
+the onnxruntime-genai model builder and mobius, all run by the same plain-ORT loop, beside PyTorch eager
+and torch.compile (static cache).
 
-    python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small] [--reuse] [--no-eager] [--same-session]
+    python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small] [--reuse] [--no-eager] [--no-compile]
+        [--same-session]
 
 Writes bench.json / bench.md / plots and ratios.json / ratios.md to ``--out``. Every build is timed as the
 wall time of its command line (process start included), once, as a user would run it; so is a plain
@@ -83,13 +85,17 @@ def ratios(report: dict, builds: dict[str, float]) -> dict:
     ours, peers = rows["yamlllm-export"], [rows[p] for p in ("onnxruntime-genai", "mobius") if not rows[p]["error"]]
     best_decode = max(peers, key=lambda r: r["decode_tok_s"])
     best_prefill = min(peers, key=lambda r: r["prefill_ms"])
-    eager = rows.get("PyTorch eager", {"decode_tok_s": math.nan, "prefill_ms": math.nan})
+    absent = {"decode_tok_s": math.nan, "prefill_ms": math.nan, "error": ""}
+    eager, compiled = rows.get("PyTorch eager", absent), rows.get("PyTorch compile", absent)
+    compiled = absent if compiled["error"] else compiled
     bw = report["bandwidth_gbs"]
     return {
         "decode_vs_best_peer": {"ratio": ours["decode_tok_s"] / best_decode["decode_tok_s"], "peer": best_decode["label"], "target": 1.0},
         "prefill_vs_best_peer": {"ratio": best_prefill["prefill_ms"] / ours["prefill_ms"], "peer": best_prefill["label"], "target": 1.2},
         "decode_vs_eager": {"ratio": ours["decode_tok_s"] / eager["decode_tok_s"], "target": 2.0},
         "prefill_vs_eager": {"ratio": eager["prefill_ms"] / ours["prefill_ms"], "target": 2.0},
+        "decode_vs_compile": {"ratio": ours["decode_tok_s"] / compiled["decode_tok_s"], "target": 1.0},
+        "prefill_vs_compile": {"ratio": compiled["prefill_ms"] / ours["prefill_ms"], "target": 1.0},
         "bandwidth_share": {
             "ratio": ours["achieved_gbs"] / bw if bw else None,
             "achieved_gbs": ours["achieved_gbs"],
@@ -116,6 +122,8 @@ def ratios_md(r: dict) -> str:
         line("prefill speed vs the better peer", "prefill_vs_best_peer", r["prefill_vs_best_peer"]["peer"]),
         line("decode tok/s vs PyTorch eager", "decode_vs_eager", ""),
         line("prefill speed vs PyTorch eager", "prefill_vs_eager", ""),
+        line("decode tok/s vs torch.compile (static cache)", "decode_vs_compile", ""),
+        line("prefill speed vs torch.compile (static cache)", "prefill_vs_compile", ""),
         line("achieved ÷ measured read bandwidth", "bandwidth_share",
              f"{r['bandwidth_share']['achieved_gbs']:.1f} of {r['bandwidth_share']['read_gbs']:.1f} GB/s"),
         line("build speed vs plain torch.onnx.export", "build_vs_plain_export", ""),
@@ -134,7 +142,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--small", action="store_true", help="a 2-layer model of the same kind (a quick check of the script)")
     ap.add_argument("--reuse", action="store_true", help="reuse the builds (and build times) of an earlier run in --work")
-    ap.add_argument("--no-eager", action="store_true", help="ONNX systems only (PyTorch eager rounds are the slow ones)")
+    ap.add_argument("--no-eager", action="store_true", help="no PyTorch eager row (its rounds are the slow ones)")
+    ap.add_argument("--no-compile", action="store_true", help="no torch.compile row (it compiles in every session's warm-up)")
     ap.add_argument(
         "--same-session", action="store_true", help="keep one session per system for all rounds (default: a new one every round)"
     )
@@ -153,6 +162,7 @@ def main() -> None:
         System("onnxruntime-genai", "ort", str(built["onnxruntime-genai"][0]), info=peer_info),
         System("mobius", "ort", str(built["mobius"][0]), head_dim=spec.layer.attention.head_dim, info=peer_info),
         *([] if args.no_eager else [System("PyTorch eager", "eager", str(ours), info=info)]),
+        *([] if args.no_compile else [System("PyTorch compile", "compile", str(ours), info=info)]),
         System("read bandwidth", "bandwidth"),
     ]
     workload = Workload(prompt_len=args.prompt_len, gen_len=args.gen_len, batch=1)
