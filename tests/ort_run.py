@@ -54,3 +54,15 @@ def reference_logits(
     pos = None if position_ids is None else torch.from_numpy(position_ids.astype(np.int64))
     logits, _ = model(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)), pos, **kwargs)
     return logits.float().numpy()
+
+
+def prefill_then_decode(
+    folder: Path, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray | None, next_ids: np.ndarray, next_positions: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of a prompt, then of one cached decode step (mask extended by a 1)."""
+    sess = session(folder)
+    outputs = sess.run(None, feeds(folder, ids, mask, positions))
+    step_mask = np.concatenate([mask, np.ones((len(ids), 1), np.int64)], axis=1)
+    past = outputs[1 : 1 + len(contract(folder).past_names())]
+    step = sess.run(["logits"], feeds(folder, next_ids, step_mask, next_positions, past=past))[0]
+    return outputs[0], step

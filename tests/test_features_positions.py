@@ -125,9 +125,12 @@ def test_dynamic_ntk_base() -> None:
         torch.tensor([float(length)], dtype=torch.float64), rotary_dim=D, theta=THETA, factor=factor, original_max=ORIG
     )
     torch.testing.assert_close(got, torch.tensor(plain_freqs(theta=base), dtype=torch.float64))
-    cos, sin = DynamicNTKRotary(D, theta=THETA, factor=factor, original_max=ORIG).tables(length, torch.float64)
-    assert cos.shape == (length, D // 2)
-    torch.testing.assert_close(cos, angles(list(range(length)), plain_freqs(theta=base)).cos())
+    # one base per row, from that row's max(position) + 1: row 0 is 48 long, row 1 is 20 (below L_orig)
+    positions = torch.tensor([[46, 47], [18, 19]])
+    cos, sin, index = DynamicNTKRotary(D, theta=THETA, factor=factor, original_max=ORIG).tables(positions, torch.float64)
+    assert cos.shape == (4, D // 2)
+    torch.testing.assert_close(cos[index[0]], angles([46, 47], plain_freqs(theta=base)).cos())
+    torch.testing.assert_close(sin[index[1]], angles([18, 19], plain_freqs()).sin())
 
 
 @torch.no_grad()

@@ -73,8 +73,8 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs)."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
-            (cos, sin), pos = self.rotary.tables(past_key.shape[2] + x.shape[1], x.dtype), position_ids
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+            cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
         k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
         out, present_k, present_v = self.kernel(

@@ -97,8 +97,8 @@ class MultiLatentAttention(nn.Module):
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents
         (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
-            (cos, sin), pos = self.rotary.tables(past_latent.shape[2] + x.shape[1], x.dtype), position_ids
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+            cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(

@@ -122,10 +122,10 @@ def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) 
 
 
 def dynamic_ntk_inv_freq(length: torch.Tensor, *, rotary_dim: int, theta: float, factor: float, original_max: int) -> torch.Tensor:
-    """Dynamic NTK θ for the current total length ``length`` (a float64 tensor of shape (1,)), in tensor
-    ops so it is part of the exported graph: base' = theta · (factor·L/L_orig − (factor − 1))^(d/(d−2)) with
-    L = max(length, L_orig) (below L_orig the base is unchanged)."""
+    """Dynamic NTK θ for the length ``length`` (a float64 tensor (1,), or (B, 1) for one length per row), in
+    tensor ops so it is part of the exported graph: base' = theta · (factor·L/L_orig − (factor − 1))^(d/(d−2))
+    with L = max(length, L_orig) (below L_orig the base is unchanged). Returns (d/2,), or (B, d/2)."""
     L = length.clamp(min=float(original_max))
-    base = theta * (factor * L / original_max - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))  # (1,)
+    base = theta * (factor * L / original_max - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))  # (1,) or (B, 1)
     exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float64, device=length.device) / rotary_dim
-    return base**-exponents  # (d/2,)
+    return base**-exponents
