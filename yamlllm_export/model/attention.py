@@ -37,6 +37,8 @@ class SelfAttention(nn.Module):
     """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
     the kernel applies), as in OLMo-2, Qwen3 and Gemma 3."""
 
+    RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(
         self,
         dim: int,

@@ -41,6 +41,8 @@ class LowRankQuery(nn.Module):
 
 
 class MultiLatentAttention(nn.Module):
+    RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(
         self,
         dim: int,
