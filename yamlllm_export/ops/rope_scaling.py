@@ -28,18 +28,19 @@ SCALING_TYPES = ("linear", "dynamic", "llama3", "yarn")
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """The scaling parameters a ``RotaryCache`` needs (the builder copies them from the spec)."""
+    """The scaling parameters a ``RotaryCache`` needs, each given: the builder copies them from the spec, whose
+    schema holds the defaults (``rope_scaling`` in ``spec/yamlllm.schema.json``)."""
 
     type: str  # linear | dynamic | llama3 | yarn
     factor: float
     original_max_position_embeddings: int
-    low_freq_factor: float = 1.0
-    high_freq_factor: float = 4.0
-    beta_fast: float = 32.0
-    beta_slow: float = 1.0
-    mscale: float | None = None
-    mscale_all_dim: float | None = None
-    attention_factor: float | None = None
+    low_freq_factor: float  # llama3
+    high_freq_factor: float  # llama3
+    beta_fast: float  # yarn
+    beta_slow: float  # yarn
+    mscale: float | None  # yarn (DeepSeek)
+    mscale_all_dim: float | None  # yarn (DeepSeek)
+    attention_factor: float | None  # yarn
 
 
 def default_inv_freq(rotary_dim: int, theta: float) -> torch.Tensor:
