@@ -80,8 +80,8 @@ class SelfAttention(nn.Module):
         q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
         k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
         out, present_k, present_v = self.kernel(
-            q, k, self.v_proj(x), past_key, past_value, bias, cos, sin, pos,
-            self.num_heads, self.num_kv_heads, 1.0 / math.sqrt(self.head_dim),
-            self.window_size, self.causal, self.softcap,
+            query=q, key=k, value=self.v_proj(x), past_key=past_key, past_value=past_value, attention_bias=bias,
+            cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
+            scale=1.0 / math.sqrt(self.head_dim), window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

@@ -104,8 +104,9 @@ class MultiLatentAttention(nn.Module):
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(
-            q, self.kv_norm(latent), rope_key if self.rope_dim else None, past_latent, past_rope_key, bias, cos, sin, pos,
-            self.k_up.weight, self.v_up.weight, self.num_heads, self.scale,
-            self.window_size, self.causal, self.softcap,
+            query=q, latent=self.kv_norm(latent), rope_key=rope_key if self.rope_dim else None, past_latent=past_latent,
+            past_rope_key=past_rope_key, attention_bias=bias, cos_cache=cos, sin_cache=sin, position_ids=pos,
+            w_uk=self.k_up.weight, w_uv=self.v_up.weight, num_heads=self.num_heads, scale=self.scale,
+            window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_latent, present_rope_key if self.rope_dim else None
