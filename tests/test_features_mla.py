@@ -42,7 +42,7 @@ CASES = {
     ),
     "mla-bidirectional": case(*MLA, ATT + "mla_latent_dim", 24, ATT + "causal", False),
     "mla-yarn": case(*MLA, ATT + "mla_latent_dim", 24, "embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 4.0}),
-    # dynamic NTK: the RoPE tables are computed in the graph from the total length (original context 32 of 96)
+    # dynamic NTK: the RoPE tables are computed in the graph from each row's length (original context 32 of 96)
     "mla-dynamic-ntk": case(
         *MLA,
         ATT + "mla_latent_dim",

@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
-from tests.feature_cases import case
+from tests.feature_cases import ROPE, case
+from yamlllm_export import load_spec
 from yamlllm_export.lowerings import TARGET_NAMES
+from yamlllm_export.model.builders import rope_scaling
 from yamlllm_export.model.positions import DynamicNTKRotary, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.attention_bias import alibi_slopes
 from yamlllm_export.ops.rope_scaling import RopeScaling, dynamic_ntk_inv_freq, yarn_attention_factor
@@ -17,6 +19,12 @@ from yamlllm_export.ops.rotary import apply_rotary
 from yamlllm_export.validate.runner import ValidateOptions, validate_folder
 
 D, THETA, ORIG = 16, 10000.0, 32  # rotary dim, base, original context
+
+
+def scaling(kind: str, factor: float, original: int, **given: float) -> RopeScaling:
+    """The builder's ``RopeScaling`` for a spec with this ``rope_scaling`` (the schema fills the rest)."""
+    spec = load_spec(case(f"{ROPE}.rope_scaling", {"type": kind, "factor": factor, "original_max_position_embeddings": original, **given}))
+    return rope_scaling(spec.embedding.positional_encoding.rope_scaling)
 
 
 def angles(positions: list[float], inv_freq: list[float]) -> torch.Tensor:
@@ -46,7 +54,7 @@ def test_plain_rope_table() -> None:
 def test_linear_scaling_is_position_interpolation() -> None:
     """Linear scaling at position p is plain RoPE at position p / factor."""
     factor = 4.0
-    cache = RotaryCache(64, D, theta=THETA, scaling=RopeScaling("linear", factor, ORIG))
+    cache = RotaryCache(64, D, theta=THETA, scaling=scaling("linear", factor, ORIG))
     expected = angles([p / factor for p in range(64)], plain_freqs())
     torch.testing.assert_close(cache.cos.double(), expected.cos(), atol=1e-6, rtol=0)
     torch.testing.assert_close(cache.sin.double(), expected.sin(), atol=1e-6, rtol=0)
@@ -56,7 +64,7 @@ def test_llama3_limits() -> None:
     """Wavelengths below L_orig/high_freq_factor keep θ, above L_orig/low_freq_factor get θ/factor, between
     lies strictly between the two, with the smooth factor s = (L_orig/λ − low)/(high − low)."""
     factor, low, high = 8.0, 1.0, 4.0
-    s = RopeScaling("llama3", factor, ORIG, low_freq_factor=low, high_freq_factor=high)
+    s = scaling("llama3", factor, ORIG, low_freq_factor=low, high_freq_factor=high)
     got = freqs_of(RotaryCache(64, D, theta=THETA, scaling=s))
     kinds = set()
     for i, theta_i in enumerate(plain_freqs()):
@@ -79,7 +87,7 @@ def test_yarn_ramp_and_attention_factor() -> None:
     """Dims rotating more than beta_fast times over L_orig keep θ, fewer than beta_slow get θ/factor; cos and
     sin are scaled by 0.1·ln(factor) + 1."""
     factor, beta_fast, beta_slow = 4.0, 32.0, 1.0
-    cache = RotaryCache(64, D, theta=THETA, scaling=RopeScaling("yarn", factor, 4096, beta_fast=beta_fast, beta_slow=beta_slow))
+    cache = RotaryCache(64, D, theta=THETA, scaling=scaling("yarn", factor, 4096, beta_fast=beta_fast, beta_slow=beta_slow))
     scale = torch.sqrt(cache.cos.double() ** 2 + cache.sin.double() ** 2)
     torch.testing.assert_close(scale, torch.full_like(scale, 0.1 * math.log(factor) + 1), atol=1e-6, rtol=0)
     got = freqs_of(cache)
@@ -125,9 +133,12 @@ def test_dynamic_ntk_base() -> None:
         torch.tensor([float(length)], dtype=torch.float64), rotary_dim=D, theta=THETA, factor=factor, original_max=ORIG
     )
     torch.testing.assert_close(got, torch.tensor(plain_freqs(theta=base), dtype=torch.float64))
-    cos, sin = DynamicNTKRotary(D, theta=THETA, factor=factor, original_max=ORIG).tables(length, torch.float64)
-    assert cos.shape == (length, D // 2)
-    torch.testing.assert_close(cos, angles(list(range(length)), plain_freqs(theta=base)).cos())
+    # one base per row, from that row's max(position) + 1: row 0 is 48 long, row 1 is 20 (below L_orig)
+    positions = torch.tensor([[46, 47], [18, 19]])
+    cos, sin, index = DynamicNTKRotary(D, theta=THETA, factor=factor, original_max=ORIG).tables(positions, torch.float64)
+    assert cos.shape == (4, D // 2)
+    torch.testing.assert_close(cos[index[0]], angles([46, 47], plain_freqs(theta=base)).cos())
+    torch.testing.assert_close(sin[index[1]], angles([18, 19], plain_freqs()).sin())
 
 
 @torch.no_grad()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.feature_cases import ATT, MLA, case
+from yamlllm_export import build_model
 from yamlllm_export.model.decoder import Block, ParallelBlock, Residual
 from yamlllm_export.model.ffn import ACTIVATIONS, MLP
 from yamlllm_export.model.init import init_weights
@@ -185,3 +187,14 @@ def test_block_layout_formulas(placement):
             want = h + n2(ffn(h))
     got, _ = block(x, None, None, (None, None))
     assert (got - want).abs().max() < 1e-6
+
+
+def test_gpt2_init_scales_residual_outputs_by_role() -> None:
+    """Residual-scaled (std / sqrt(2 · layers)) are exactly the projections onto the residual stream: MLA's
+    o_proj and the FFN's down, not the low-rank query's ``q_proj.down``, which only shares the name."""
+    model = build_model(case(*MLA, f"{ATT}.mla_rank", 24), seed=0)  # gpt2 init, std 0.08, 2 layers: residual 0.04
+    stds = {n: p.std().item() for n, p in model.named_parameters() if n.startswith("blocks.0.") and p.dim() == 2}
+    residual = {"blocks.0.attn.o_proj.weight", "blocks.0.ffn.down.weight"}
+    assert residual < stds.keys() and "blocks.0.attn.q_proj.down.weight" in stds
+    for name, std in stds.items():
+        assert std == pytest.approx(0.04 if name in residual else 0.08, rel=0.1), name

@@ -97,7 +97,21 @@ def test_attention_matches_formula(rd, window, causal, softcap):
     t = _inputs(rd)
     with torch.no_grad():
         out, _, _ = ops.attention(
-            t["q"], t["k"], t["v"], t["pk"], t["pv"], t["bias"], t["cos"], t["sin"], t["pos"], NH, NKV, SCALE, window, causal, softcap
+            query=t["q"],
+            key=t["k"],
+            value=t["v"],
+            past_key=t["pk"],
+            past_value=t["pv"],
+            attention_bias=t["bias"],
+            cos_cache=t["cos"],
+            sin_cache=t["sin"],
+            position_ids=t["pos"],
+            num_heads=NH,
+            num_kv_heads=NKV,
+            scale=SCALE,
+            window_size=window,
+            causal=causal,
+            softcap=softcap,
         )
     np.testing.assert_allclose(out.numpy(), _reference(t, rd, window=window, causal=causal, softcap=softcap), atol=2e-5)
 
@@ -107,7 +121,21 @@ def test_complex_attention_matches_complex_formula(window, causal, softcap):
     t = _inputs(HS)
     with torch.no_grad():
         out, present_k, _ = ops.complex_attention(
-            t["q"], t["k"], t["v"], t["pk"], t["pv"], t["bias"], t["cos"], t["sin"], t["pos"], NH, NKV, SCALE, window, causal, softcap
+            query=t["q"],
+            key=t["k"],
+            value=t["v"],
+            past_key=t["pk"],
+            past_value=t["pv"],
+            attention_bias=t["bias"],
+            cos_cache=t["cos"],
+            sin_cache=t["sin"],
+            position_ids=t["pos"],
+            num_heads=NH,
+            num_kv_heads=NKV,
+            scale=SCALE,
+            window_size=window,
+            causal=causal,
+            softcap=softcap,
         )
     ref = _reference(t, HS, window=window, causal=causal, softcap=softcap, complex_qk=True)
     np.testing.assert_allclose(out.numpy(), ref, atol=2e-5)
@@ -117,4 +145,17 @@ def test_complex_attention_matches_complex_formula(window, causal, softcap):
 def test_complex_attention_refuses_partial_rotary():
     t = _inputs(4)
     with pytest.raises(RuntimeError, match="rotary_dim = head_dim"), torch.no_grad():
-        ops.complex_attention(t["q"], t["k"], t["v"], t["pk"], t["pv"], None, t["cos"], t["sin"], t["pos"], NH, NKV, SCALE)
+        ops.complex_attention(
+            query=t["q"],
+            key=t["k"],
+            value=t["v"],
+            past_key=t["pk"],
+            past_value=t["pv"],
+            attention_bias=None,
+            cos_cache=t["cos"],
+            sin_cache=t["sin"],
+            position_ids=t["pos"],
+            num_heads=NH,
+            num_kv_heads=NKV,
+            scale=SCALE,
+        )

@@ -77,9 +77,22 @@ def test_eager_matches_absorbed_formula(variant: str, rope: bool) -> None:
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -S:]
     cos, sin = rope_caches(16, DR, 10000.0)
     scale = 1 / np.sqrt(DN + dr)
-    rope_args = (cos, sin, pos) if rope else (None, None, None)
+    rope_args = dict(zip(("cos_cache", "sin_cache", "position_ids"), (cos, sin, pos) if rope else (None, None, None), strict=True))
     out, present_latent, present_rope = mla_attention(
-        q, c_new, kr_new, c_past, kr_past, bias, *rope_args, w_uk, w_uv, NH, scale, window, causal, softcap
+        query=q,
+        latent=c_new,
+        rope_key=kr_new,
+        past_latent=c_past,
+        past_rope_key=kr_past,
+        attention_bias=bias,
+        **rope_args,
+        w_uk=w_uk,
+        w_uv=w_uv,
+        num_heads=NH,
+        scale=scale,
+        window_size=window,
+        causal=causal,
+        softcap=softcap,
     )
     want = _absorbed(
         *(_f64(t) for t in (q, c_new, kr_new, c_past, kr_past, bias, cos, sin, pos, w_uk, w_uv)),

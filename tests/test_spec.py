@@ -99,3 +99,37 @@ def test_llama_style_example_is_the_7b_shape():
     spec = load_spec(MODELS / "llama-style.yaml")
     assert spec.parameter_count() == 6_738_415_616
     assert (spec.layer.attention.num_heads, spec.layer.attention.head_dim) == (32, 128)
+
+
+def test_every_number_field_loads_as_float():
+    """JSON Schema's number admits ints; every field the schema types ``number`` holds a float in the typed
+    spec, whichever object it sits in (the list of such keys comes from the schema, not a hand-kept set)."""
+    d = {
+        **MINIMAL,
+        "embedding": {
+            **MINIMAL["embedding"],
+            "positional_encoding": {
+                "type": "rope",
+                "rope_theta": 10000,
+                "rope_scaling": {"type": "yarn", "factor": 4, "mscale": 1, "mscale_all_dim": 1, "attention_factor": 1},
+            },
+        },
+        "layer_overrides": [{"layers": [0], "attention": {"logit_softcap": 30}}],
+    }
+    spec = load_spec(d)
+    scaling = spec.embedding.positional_encoding.rope_scaling
+    for value in (
+        scaling.factor,
+        scaling.mscale,
+        scaling.mscale_all_dim,
+        scaling.attention_factor,
+        spec.layer_specs()[0].attention.logit_softcap,
+    ):
+        assert type(value) is float, value
+
+
+def test_rope_scaling_defaults_live_in_the_schema_only():
+    """The op-level parameters carry no defaults of their own: the builder passes every one from the spec."""
+    from yamlllm_export.ops.rope_scaling import RopeScaling
+
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(RopeScaling))

@@ -23,6 +23,18 @@ RULES = {
         case(*MLA, "embedding.positional_encoding", {"type": "learned"}, "layer.attention.mla_rope_head_dim", 8),
         "layer.attention.mla_rope_head_dim: is set but positional_encoding.type is 'learned'",
     ),
+    "mla-rope-dim-zero-with-rope": (
+        case(*MLA, "layer.attention.mla_rope_head_dim", 0),
+        "layer.attention.mla_rope_head_dim: 0 with positional_encoding.type 'rope' leaves MLA nothing to rotate",
+    ),
+    "alibi-max-positions-unused": (
+        case("layer.attention.alibi_max_positions", 2048),
+        "layer.attention.alibi_max_positions: has no effect: the ALiBi bias is computed from the mask for any length",
+    ),
+    "flash-attention-flag-unused": (
+        case("layer.attention.use_flash_attention", True),
+        "layer.attention.use_flash_attention: has no effect: the attention kernel follows build --target",
+    ),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),

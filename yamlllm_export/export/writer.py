@@ -6,7 +6,6 @@ failed or interrupted build leaves nothing behind. An existing folder is replace
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -71,16 +70,33 @@ def _versions() -> dict[str, str]:
     }
 
 
+# What torch.onnx.export (torch 2.13) says on every export and means nothing for us; anything else it warns
+# or prints reaches the user. (message regex, category) for warnings; log messages by their start.
+KNOWN_WARNINGS = (
+    (r"# The axis name: .* will not be used, since it shares the same shape constraints", UserWarning),  # our Dims
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # inside torch.export
+)
+KNOWN_LOG_STARTS = ("torchvision is not installed",)  # the exporter's registry notes an optional package
+
+
+class _KnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(KNOWN_LOG_STARTS)
+
+
 def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # the exporter logs progress and optional-package notes at INFO/WARNING
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(None):
-        warnings.simplefilter("ignore")
+    noise = _KnownNoise()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx._internal.exporter._registration", "torch.onnx")]  # filters do not inherit
+    for log in loggers:
+        log.addFilter(noise)
+    with torch.no_grad(), warnings.catch_warnings():
+        for message, category in KNOWN_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
         try:
             return _torch_export(model, contract, target, dtype)
         finally:
-            onnx_log.setLevel(level)
+            for log in loggers:
+                log.removeFilter(noise)
 
 
 def _torch_export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:

@@ -6,7 +6,8 @@ ORT publishes its schemas through ``get_all_operator_schema()``; we convert each
 ``output_qk`` is dropped: with it declared, the exporter leaves a dangling output that ORT rejects.
 Contrib ops whose name ONNX already uses in its default domain (Gelu, Trilu, ...) are skipped unless we
 emit them (``EMITTED_CLASHES``): ``onnx.reference`` builds a table assuming operator names are unique
-across domains, so it is imported before any such name is registered.
+across domains, so it is imported before any such name is registered. A schema ONNX refuses is skipped
+when we never emit that op, and is a build error naming the op and ONNX's reason when we do (``EMITTED``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ import functools
 import onnx
 from onnx.defs import OpSchema
 
+from yamlllm_export.errors import BuildError
+
 DROPPED_OUTPUTS = {("GroupQueryAttention", "output_qk")}
 DEFAULT_DOMAIN_OPS = {"SimplifiedLayerNormalization"}
 EMITTED_CLASHES = {"RotaryEmbedding"}
+# what target ``ort`` writes (lowerings/ort.py and its fusions): their schemas must register
+EMITTED = {"GroupQueryAttention", "RotaryEmbedding", "MoE", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization",
+           "SkipLayerNormalization"}  # fmt: skip
 _OPTION = {
     "Single": OpSchema.FormalParameterOption.Single,
     "Optional": OpSchema.FormalParameterOption.Optional,
@@ -60,14 +66,26 @@ def register_contrib_schemas() -> int:
     import onnx.reference  # noqa: F401 - must build its name table before clashing names exist
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
 
+    return register(ort_c.get_all_operator_schema())
+
+
+def register(schemas: list) -> int:  # ORT's pybind schema objects
+    """Register the wanted ones of ``schemas`` not known yet; returns how many."""
     added = 0
-    for s in ort_c.get_all_operator_schema():
+    for s in schemas:
         wanted = s.domain == "com.microsoft" or (s.domain == "" and s.name in DEFAULT_DOMAIN_OPS)
         if not wanted or s.deprecated or _known(s) or (s.domain and onnx.defs.has(s.name) and s.name not in EMITTED_CLASHES):
             continue
         try:
             onnx.defs.register_schema(_convert(s))
-        except Exception:  # noqa: BLE001, S112 - a schema ONNX cannot represent is one we do not emit
-            continue
+        except (onnx.defs.SchemaError, ValueError, TypeError) as err:  # how ONNX refuses a schema it cannot represent
+            if s.name in EMITTED:
+                import onnxruntime
+
+                raise BuildError(
+                    f"ONNX refuses the schema of {s.domain or 'ai.onnx'}.{s.name} from onnxruntime {onnxruntime.__version__}, "
+                    f"which target ort emits: {' '.join(str(err).split())}"
+                ) from err
+            continue  # a schema ONNX cannot represent, of an op we never emit
         added += 1
     return added

@@ -37,6 +37,8 @@ class SelfAttention(nn.Module):
     """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
     the kernel applies), as in OLMo-2, Qwen3 and Gemma 3."""
 
+    RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(
         self,
         dim: int,
@@ -73,13 +75,13 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs)."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
-            (cos, sin), pos = self.rotary.tables(past_key.shape[2] + x.shape[1], x.dtype), position_ids
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+            cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
         k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
         out, present_k, present_v = self.kernel(
-            q, k, self.v_proj(x), past_key, past_value, bias, cos, sin, pos,
-            self.num_heads, self.num_kv_heads, 1.0 / math.sqrt(self.head_dim),
-            self.window_size, self.causal, self.softcap,
+            query=q, key=k, value=self.v_proj(x), past_key=past_key, past_value=past_value, attention_bias=bias,
+            cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
+            scale=1.0 / math.sqrt(self.head_dim), window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

@@ -126,7 +126,8 @@ def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
     }
 
 
-def _rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
+def rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
+    """The op-level scaling parameters of a spec's ``rope_scaling`` (every field from the spec)."""
     if s is None:
         return None
     return RopeScaling(
@@ -141,7 +142,7 @@ def _rotary(emb: EmbeddingSpec) -> RotaryCache | DynamicNTKRotary | None:
     pe = emb.positional_encoding
     if pe.type != "rope":
         return None
-    scaling = _rope_scaling(pe.rope_scaling)
+    scaling = rope_scaling(pe.rope_scaling)
     if scaling is not None and scaling.type == "dynamic":
         return DynamicNTKRotary(
             pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings

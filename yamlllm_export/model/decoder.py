@@ -137,8 +137,9 @@ class DecoderLM(nn.Module):
     ) -> tuple[torch.Tensor, list[KV]]:
         """input_ids (B, S); attention_mask (B, P+S) with 1 for tokens and 0 for pads (either side);
         position_ids (B, S), default cumsum(mask) - 1 clamped at 0; → logits (B, S, vocab), presents.
-        ``last_logits``: logits (B, 1, vocab) of the last position only, what generation needs; on a long
-        prompt the LM head is a large share of the work (a 128-token prompt of a 32 k vocabulary, d 768: ~25 %)."""
+        ``last_logits``: logits (B, 1, vocab) of each row's last real new token only (right padding: before
+        its pads), what generation needs; on a long prompt the LM head is a large share of the work (a
+        128-token prompt of a 32 k vocabulary, d 768: ~25 %)."""
         B, S = input_ids.shape
         past = past_key_values if past_key_values is not None else self.empty_cache(B)
         if attention_mask is None:
@@ -158,8 +159,16 @@ class DecoderLM(nn.Module):
             x, present = block(x, bias, position_ids, layer_past)
             presents.append(present)
         if last_logits:
-            x = x[:, -1:]  # (B, 1, d)
+            x = x.gather(1, last_real(attention_mask, S)[:, None, None].expand(-1, 1, x.shape[-1]))  # (B, 1, d)
         return self.logit_softcap(self.lm_head(self.head_proj(self.final_norm(x)))), presents
+
+
+def last_real(attention_mask: torch.Tensor, new: int) -> torch.Tensor:
+    """(B,) index among the ``new`` last slots of each row's last real token (the last slot when none is)."""
+    m = attention_mask[:, -new:]  # (B, S)
+    slots = torch.arange(1, new + 1, device=m.device)  # 1-based, so a row without a real token gives 0 → S − 1 below
+    last = (m * slots).amax(-1) - 1  # (B,): −1 when no real token
+    return torch.where(last < 0, new - 1, last)
 
 
 def _or_identity(module: nn.Module | None) -> nn.Module:

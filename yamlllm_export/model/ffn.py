@@ -17,6 +17,8 @@ from yamlllm_export.ops.moe import ACTIVATIONS
 class MLP(nn.Module):
     """down(act(up(x)))."""
 
+    RESIDUAL_OUTPUT = "down"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(self, dim: int, hidden: int, *, activation: str, bias: bool, dropout: float) -> None:
         super().__init__()
         self.up = nn.Linear(dim, hidden, bias=bias)
@@ -30,6 +32,8 @@ class MLP(nn.Module):
 
 class GatedMLP(nn.Module):
     """down(act(gate(x)) ⊙ up(x)): SwiGLU, GeGLU, ReGLU."""
+
+    RESIDUAL_OUTPUT = "down"  # the projection onto the residual stream (gpt2 init scales it)
 
     def __init__(self, dim: int, hidden: int, *, activation: str, bias: bool, dropout: float) -> None:
         super().__init__()

@@ -4,8 +4,10 @@ All schemes draw from torch's RNG forked and seeded with ``seed``, visiting para
 so the same spec, seed and torch version give bit-identical weights (build.json records all three).
 
 - default: each module's own ``reset_parameters`` (PyTorch's defaults);
-- gpt2: N(0, std) for every matrix and embedding, residual output projections (attention ``o_proj``,
-  FFN ``down``) with std · scale, scale = 1/sqrt(2 · num_layers) unless given (Radford et al. 2019);
+- gpt2: N(0, std) for every matrix and embedding, residual output projections with std · scale, scale =
+  1/sqrt(2 · num_layers) unless given (Radford et al. 2019). Which projections write onto the residual
+  stream is each module's own declaration (``RESIDUAL_OUTPUT``: attention's ``o_proj``, an FFN's or the
+  experts' ``down``), not a name match: MLA's low-rank query also has a ``down``, which is not one;
 - xavier_uniform / xavier_normal (with ``gain``), kaiming_uniform / kaiming_normal: every matrix and
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
@@ -20,7 +22,11 @@ import math
 import torch
 from torch import nn
 
-RESIDUAL_OUTPUTS = ("o_proj", "down")
+
+def residual_outputs(model: nn.Module) -> set[int]:
+    """ids of the weights whose output is added onto the residual stream: for every module that declares
+    ``RESIDUAL_OUTPUT`` (the name of its projection onto the stream), that projection's weight."""
+    return {id(getattr(m, m.RESIDUAL_OUTPUT).weight) for m in model.modules() if hasattr(m, "RESIDUAL_OUTPUT")}
 
 
 def _reset_defaults(model: nn.Module) -> None:
@@ -29,9 +35,10 @@ def _reset_defaults(model: nn.Module) -> None:
             module.reset_parameters()
 
 
-def _init_matrix(name: str, weight: torch.Tensor, *, scheme: str, gain: float, std: float, residual_std: float) -> None:
+def _init_matrix(weight: torch.Tensor, *, scheme: str, gain: float, std: float) -> None:
+    """``std``: the gpt2 scheme's, already residual-scaled for a residual output projection."""
     if scheme == "gpt2":
-        nn.init.normal_(weight, 0.0, residual_std if name.split(".")[-2] in RESIDUAL_OUTPUTS else std)
+        nn.init.normal_(weight, 0.0, std)
     elif scheme == "xavier_uniform":
         nn.init.xavier_uniform_(weight, gain=gain)
     elif scheme == "xavier_normal":
@@ -66,17 +73,17 @@ def init_weights(
             residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
             seen: set[int] = set()
             offsets = {id(m.weight) for m in model.modules() if getattr(m, "unit_offset", False) and m.weight is not None}
+            residual = residual_outputs(model)
             for name, p in model.named_parameters():
                 if id(p) in seen:
                     continue
                 seen.add(id(p))
                 if name.endswith("bias"):  # stacked experts' biases are (E, out)
                     nn.init.zeros_(p)
-                elif p.dim() == 3:  # stacked experts (E, out, in): each expert's matrix on its own
-                    for matrix in p:
-                        _init_matrix(name, matrix, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
-                elif p.dim() == 2:
-                    _init_matrix(name, p, scheme=scheme, gain=gain, std=std, residual_std=residual_std)
+                elif p.dim() in (2, 3):  # a matrix, or stacked experts (E, out, in): each expert's matrix on its own
+                    matrix_std = residual_std if id(p) in residual else std
+                    for matrix in p if p.dim() == 3 else (p,):
+                        _init_matrix(matrix, scheme=scheme, gain=gain, std=matrix_std)
                 elif id(p) in offsets:  # norm scale stored as w in 1 + w
                     nn.init.zeros_(p)
                 else:  # norm scales

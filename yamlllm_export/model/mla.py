@@ -41,6 +41,8 @@ class LowRankQuery(nn.Module):
 
 
 class MultiLatentAttention(nn.Module):
+    RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(
         self,
         dim: int,
@@ -97,13 +99,14 @@ class MultiLatentAttention(nn.Module):
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents
         (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary: tables may depend on the total length
-            (cos, sin), pos = self.rotary.tables(past_latent.shape[2] + x.shape[1], x.dtype), position_ids
+        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+            cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)
         out, present_latent, present_rope_key = ops.mla_attention(
-            q, self.kv_norm(latent), rope_key if self.rope_dim else None, past_latent, past_rope_key, bias, cos, sin, pos,
-            self.k_up.weight, self.v_up.weight, self.num_heads, self.scale,
-            self.window_size, self.causal, self.softcap,
+            query=q, latent=self.kv_norm(latent), rope_key=rope_key if self.rope_dim else None, past_latent=past_latent,
+            past_rope_key=past_rope_key, attention_bias=bias, cos_cache=cos, sin_cache=sin, position_ids=pos,
+            w_uk=self.k_up.weight, w_uv=self.v_up.weight, num_heads=self.num_heads, scale=self.scale,
+            window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_latent, present_rope_key if self.rope_dim else None

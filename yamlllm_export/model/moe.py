@@ -62,6 +62,8 @@ class ExpertLinear(nn.Module):
 class Experts(nn.Module):
     """E MLPs (gated: down(act(gate(x)) ⊙ up(x)); plain: down(act(up(x)))) as stacked weights."""
 
+    RESIDUAL_OUTPUT = "down"  # the projection onto the residual stream (gpt2 init scales it)
+
     def __init__(self, num: int, dim: int, hidden: int, *, gated: bool, bias: bool) -> None:
         super().__init__()
         self.gate = ExpertLinear(num, dim, hidden, bias=bias) if gated else None

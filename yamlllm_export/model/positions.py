@@ -68,15 +68,21 @@ class RotaryCache(nn.Module):
         cos, sin = rope_tables(positions, inv_freq, attention_factor)
         self.cos, self.sin = cos.to(self.cos.device, self.cos.dtype), sin.to(self.sin.device, self.sin.dtype)
 
-    def tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin) (max_positions, rd/2) for a forward whose past + new tokens number ``length``."""
-        return self.cos.to(dtype), self.sin.to(dtype)
+    def tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin, positions) for the attention ops: the (max_positions, rd/2) tables and ``position_ids``
+        (B, S) indexing them (the interface ``DynamicNTKRotary`` shares)."""
+        return self.cos.to(dtype), self.sin.to(dtype), position_ids
 
 
 class DynamicNTKRotary(nn.Module):
-    """RoPE with dynamic NTK scaling: the base grows with the current total length L (past + new tokens)
-    once L exceeds ``original_max``, so the tables are computed in the forward (and so in the exported
-    graph) from L, in float64: positions 0 .. L−1, each (L, rd/2).
+    """RoPE with dynamic NTK scaling: the base grows with a row's length L once L exceeds ``original_max``,
+    so the tables are computed in the forward (and so in the exported graph), in float64.
+
+    L is per row: max(position_ids of the row) + 1, Hugging Face's rule (``dynamic_rope_update``) taken
+    row by row, so a row's rotation depends on its own tokens only, never on its neighbours' padding (HF
+    takes the batch's maximum). The tables hold one row per (b, s), the angles of exactly the positions the
+    step rotates, and the positions returned index them: every target's RoPE lowering gathers from a 2-D
+    table by position ids, so per-row bases need no new op.
 
     Cached keys keep the rotation of the step that wrote them, as in Hugging Face's implementation: decoding
     past ``original_max`` with a cache legitimately differs from recomputing the whole sequence."""
@@ -90,13 +96,16 @@ class DynamicNTKRotary(nn.Module):
     def reset_buffers(self) -> None:
         self.anchor = torch.zeros((), dtype=torch.int64, device=self.anchor.device)
 
-    def tables(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(length, dtype=torch.float64, device=self.anchor.device)  # (L,)
+    def tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin) (B·S, rd/2) and positions (B, S) = b·S + s indexing them."""
+        B, S = position_ids.shape
+        pos = position_ids.to(torch.float64)  # (B, S)
         inv_freq = dynamic_ntk_inv_freq(
-            positions[-1:] + 1, rotary_dim=self.rotary_dim, theta=self.theta, factor=self.factor, original_max=self.original_max
-        )  # (rd/2,)
-        cos, sin = rope_tables(positions, inv_freq)
-        return cos.to(dtype), sin.to(dtype)
+            pos.amax(-1, keepdim=True) + 1, rotary_dim=self.rotary_dim, theta=self.theta, factor=self.factor, original_max=self.original_max
+        )  # (B, rd/2): each row's own base
+        angles = (pos[..., None] * inv_freq[:, None, :]).reshape(B * S, self.rotary_dim // 2)  # (B·S, rd/2)
+        index = torch.arange(B * S, device=position_ids.device).view(B, S)
+        return angles.cos().to(dtype), angles.sin().to(dtype), index
 
 
 class AlibiSlopes(nn.Module):

@@ -81,7 +81,7 @@ def attend(
 
 
 @custom_op("attention")
-def attention(
+def attention_op(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -124,4 +124,44 @@ def attention_fake(
     return query.new_empty(B, S, num_heads * past_key.shape[3]), past_key.new_empty(present_shape), past_value.new_empty(present_shape)
 
 
-attention.op.register_fake(attention_fake)
+attention_op.op.register_fake(attention_fake)
+
+
+def attention(
+    *,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    past_key: torch.Tensor,
+    past_value: torch.Tensor,
+    attention_bias: torch.Tensor | None,
+    cos_cache: torch.Tensor | None,
+    sin_cache: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    num_heads: int,
+    num_kv_heads: int,
+    scale: float,
+    window_size: int = 0,
+    causal: bool = True,
+    softcap: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``yamlllm::attention`` by keyword: the op's schema is positional (torch custom ops cannot take tensors by
+    keyword only), so call sites go through here and name every argument; two of one type (``window_size``
+    and ``causal``, ``cos_cache`` and ``sin_cache``) cannot be swapped unnoticed."""
+    return attention_op(
+        query,
+        key,
+        value,
+        past_key,
+        past_value,
+        attention_bias,
+        cos_cache,
+        sin_cache,
+        position_ids,
+        num_heads,
+        num_kv_heads,
+        scale,
+        window_size,
+        causal,
+        softcap,
+    )

@@ -31,7 +31,7 @@ def as_real(z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 @custom_op("complex_attention")
-def complex_attention(
+def complex_attention_op(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -66,4 +66,44 @@ def complex_attention(
     return out.transpose(1, 2).reshape(B, S, num_heads * hs), present_k, present_v
 
 
-complex_attention.op.register_fake(attention_fake)
+complex_attention_op.op.register_fake(attention_fake)
+
+
+def complex_attention(
+    *,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    past_key: torch.Tensor,
+    past_value: torch.Tensor,
+    attention_bias: torch.Tensor | None,
+    cos_cache: torch.Tensor | None,
+    sin_cache: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    num_heads: int,
+    num_kv_heads: int,
+    scale: float,
+    window_size: int = 0,
+    causal: bool = True,
+    softcap: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``yamlllm::complex_attention`` by keyword: the op's schema is positional (torch custom ops cannot take tensors by
+    keyword only), so call sites go through here and name every argument; two of one type (``window_size``
+    and ``causal``, ``cos_cache`` and ``sin_cache``) cannot be swapped unnoticed."""
+    return complex_attention_op(
+        query,
+        key,
+        value,
+        past_key,
+        past_value,
+        attention_bias,
+        cos_cache,
+        sin_cache,
+        position_ids,
+        num_heads,
+        num_kv_heads,
+        scale,
+        window_size,
+        causal,
+        softcap,
+    )

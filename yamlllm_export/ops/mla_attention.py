@@ -42,7 +42,7 @@ from yamlllm_export.ops.rotary import apply_rotary
 
 
 @custom_op("mla_attention")
-def mla_attention(
+def mla_attention_op(
     query: torch.Tensor,
     latent: torch.Tensor,
     rope_key: torch.Tensor | None,
@@ -93,7 +93,7 @@ def mla_attention(
     return out.transpose(1, 2).reshape(B, S, num_heads * dv), present_latent, present_rope
 
 
-@mla_attention.op.register_fake
+@mla_attention_op.op.register_fake
 def _(
     query: torch.Tensor, latent: torch.Tensor, rope_key: torch.Tensor | None, past_latent: torch.Tensor, past_rope_key: torch.Tensor | None,
     attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
@@ -106,4 +106,46 @@ def _(
         query.new_empty(B, S, w_uv.shape[0]),
         past_latent.new_empty(B, 1, T, latent.shape[-1]),
         past_latent.new_empty(B, 1, T, 0 if rope_key is None else rope_key.shape[-1]),
+    )
+
+
+def mla_attention(
+    *,
+    query: torch.Tensor,
+    latent: torch.Tensor,
+    rope_key: torch.Tensor | None,
+    past_latent: torch.Tensor,
+    past_rope_key: torch.Tensor | None,
+    attention_bias: torch.Tensor | None,
+    cos_cache: torch.Tensor | None,
+    sin_cache: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    w_uk: torch.Tensor,
+    w_uv: torch.Tensor,
+    num_heads: int,
+    scale: float,
+    window_size: int = 0,
+    causal: bool = True,
+    softcap: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``yamlllm::mla_attention`` by keyword: the op's schema is positional (torch custom ops cannot take tensors by
+    keyword only), so call sites go through here and name every argument; two of one type (``window_size``
+    and ``causal``, ``cos_cache`` and ``sin_cache``) cannot be swapped unnoticed."""
+    return mla_attention_op(
+        query,
+        latent,
+        rope_key,
+        past_latent,
+        past_rope_key,
+        attention_bias,
+        cos_cache,
+        sin_cache,
+        position_ids,
+        w_uk,
+        w_uv,
+        num_heads,
+        scale,
+        window_size,
+        causal,
+        softcap,
     )

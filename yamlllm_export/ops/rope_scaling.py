@@ -28,18 +28,19 @@ SCALING_TYPES = ("linear", "dynamic", "llama3", "yarn")
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """The scaling parameters a ``RotaryCache`` needs (the builder copies them from the spec)."""
+    """The scaling parameters a ``RotaryCache`` needs, each given: the builder copies them from the spec, whose
+    schema holds the defaults (``rope_scaling`` in ``spec/yamlllm.schema.json``)."""
 
     type: str  # linear | dynamic | llama3 | yarn
     factor: float
     original_max_position_embeddings: int
-    low_freq_factor: float = 1.0
-    high_freq_factor: float = 4.0
-    beta_fast: float = 32.0
-    beta_slow: float = 1.0
-    mscale: float | None = None
-    mscale_all_dim: float | None = None
-    attention_factor: float | None = None
+    low_freq_factor: float  # llama3
+    high_freq_factor: float  # llama3
+    beta_fast: float  # yarn
+    beta_slow: float  # yarn
+    mscale: float | None  # yarn (DeepSeek)
+    mscale_all_dim: float | None  # yarn (DeepSeek)
+    attention_factor: float | None  # yarn
 
 
 def default_inv_freq(rotary_dim: int, theta: float) -> torch.Tensor:
@@ -122,10 +123,10 @@ def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) 
 
 
 def dynamic_ntk_inv_freq(length: torch.Tensor, *, rotary_dim: int, theta: float, factor: float, original_max: int) -> torch.Tensor:
-    """Dynamic NTK θ for the current total length ``length`` (a float64 tensor of shape (1,)), in tensor
-    ops so it is part of the exported graph: base' = theta · (factor·L/L_orig − (factor − 1))^(d/(d−2)) with
-    L = max(length, L_orig) (below L_orig the base is unchanged)."""
+    """Dynamic NTK θ for the length ``length`` (a float64 tensor (1,), or (B, 1) for one length per row), in
+    tensor ops so it is part of the exported graph: base' = theta · (factor·L/L_orig − (factor − 1))^(d/(d−2))
+    with L = max(length, L_orig) (below L_orig the base is unchanged). Returns (d/2,), or (B, d/2)."""
     L = length.clamp(min=float(original_max))
-    base = theta * (factor * L / original_max - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))  # (1,)
+    base = theta * (factor * L / original_max - (factor - 1)) ** (rotary_dim / (rotary_dim - 2))  # (1,) or (B, 1)
     exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float64, device=length.device) / rotary_dim
-    return base**-exponents  # (d/2,)
+    return base**-exponents

@@ -161,6 +161,14 @@ def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
     return max(m, m * math.ceil(size / m))
 
 
+# attention keys of the dialect accepted by the schema only at their defaults (spec/rules.py says why): not in the spec
+REFUSED_KEYS = ("alibi_max_positions", "use_flash_attention")
+
+
+def _without(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
 def _optional(cls: type, value: dict[str, Any] | None) -> Any:
     return cls(**value) if value is not None else None
 
@@ -181,7 +189,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer=LayerSpec(
             **{
                 **lay,
-                "attention": AttentionSpec(**{**att, "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
+                "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
                 "ffn": FFNSpec(**{**ffn, "moe": _optional(MoESpec, ffn["moe"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
@@ -212,28 +220,8 @@ def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
         key, message = found[0]
         raise SpecError(f"{key}: {message}")
     _derive(filled)
-    _coerce_numbers(filled)
+    schema.coerce_numbers(filled)
     return _freeze(filled)
-
-
-_FLOAT_KEYS = {
-    *("rope_theta", "eps", "dropout", "residual_dropout", "gain", "std", "gpt2_residual_scale", "scale"),
-    *("partial_rotary_factor", "factor", "low_freq_factor", "high_freq_factor", "beta_fast", "beta_slow", "attention_factor"),
-    *("expansion_factor", "ffn_dim_multiplier", "logit_softcap", "final_logit_softcap"),
-}
-
-
-def _coerce_numbers(d: dict[str, Any]) -> None:
-    """JSON Schema's ``number`` admits ints; the typed spec holds floats for those fields."""
-    for key, value in d.items():
-        if isinstance(value, dict):
-            _coerce_numbers(value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    _coerce_numbers(item)
-        elif key in _FLOAT_KEYS and isinstance(value, int) and not isinstance(value, bool):
-            d[key] = float(value)
 
 
 def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) -> ModelSpec:

@@ -23,6 +23,18 @@ def _head_dim(d: dict[str, Any]) -> int:
 def _attention(d: dict[str, Any]) -> Iterator[Problem]:
     layer, att = d["layer"], d["layer"]["attention"]
     heads, kv = att["num_heads"], att["num_kv_heads"]
+    if att["alibi_max_positions"] is not None:  # a key of the dialect that nothing here could honour
+        yield (
+            "layer.attention.alibi_max_positions",
+            "has no effect: the ALiBi bias is computed from the mask for any length; remove it and set "
+            "embedding.max_position_embeddings for the longest context",
+        )
+    if att["use_flash_attention"]:
+        yield (
+            "layer.attention.use_flash_attention",
+            "has no effect: the attention kernel follows build --target (ort: GroupQueryAttention, onnx: Attention, "
+            "portable: MatMul/Softmax); remove it",
+        )
     if kv is not None:
         if kv > heads:
             yield "layer.attention.num_kv_heads", f"{kv} exceeds num_heads {heads}"
@@ -69,6 +81,12 @@ def _mla(d: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.attention.num_kv_heads", "MLA derives every head's keys and values from one shared latent; leave num_kv_heads unset"
     if att["qk_norm"] is not None:
         yield "layer.attention.qk_norm", "not available with mechanism 'mla' (MLA normalises its latents itself)"
+    if pe["type"] == "rope" and att["mla_rope_head_dim"] == 0:
+        yield (
+            "layer.attention.mla_rope_head_dim",
+            "0 with positional_encoding.type 'rope' leaves MLA nothing to rotate; give a positive even size, or use "
+            "positional_encoding.type: none (MLA without RoPE caches the latent alone)",
+        )
     if att["mla_rope_head_dim"] is not None and att["mla_rope_head_dim"] % 2:
         yield "layer.attention.mla_rope_head_dim", f"{att['mla_rope_head_dim']} is odd; RoPE rotates pairs of dimensions"
     rope_dim = att["mla_rope_head_dim"] or _head_dim(d) // 2

@@ -55,3 +55,30 @@ def fill_defaults(data: dict[str, Any], node: dict[str, Any] | None = None) -> d
         if isinstance(out.get(key), dict):
             out[key] = fill_defaults(out[key], sub)
     return out
+
+
+def _admits_number(node: dict[str, Any]) -> bool:
+    node = _resolve(node)
+    kinds = node.get("type", [])
+    if "number" in (kinds if isinstance(kinds, list) else [kinds]):
+        return True
+    return any(_admits_number(option) for option in node.get("oneOf", []) + node.get("anyOf", []))
+
+
+def coerce_numbers(data: dict[str, Any], node: dict[str, Any] | None = None) -> None:
+    """In place: every int (not bool) in ``data`` where the schema's type is ``number`` becomes a float (JSON
+    Schema's number admits ints; the typed spec holds floats), recursively through objects and arrays."""
+    node = _object_branch(node or schema())
+    if node is None:
+        return
+    for key, sub in node.get("properties", {}).items():
+        value = data.get(key)
+        if isinstance(value, dict):
+            coerce_numbers(value, sub)
+        elif isinstance(value, list):
+            items = _resolve(sub).get("items")
+            for item in value:
+                if isinstance(item, dict) and items is not None:
+                    coerce_numbers(item, items)
+        elif isinstance(value, int) and not isinstance(value, bool) and _admits_number(sub):
+            data[key] = float(value)

@@ -64,8 +64,6 @@ class AttentionSpec:
     window_size: int | None
     logit_softcap: float | None
     qk_norm: QKNormSpec | None
-    alibi_max_positions: int | None
-    use_flash_attention: bool
     mla_latent_dim: int | None
     mla_rank: int | None
     mla_rope_head_dim: int | None  # derived for MLA: head_dim // 2
