@@ -47,9 +47,9 @@ def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> An
     one = op.Constant(value_int=1)
     pos = op.Cast(op.Max(op.Sub(op.CumSum(attention_mask, one), one), op.Constant(value_int=0)), to=ir.DataType.FLOAT)
     q_pos = op.Slice(pos, op.Sub(T, S), T, op.Constant(value_ints=[1]))  # (B, S)
-    rel = op.Sub(op.Unsqueeze(pos, one), op.Unsqueeze(q_pos, op.Constant(value_ints=[2])))  # (B, S, T)
-    slopes = op.Unsqueeze(op.Cast(alibi_slopes, to=ir.DataType.FLOAT), op.Constant(value_ints=[0, 2, 3]))  # (1, nh, 1, 1)
-    return op.Add(op.Mul(slopes, op.Unsqueeze(rel, one)), pad)  # (B, nh, S, T)
+    distance = op.Abs(op.Sub(op.Unsqueeze(pos, one), op.Unsqueeze(q_pos, op.Constant(value_ints=[2]))))  # (B, S, T)
+    slopes = op.Unsqueeze(op.Neg(op.Cast(alibi_slopes, to=ir.DataType.FLOAT)), op.Constant(value_ints=[0, 2, 3]))  # (1, nh, 1, 1)
+    return op.Add(op.Mul(slopes, op.Unsqueeze(distance, one)), pad)  # (B, nh, S, T)
 
 
 def visibility(op: Any, query: Any, past_key: Any, *, causal: bool, window_size: int) -> Any:

@@ -5,8 +5,12 @@ Lowers to plain ops on every target (ORT has no ALiBi kernel; GroupQueryAttentio
 ``attention_bias``). Key positions are ``cumsum(mask) - 1`` clamped at 0, so pads do not shift positions,
 and a query's position is that of its own slot (the last S columns):
 
-    bias[b, h, i, j] = slope_h · (pos[b, j] − pos[b, T − S + i])    (ALiBi; 0 without slopes)
+    bias[b, h, i, j] = −slope_h · |pos[b, j] − pos[b, T − S + i]|    (ALiBi; 0 without slopes)
                      + mask_value    where mask[b, j] == 0
+
+The distance is symmetric, so one formula serves both masks: under a causal mask every visible key lies
+at or before its query (the paper's slope·(pos_j − pos_i)), and without one (``causal: false``) keys after
+the query are penalised by their distance too, as in bidirectional ALiBi encoders, never rewarded.
 
 Shapes: attention_mask (B, T) int64, input_ids (B, S) (only its shape is used), alibi_slopes (nh,) or None.
 Returns float32 (B, nh or 1, S, T).
@@ -28,8 +32,8 @@ def attention_bias(attention_mask: torch.Tensor, input_ids: torch.Tensor, alibi_
     if alibi_slopes is None:
         return pad.contiguous()
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0).float()  # (B, T)
-    rel = pos[:, None, :] - pos[:, T - S :, None]  # (B, S, T)
-    return alibi_slopes.float()[None, :, None, None] * rel[:, None] + pad  # (B, nh, S, T)
+    distance = (pos[:, None, :] - pos[:, T - S :, None]).abs()  # (B, S, T)
+    return -alibi_slopes.float()[None, :, None, None] * distance[:, None] + pad  # (B, nh, S, T)
 
 
 @attention_bias.op.register_fake

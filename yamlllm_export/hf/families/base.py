@@ -82,12 +82,14 @@ def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def window_overrides(cfg: HFConfig, window: int | None, num_layers: int) -> tuple[int | None, list[dict[str, Any]]]:
+def window_overrides(
+    cfg: HFConfig, window: int | None, num_layers: int, kinds: list[str] | None = None
+) -> tuple[int | None, list[dict[str, Any]]]:
     """(the window of every layer, or per-layer overrides) from ``sliding_window`` and ``layer_types``
-    (Qwen2 slides only in some layers)."""
+    (Qwen2 slides only in some layers); ``kinds`` stands in for a ``layer_types`` the config lacks."""
     if not window:
         return None, []
-    kinds = cfg.get("layer_types")
+    kinds = cfg.get("layer_types", kinds)
     if kinds is None or all(k == "sliding_attention" for k in kinds):
         return window, []
     sliding = [i for i, k in enumerate(kinds[:num_layers]) if k == "sliding_attention"]

@@ -44,7 +44,11 @@ def llama_spec(cfg: HFConfig) -> dict[str, Any]:
     head_dim = dims.get("head_dim", d // dims["num_heads"])
     qwen = cfg.model_type == "qwen2"
     window = cfg.get("sliding_window") if (cfg.model_type == "mistral" or cfg.get("use_sliding_window", False)) else None
-    window, overrides = window_overrides(cfg, window, layers)
+    kinds = None
+    if qwen and window:  # transformers' Qwen2Config without layer_types: the window only on layers ≥ max_window_layers
+        first = cfg.get("max_window_layers", 28)
+        kinds = ["sliding_attention" if i >= first else "full_attention" for i in range(layers)]
+    window, overrides = window_overrides(cfg, window, layers, kinds)
     bias = bool(cfg.get("attention_bias", False))
     attention = {**dims, "bias": bias, **({"qkv_bias": True, "out_bias": False} if qwen else {}), "window_size": window}
     spec = {
