@@ -96,10 +96,7 @@ def _code_lines(path: Path) -> dict[int, str]:
 def test_rule_written_once(rule: str) -> None:
     pattern, allowed = RULES[rule]
     found = {
-        str(path.relative_to(ROOT)): n
-        for path in ROOT.rglob("*.py")
-        for n, line in _code_lines(path).items()
-        if re.search(pattern, line)
+        str(path.relative_to(ROOT)): n for path in ROOT.rglob("*.py") for n, line in _code_lines(path).items() if re.search(pattern, line)
     }
     assert set(found) <= allowed, f"{rule}: copies outside {sorted(allowed)}: {found}"
     assert {f for f in allowed if not f.startswith("runtime/")} <= set(found), f"{rule}: a definition moved without updating this test"
