@@ -1,5 +1,5 @@
 """Who sees whom, in onnxscript: ``ops/masking.py`` line for line, for every target's lowering
-(``lowerings/common.py``'s attention bias, ``portable.py``, ``standard.py``, ``mla.py``). ``op`` is the
+(``attention_bias.py``, ``portable.py``, ``standard.py``, ``mla.py``). ``op`` is the
 caller's opset; lengths are (1,) int64 tensors as ``common.dim`` returns them.
 """
 
