@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.spec.load import load_spec
 
 

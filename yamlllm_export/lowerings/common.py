@@ -1,4 +1,4 @@
-"""Lowering pieces shared by every target: opset-parametrised helpers and the plain-op attention-bias lowering."""
+"""Lowering pieces shared by every target: opset-parametrised shape helpers and the dense plain-op MoE lowering."""
 
 from __future__ import annotations
 
@@ -7,18 +7,6 @@ from typing import Any
 
 import onnx_ir as ir
 from onnxscript import opset18
-
-from yamlllm_export.ops.masking import mask_value
-
-_TORCH_DTYPE = {ir.DataType.FLOAT: "float32", ir.DataType.FLOAT16: "float16", ir.DataType.BFLOAT16: "bfloat16"}
-
-
-def neg(x: Any) -> float:
-    """The finite mask value for the dtype of traced value ``x`` (see ``ops/masking.py``)."""
-    import torch
-
-    name = _TORCH_DTYPE.get(getattr(x, "dtype", None), "float32")
-    return mask_value(getattr(torch, name))
 
 
 def dim(op: Any, x: Any, axis: int) -> Any:
@@ -29,54 +17,6 @@ def dim(op: Any, x: Any, axis: int) -> Any:
 def scalar(op: Any, x1: Any) -> Any:
     """(1,) → ()."""
     return op.Squeeze(x1, op.Constant(value_ints=[0]))
-
-
-def attention_bias(attention_mask: Any, input_ids: Any, alibi_slopes: Any) -> Any:
-    """``yamlllm::attention_bias`` in plain opset-18 ops, the one lowering every target shares (no runtime
-    has an ALiBi kernel). Mirrors ``ops/attention_bias.py``."""
-    import torch
-
-    op = opset18
-    S, T = dim(op, input_ids, 1), dim(op, attention_mask, 1)
-    zero, neg32 = op.Constant(value_float=0.0), op.Constant(value_float=mask_value(torch.float32))
-    pad = op.Where(op.Equal(attention_mask, op.Constant(value_int=0)), neg32, zero)  # (B, T)
-    pad = op.Unsqueeze(pad, op.Constant(value_ints=[1, 2]))  # (B, 1, 1, T)
-    if alibi_slopes is None:
-        shape = op.Concat(dim(op, attention_mask, 0), op.Constant(value_ints=[1]), S, T, axis=0)
-        return op.Expand(pad, shape)  # (B, 1, S, T)
-    one = op.Constant(value_int=1)
-    pos = op.Cast(op.Max(op.Sub(op.CumSum(attention_mask, one), one), op.Constant(value_int=0)), to=ir.DataType.FLOAT)
-    q_pos = op.Slice(pos, op.Sub(T, S), T, op.Constant(value_ints=[1]))  # (B, S)
-    distance = op.Abs(op.Sub(op.Unsqueeze(pos, one), op.Unsqueeze(q_pos, op.Constant(value_ints=[2]))))  # (B, S, T)
-    slopes = op.Unsqueeze(op.Neg(op.Cast(alibi_slopes, to=ir.DataType.FLOAT)), op.Constant(value_ints=[0, 2, 3]))  # (1, nh, 1, 1)
-    return op.Add(op.Mul(slopes, op.Unsqueeze(distance, one)), pad)  # (B, nh, S, T)
-
-
-def visibility(op: Any, query: Any, past_key: Any, *, causal: bool, window_size: int) -> Any:
-    """The (S, T) additive mask of ``ops/attention.py:visibility_mask`` in the dtype of ``query``: new token
-    i (cache index P + i) sees index j when j ≤ P + i (causal) and j > P + i − window_size (window > 0).
-    None when every key is visible (bidirectional, no window)."""
-    if not causal and window_size <= 0:
-        return None
-    S, P = dim(op, query, 1), dim(op, past_key, 2)
-    T = op.Add(P, S)
-    one = op.Constant(value_int=1)
-    j = op.Unsqueeze(op.Range(op.Constant(value_int=0), scalar(op, T), one), op.Constant(value_ints=[0]))  # (1, T)
-    i = op.Unsqueeze(op.Range(scalar(op, P), scalar(op, T), one), op.Constant(value_ints=[1]))  # (S, 1)
-    visible = op.LessOrEqual(j, i) if causal else None
-    if window_size > 0:
-        in_window = op.Greater(j, op.Sub(i, op.Constant(value_int=window_size)))
-        visible = in_window if visible is None else op.And(visible, in_window)
-    zero, masked = op.CastLike(op.Constant(value_float=0.0), query), op.CastLike(op.Constant(value_float=neg(query)), query)
-    return op.Where(visible, zero, masked)
-
-
-def rotary_dim(cos_cache: Any) -> int:
-    """rd = 2 · cos_cache.shape[1], static (the tables are buffers), for the RotaryEmbedding attribute."""
-    half = cos_cache.shape[1]
-    if not isinstance(half, int):
-        raise TypeError(f"RoPE cos cache needs a static second dimension, got shape {cos_cache.shape}")
-    return 2 * half
 
 
 def _activation(op: Any, x: Any, name: str) -> Any:

@@ -26,8 +26,9 @@ from typing import Any
 
 from onnxscript import opset18, opset23, values
 
-from yamlllm_export.lowerings import common
 from yamlllm_export.lowerings.common import dim
+from yamlllm_export.lowerings.masking import visibility_mask, with_bias
+from yamlllm_export.lowerings.rotary import apply_rotary
 
 msft = values.Opset("com.microsoft", 1)
 BIG = 2**62
@@ -68,34 +69,11 @@ class Variant:
     softcap: float = 0.0
 
 
-def _mask(op: Any, like: Any, past: Any, new: Any, attention_bias: Any, variant: Variant) -> Any:
-    """Additive (S, T) visibility mask by cache index (new token i at P + i sees j ≤ P + i when causal, and
-    j > P + i − window_size with a window) plus the bias (B, 1|nh, S, T) when given; finite masked values
-    (see ops/masking.py). None when everything is visible and there is no bias."""
-    P, T = past, op.Add(past, new)
-    j = op.Unsqueeze(op.Range(op.Constant(value_int=0), common.scalar(op, T), op.Constant(value_int=1)), _ints(op, 0))  # (1, T)
-    i = op.Unsqueeze(op.Range(common.scalar(op, P), common.scalar(op, T), op.Constant(value_int=1)), _ints(op, 1))  # (S, 1)
-    visible = op.LessOrEqual(j, i) if variant.causal else None
-    if variant.window_size > 0:
-        in_window = op.Greater(j, op.Sub(i, op.Constant(value_int=variant.window_size)))
-        visible = in_window if visible is None else op.And(visible, in_window)
-    mask = None
-    if visible is not None:
-        zero, neg = op.CastLike(op.Constant(value_float=0.0), like), op.CastLike(op.Constant(value_float=common.neg(like)), like)
-        mask = op.Where(visible, zero, neg)
-    if attention_bias is not None:
-        bias = op.CastLike(attention_bias, like)
-        mask = bias if mask is None else op.Add(mask, bias)
-    return mask
-
-
-def _rotary(op: Any, x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) -> Any:
-    """RoPE, half-rotation layout, on x (B, S, n, dr) in plain ops (as ``lowerings/portable.py``'s, opset-parametrised)."""
-    cos = op.Unsqueeze(op.CastLike(op.Gather(cos_cache, position_ids), x), _ints(op, 2))  # (B, S, 1, dr/2)
-    sin = op.Unsqueeze(op.CastLike(op.Gather(sin_cache, position_ids), x), _ints(op, 2))
-    half, last = dim(op, cos_cache, 1), _ints(op, -1)
-    x1, x2 = op.Slice(x, _ints(op, 0), half, last), op.Slice(x, half, op.Add(half, half), last)
-    return op.Concat(op.Sub(op.Mul(x1, cos), op.Mul(x2, sin)), op.Add(op.Mul(x2, cos), op.Mul(x1, sin)), axis=-1)
+def _mask(op: Any, like: Any, S: Any, P: Any, attention_bias: Any, variant: Variant) -> Any:
+    """The (S, T) visibility mask of ``lowerings/masking.py`` (by cache index, as ``yamlllm::attention``) plus
+    the bias (B, 1|nh, S, T); None when everything is visible and there is no bias."""
+    mask = visibility_mask(op, S, P, causal=variant.causal, window_size=variant.window_size, like=like)
+    return with_bias(op, mask, attention_bias, like)
 
 
 def _no_rope(op: Any, present_latent: Any) -> Any:
@@ -147,7 +125,7 @@ def standard_mla_attention(
         present_rope = op.Concat(past_rope_key, k_rope, axis=2)  # (B, 1, T, dr)
         q = op.Concat(q, q_rope, axis=-1)  # (B, nh, S, L + dr)
         k = op.Concat(present_latent, present_rope, axis=-1)  # (B, 1, T, L + dr)
-    mask = _mask(op, query, dim(op, past_latent, 2), dim(op, query, 1), attention_bias, Variant(window_size, causal, softcap))
+    mask = _mask(op, query, dim(op, query, 1), dim(op, past_latent, 2), attention_bias, Variant(window_size, causal, softcap))
     softcap_attr = {"softcap": softcap} if softcap > 0 else {}
     ctx = op.Attention(q, k, present_latent, mask, scale=scale, **softcap_attr)  # (B, nh, S, L); mask (B|1, 1|nh, S, T)
     ctx = ctx[0] if isinstance(ctx, tuple) else ctx
@@ -164,7 +142,10 @@ def portable_mla_attention(
     q_nope, q_rope = _split_query(op, query, rope_key, num_heads)  # (B, S, nh, dn), (B, S, nh, dr)
     k_rope = op.Unsqueeze(rope_key, _ints(op, 2)) if rope_key is not None else None  # (B, S, 1, dr)
     if cos_cache is not None and rope_key is not None:
-        q_rope, k_rope = _rotary(op, q_rope, position_ids, cos_cache, sin_cache), _rotary(op, k_rope, position_ids, cos_cache, sin_cache)
+        q_rope, k_rope = (
+            apply_rotary(op, q_rope, position_ids, cos_cache, sin_cache),
+            apply_rotary(op, k_rope, position_ids, cos_cache, sin_cache),
+        )
     variant = Variant(window_size, causal, softcap)
     return _latent_attention(
         op, q_nope, q_rope, latent, k_rope, past_latent, past_rope_key, attention_bias, w_uk, w_uv, num_heads, scale, variant
@@ -188,7 +169,7 @@ def _latent_attention(
     if variant.softcap > 0:  # before the mask, as ONNX Attention and yamlllm::attention
         cap = op.CastLike(op.Constant(value_float=variant.softcap), scores)
         scores = op.Mul(cap, op.Tanh(op.Div(scores, cap)))
-    mask = _mask(op, q_lat, dim(op, past_latent, 2), dim(op, latent, 1), attention_bias, variant)
+    mask = _mask(op, q_lat, dim(op, latent, 1), dim(op, past_latent, 2), attention_bias, variant)
     scores = scores if mask is None else op.Add(scores, mask)
     ctx = op.MatMul(op.Softmax(scores, axis=-1), present_latent)  # (B, nh, S, T) @ (B, 1, T, L) → (B, nh, S, L)
     return _expand_values(op, ctx, w_uv, num_heads), present_latent, present_rope

@@ -28,7 +28,9 @@ from onnxscript import opset18 as op
 from onnxscript import values
 
 from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
+from yamlllm_export.lowerings.rotary import rotary_dim
 
 OPSET = 18
 msft = values.Opset("com.microsoft", 1)
@@ -47,7 +49,7 @@ def attention(
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
     if cos_cache is not None:
-        rd = common.rotary_dim(cos_cache)
+        rd = rotary_dim(cos_cache)
         partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
         query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, **partial)
         key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, **partial)
@@ -127,7 +129,7 @@ def moe(
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
-    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.attention_bias.default: attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.ort_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: moe,

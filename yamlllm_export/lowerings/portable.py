@@ -9,21 +9,12 @@ import torch
 from onnxscript import opset18 as op
 
 from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
+from yamlllm_export.lowerings.masking import visibility_mask
+from yamlllm_export.lowerings.rotary import apply_rotary
 
 OPSET = 18
-
-
-def rotary(x: Any, position_ids: Any, cos_cache: Any, sin_cache: Any) -> Any:
-    """RoPE (half-rotation layout) on x (B, S, n, hs), rotating the first 2 · cos_cache.shape[1] features."""
-    axes = op.Constant(value_ints=[2])
-    cos = op.Unsqueeze(op.CastLike(op.Gather(cos_cache, position_ids), x), axes)  # (B, S, 1, rd/2)
-    sin = op.Unsqueeze(op.CastLike(op.Gather(sin_cache, position_ids), x), axes)
-    half, last = dim(op, cos_cache, 1), op.Constant(value_ints=[-1])
-    x1 = op.Slice(x, op.Constant(value_ints=[0]), half, last)
-    x2 = op.Slice(x, half, op.Add(half, half), last)
-    rest = op.Slice(x, op.Add(half, half), op.Constant(value_ints=[2**62]), last)
-    return op.Concat(op.Sub(op.Mul(x1, cos), op.Mul(x2, sin)), op.Add(op.Mul(x2, cos), op.Mul(x1, sin)), rest, axis=-1)
 
 
 def attention(
@@ -39,7 +30,7 @@ def attention(
     k = op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))  # (B, S, nkv, hs)
     v = op.Reshape(value, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))
     if cos_cache is not None:
-        q, k = rotary(q, position_ids, cos_cache, sin_cache), rotary(k, position_ids, cos_cache, sin_cache)
+        q, k = apply_rotary(op, q, position_ids, cos_cache, sin_cache), apply_rotary(op, k, position_ids, cos_cache, sin_cache)
     present_k = op.Concat(past_key, op.Transpose(k, perm=[0, 2, 1, 3]), axis=2)  # (B, nkv, T, hs)
     present_v = op.Concat(past_value, op.Transpose(v, perm=[0, 2, 1, 3]), axis=2)
     B, S, P = dim(op, query, 0), dim(op, query, 1), dim(op, past_key, 2)
@@ -52,7 +43,7 @@ def attention(
     if softcap > 0:  # softcap · tanh(scores / softcap), before the mask
         cap = op.CastLike(op.Constant(value_float=softcap), query)
         scores = op.Mul(op.Tanh(op.Div(scores, cap)), cap)
-    mask = common.visibility(op, query, past_key, causal=causal, window_size=window_size)  # (S, T) or None
+    mask = visibility_mask(op, S, P, causal=causal, window_size=window_size, like=query)  # (S, T) or None
     if mask is not None:
         scores = op.Add(scores, mask)
     if attention_bias is not None:
@@ -77,7 +68,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
-    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.attention_bias.default: attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.portable_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: common.moe,

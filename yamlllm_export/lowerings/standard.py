@@ -18,7 +18,10 @@ import torch
 from onnxscript import opset23 as op
 
 from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
+from yamlllm_export.lowerings.masking import visibility_mask, with_bias
+from yamlllm_export.lowerings.rotary import rotary_dim
 
 OPSET = 23
 
@@ -31,7 +34,7 @@ def attention(
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) → ONNX
     ``Attention`` (see module docstring). Every variant is expressible: nothing falls back."""
     if cos_cache is not None:
-        rd = common.rotary_dim(cos_cache)
+        rd = rotary_dim(cos_cache)
         query = op.RotaryEmbedding(query, cos_cache, sin_cache, position_ids, num_heads=num_heads, rotary_embedding_dim=rd)
         key = op.RotaryEmbedding(key, cos_cache, sin_cache, position_ids, num_heads=num_kv_heads, rotary_embedding_dim=rd)
     q = op.Transpose(op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1])), perm=[0, 2, 1, 3])  # (B, nh, S, hs)
@@ -39,10 +42,10 @@ def attention(
     v = op.Transpose(op.Reshape(value, op.Constant(value_ints=[0, 0, num_kv_heads, -1])), perm=[0, 2, 1, 3])
     present_k = op.Concat(past_key, k, axis=2)  # (B, nkv, T, hs)
     present_v = op.Concat(past_value, v, axis=2)
-    mask = common.visibility(op, query, past_key, causal=causal, window_size=window_size)  # (S, T) or None
-    if attention_bias is not None:
-        bias = op.CastLike(attention_bias, query)  # (B, 1|nh, S, T)
-        mask = bias if mask is None else op.Add(mask, bias)
+    mask = visibility_mask(
+        op, dim(op, query, 1), dim(op, past_key, 2), causal=causal, window_size=window_size, like=query
+    )  # (S, T) or None
+    mask = with_bias(op, mask, attention_bias, query)  # + (B, 1|nh, S, T)
     variants = {"softcap": softcap} if softcap > 0 else {}
     out = op.Attention(q, present_k, present_v, mask, scale=scale, **variants)
     out = out[0] if isinstance(out, tuple) else out  # (B, nh, S, hs); the optional outputs stay unbound
@@ -62,7 +65,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
 TABLE = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
-    torch.ops.yamlllm.attention_bias.default: common.attention_bias,
+    torch.ops.yamlllm.attention_bias.default: attention_bias,
     torch.ops.yamlllm.mla_attention.default: mla.standard_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: common.moe,  # dense plain ops (opset 23 has no MoE op)

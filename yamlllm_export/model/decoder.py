@@ -14,7 +14,7 @@ from torch import nn
 from yamlllm_export import ops
 from yamlllm_export.model.attention import SelfAttention
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions
-from yamlllm_export.ops.masking import mask_value
+from yamlllm_export.ops.masking import mask_value, positions_from_mask
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -145,7 +145,7 @@ class DecoderLM(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(B, past[0][0].shape[2] + S, dtype=torch.int64, device=input_ids.device)
         if position_ids is None:
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -S:]
+            position_ids = positions_from_mask(attention_mask)[:, -S:]
         x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
         if self.positions is not None:
             x = self.positions(x, position_ids)

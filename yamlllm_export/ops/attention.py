@@ -14,10 +14,10 @@ nh/nkv query/KV heads, hs head size):
   first rd ≤ hs features of each head (partial rotary when rd < hs);
 - returns output (B, S, nh·hs) and present_key, present_value (B, nkv, T, hs) = past ++ new.
 
-Visibility is by cache index: new token i sits at index P + i and sees index j when
-``j ≤ P + i`` (``causal``; without it every j < T) and ``j > P + i − window_size`` (``window_size`` > 0:
-the last window_size entries, itself included, as in Mistral). Padding is the bias's job, which makes left
-and right padding equally correct (see ``lowerings/ort.py`` for why that matters on ORT).
+Visibility is by cache index (``ops/masking.py:visibility_mask``): new token i sits at index P + i and sees
+index j when ``j ≤ P + i`` (``causal``; without it every j < T) and ``j > P + i − window_size``
+(``window_size`` > 0: the last window_size entries, itself included, as in Mistral). Padding is the bias's
+job, which makes left and right padding equally correct (see ``lowerings/ort.py`` for why that matters on ORT).
 
 ``softcap`` > 0 caps the scaled scores, ``softcap · tanh(scores / softcap)``, before the mask and bias
 are added (Gemma 2), the order of GroupQueryAttention's and ONNX Attention's ``softcap``.
@@ -28,22 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from yamlllm_export.ops.masking import mask_value
+from yamlllm_export.ops.masking import visibility_mask
 from yamlllm_export.ops.registry import custom_op
 from yamlllm_export.ops.rotary import apply_rotary
-
-
-def visibility_mask(S: int, P: int, *, causal: bool, window_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(S, T) additive mask: 0 where new token i may see cache index j, ``mask_value`` elsewhere."""
-    T = P + S
-    j = torch.arange(T, device=device)[None, :]
-    i = (P + torch.arange(S, device=device))[:, None]
-    visible = torch.ones(S, T, dtype=torch.bool, device=device)
-    if causal:
-        visible = visible & (j <= i)
-    if window_size > 0:
-        visible = visible & (j > i - window_size)
-    return torch.where(visible, 0.0, mask_value(dtype)).to(dtype)
 
 
 def attend_scores(scores: torch.Tensor, bias: torch.Tensor | None, *, causal: bool, window_size: int, softcap: float) -> torch.Tensor:
@@ -68,7 +55,8 @@ def attend(
     window_size: int,
     softcap: float,
 ) -> torch.Tensor:
-    """softmax(cap(q·kᵀ·scale) + mask + bias)·v; q (B, nh, S, hs), k/v (B, nkv, T, hs) → (B, nh, S, hs)."""
+    """softmax(cap(q·kᵀ·scale) + mask + bias)·v; q (B, nh, S, hs), k (B, nkv, T, hs), v (B, nkv, T, dv)
+    → (B, nh, S, dv). MLA's eager reference uses it too (nkv = nh there, dv ≠ hs)."""
     S, T = q.shape[2], k.shape[2]
     G = q.shape[1] // k.shape[1]
     if softcap <= 0:  # the fused kernel, when no cap sits between the product and the mask

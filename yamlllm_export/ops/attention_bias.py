@@ -2,8 +2,9 @@
 ALiBi (Press et al. 2022) when slopes are given.
 
 Lowers to plain ops on every target (ORT has no ALiBi kernel; GroupQueryAttention takes the result as
-``attention_bias``). Key positions are ``cumsum(mask) - 1`` clamped at 0, so pads do not shift positions,
-and a query's position is that of its own slot (the last S columns):
+``attention_bias``). Padding and positions are ``ops/masking.py``'s: key positions are ``cumsum(mask) - 1``
+clamped at 0, so pads do not shift positions, and a query's position is that of its own slot (the last S
+columns):
 
     bias[b, h, i, j] = −slope_h · |pos[b, j] − pos[b, T − S + i]|    (ALiBi; 0 without slopes)
                      + mask_value    where mask[b, j] == 0
@@ -20,18 +21,17 @@ from __future__ import annotations
 
 import torch
 
-from yamlllm_export.ops.masking import mask_value
+from yamlllm_export.ops.masking import padding_bias, positions_from_mask
 from yamlllm_export.ops.registry import custom_op
 
 
 @custom_op("attention_bias")
 def attention_bias(attention_mask: torch.Tensor, input_ids: torch.Tensor, alibi_slopes: torch.Tensor | None) -> torch.Tensor:
     S, T = input_ids.shape[1], attention_mask.shape[1]
-    pad = torch.where(attention_mask[:, None, None, :] == 0, mask_value(torch.float32), 0.0)  # (B, 1, 1, T)
-    pad = pad.expand(-1, 1, S, -1)
+    pad = padding_bias(attention_mask).expand(-1, 1, S, -1)  # (B, 1, S, T)
     if alibi_slopes is None:
         return pad.contiguous()
-    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0).float()  # (B, T)
+    pos = positions_from_mask(attention_mask).float()  # (B, T)
     distance = (pos[:, None, :] - pos[:, T - S :, None]).abs()  # (B, S, T)
     return -alibi_slopes.float()[None, :, None, None] * distance[:, None] + pad  # (B, nh, S, T)
 

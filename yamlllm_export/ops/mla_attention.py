@@ -26,17 +26,17 @@ softmax. Per-head keys and values are never materialised, which is the point of 
 
 ``ort`` lowers it to com.microsoft.RotaryEmbedding + GroupQueryAttention (kv_num_heads = 1);
 ``onnx`` to opset-23 RotaryEmbedding + Attention; ``portable`` to plain opset-18 ops (``lowerings/mla.py``).
-Visibility is by cache index as in ``yamlllm::attention``: new token i (index P + i) sees index j when j ≤ P + i
-(``causal``; without it every j < T) and j > P + i − window_size (``window_size`` > 0). ``softcap`` > 0 caps
-the scaled scores, softcap·tanh(scores/softcap), before the mask and bias are added.
+Visibility, the bias and ``softcap`` are ``yamlllm::attention``'s, through the same ``attend``: new token i
+(index P + i) sees index j when j ≤ P + i (``causal``; without it every j < T) and j > P + i − window_size
+(``window_size`` > 0); ``softcap`` > 0 caps the scaled scores, softcap·tanh(scores/softcap), before the mask
+and bias are added.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from yamlllm_export.ops.masking import mask_value
+from yamlllm_export.ops.attention import attend
 from yamlllm_export.ops.registry import custom_op
 from yamlllm_export.ops.rotary import apply_rotary
 
@@ -78,18 +78,7 @@ def mla_attention_op(
     v = (c @ w_uv.t()).view(B, T, num_heads, dv).transpose(1, 2)  # (B, nh, T, dv)
     k = torch.cat([k_nope, present_rope.expand(B, num_heads, T, dr)], dim=-1)  # (B, nh, T, dn + dr)
     q = torch.cat([q_nope, q_rope], dim=-1).transpose(1, 2)  # (B, nh, S, dn + dr)
-    j, i = torch.arange(T, device=q.device)[None, :], (P + torch.arange(S, device=q.device))[:, None]  # key, query index
-    visible = (j <= i) | (not causal)
-    if window_size > 0:
-        visible = visible & (j > i - window_size)  # (S, T)
-    mask = torch.where(visible, 0.0, mask_value(q.dtype)).to(q.dtype)
-    if attention_bias is not None:
-        mask = mask + attention_bias.to(q.dtype)  # (B, 1|nh, S, T)
-    if softcap > 0:  # cap the scaled scores before the mask (Gemma 2; ONNX Attention's order)
-        scores = softcap * torch.tanh(q @ k.transpose(-1, -2) * scale / softcap)  # (B, nh, S, T)
-        out = (scores + mask).softmax(-1) @ v
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, nh, S, dv)
+    out = attend(q, k, v, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap)  # (B, nh, S, dv)
     return out.transpose(1, 2).reshape(B, S, num_heads * dv), present_latent, present_rope
 
 
