@@ -131,6 +131,67 @@ def set_rope_tables(model: onnx.ModelProto, *, theta: float, from_position: int 
             init.CopyFrom(numpy_helper.from_array(table.astype(np.float32), init.name))
 
 
+ATTENTION_OPS = ("GroupQueryAttention", "Attention", "MultiHeadAttention")
+GQA_POSITIONS = 9  # com.microsoft.GroupQueryAttention's position_ids input
+
+
+def scale_softmax(model: onnx.ModelProto, factor: float, head_dim: int) -> int:
+    """The softmax scale × ``factor``: the ``scale`` attribute of fused attention nodes (0 means 1/√head_dim),
+    and the scalar 1/√head_dim initializers the portable graph multiplies its scores by. Returns the edits."""
+    default, edits = 1.0 / np.sqrt(head_dim), 0
+    for node in model.graph.node:
+        if node.op_type in ATTENTION_OPS:
+            attr = next((a for a in node.attribute if a.name == "scale"), None)
+            if attr is None:
+                attr = node.attribute.add()
+                attr.name, attr.type = "scale", onnx.AttributeProto.FLOAT
+            attr.f = (attr.f or default) * factor
+            edits += 1
+    for init in model.graph.initializer:
+        value = numpy_helper.to_array(init)
+        if value.size == 1 and value.dtype == np.float32 and np.isclose(value.item(), default, rtol=1e-6):
+            init.CopyFrom(numpy_helper.from_array((value * factor).astype(np.float32), init.name))
+            edits += 1
+    return edits
+
+
+def swap_rotary_halves(model: onnx.ModelProto) -> int:
+    """rotate_half(x) = (x₂, -x₁) instead of (-x₂, x₁): every rotation turns the other way (sin negated)."""
+    edits = 0
+    for init in model.graph.initializer:
+        if init.name.endswith("rotary.sin"):
+            init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+            edits += 1
+    return edits
+
+
+def decode_position_off_by_one(model: onnx.ModelProto) -> int:
+    """A decode step's token is rotated as if one position later (position = past length + 1): the positions
+    every consumer reads (the graph input, or the ones GroupQueryAttention gets built from the mask) get +1
+    when one token is fed. Returns how many position tensors were shifted."""
+    graph = model.graph
+    sources = {"position_ids"} if any("position_ids" in n.input for n in graph.node) else set()
+    sources |= {n.input[GQA_POSITIONS] for n in graph.node if n.op_type == "GroupQueryAttention" and len(n.input) > GQA_POSITIONS}
+    sources.discard("")
+    for k, src in enumerate(sorted(sources)):
+        p, new = f"obo{k}", f"obo{k}_shifted"
+        consumers = [n for n in graph.node if src in n.input]
+        for node in consumers:
+            node.input[:] = [new if x == src else x for x in node.input]
+        nodes = [
+            _const(f"{p}_one_i", [1]), _const(f"{p}_two", [2]),
+            helper.make_node("Shape", ["input_ids"], [f"{p}_shape"]),
+            helper.make_node("Slice", [f"{p}_shape", f"{p}_one_i", f"{p}_two"], [f"{p}_len"]),
+            helper.make_node("Equal", [f"{p}_len", f"{p}_one_i"], [f"{p}_decoding"]),
+            helper.make_node("Cast", [f"{p}_decoding"], [f"{p}_step"], to=onnx.TensorProto.INT64),
+            helper.make_node("Add", [src, f"{p}_step"], [new]),
+        ]  # fmt: skip
+        at = min(list(graph.node).index(n) for n in consumers)
+        for j, node in enumerate(nodes):
+            graph.node.insert(at + j, node)
+    return len(sources)
+
+
 def round_logits_to_fp16(model: onnx.ModelProto) -> None:
     """Logits pass through float16 and back: precision lost on the way out."""
 
