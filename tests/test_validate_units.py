@@ -26,7 +26,9 @@ def test_tolerances_by_dtype():
     assert fp32.metric == "max_rel" and fp32.min_agreement == 1.0
     # C·ε·√(L·T): four times the keys or the layers double the limit
     assert fp32.limit(32) == pytest.approx(FP32_HEADROOM * EPS32 * math.sqrt(30 * 32))
-    assert fp32.limit(128) == pytest.approx(2 * fp32.limit(32)) and Tolerance.for_dtype("float32", 120).limit(32) == pytest.approx(2 * fp32.limit(32))
+    assert fp32.limit(128) == pytest.approx(2 * fp32.limit(32)) and Tolerance.for_dtype("float32", 120).limit(32) == pytest.approx(
+        2 * fp32.limit(32)
+    )
     assert EPS32 == 2.0**-23
     for half in ("float16", "bfloat16"):
         tol = Tolerance.for_dtype(half, layers=30)

@@ -108,9 +108,7 @@ def _incremental_row(ep: str, stepper: GraphStepper, steps: list[StepLogits], to
     mask = np.concatenate([steps[0].valid, np.ones((len(ids), len(steps) - 1), dtype=np.int64)], axis=1)
     full, _ = stepper.step(ids, mask, stepper.empty_past(len(ids)))
     start = steps[0].ids.shape[1]
-    recomputed = [
-        StepLogits(s.name, s.ids, full[:, start + k : start + k + 1], s.got, s.valid, s.keys) for k, s in enumerate(steps[1:])
-    ]
+    recomputed = [StepLogits(s.name, s.ids, full[:, start + k : start + k + 1], s.got, s.valid, s.keys) for k, s in enumerate(steps[1:])]
     return _logits_row(INCREMENTAL, ep, recomputed, tol, f"{len(recomputed)} cached steps vs one prefill of {ids.shape[1]}")
 
 

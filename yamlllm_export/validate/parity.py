@@ -26,7 +26,7 @@ machine epsilon), L layers, T keys in the step's cache and C = ``FP32_HEADROOM``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,13 +116,23 @@ def _bad(got: np.ndarray) -> bool:
     return not np.isfinite(got).all()
 
 
+CHUNK = 256  # positions converted to float64 at a time: 8 k positions × 49 k logits would take 3 GB per copy
+
+
+def _valid_rows(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ref, got) of the valid positions as float64 (n, V) blocks of at most ``CHUNK`` positions."""
+    index = np.argwhere(valid.astype(bool))  # (n, 2): (row, position)
+    for k in range(0, len(index), CHUNK):
+        b, s = index[k : k + CHUNK].T
+        yield ref[b, s].astype(np.float64), got[b, s].astype(np.float64)
+
+
 def max_abs(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
     """max |got - ref| over valid positions; inf when ``got`` holds a NaN or inf anywhere (pads included:
     a NaN in a pad row reaches valid rows through the next layer)."""
     if _bad(got):
         return math.inf
-    err = np.abs(ref.astype(np.float64) - got) * valid[..., None]
-    return float(err.max()) if err.size else 0.0
+    return max((float(np.abs(g - r).max()) for r, g in _valid_rows(ref, got, valid)), default=0.0)
 
 
 def max_rel(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
@@ -131,22 +141,17 @@ def max_rel(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
     ``got`` holds a NaN or inf anywhere."""
     if _bad(got):
         return math.inf
-    sel = valid.astype(bool)
-    r, g = ref[sel].astype(np.float64), got[sel].astype(np.float64)  # (n, V)
-    if not len(r):
-        return 0.0
-    sigma = np.maximum(r.std(axis=-1), np.finfo(np.float32).tiny)
-    return float((np.abs(g - r).max(axis=-1) / sigma).max())
+    tiny = np.finfo(np.float32).tiny
+    return max((float((np.abs(g - r).max(-1) / np.maximum(r.std(-1), tiny)).max()) for r, g in _valid_rows(ref, got, valid)), default=0.0)
 
 
 def rel_l2(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
     """‖got - ref‖ / ‖ref‖ over valid positions; inf when ``got`` holds a NaN or inf anywhere."""
     if _bad(got):
         return math.inf
-    sel = valid.astype(bool)
-    r, g = ref[sel].astype(np.float64), got[sel].astype(np.float64)
-    norm = np.linalg.norm(r)
-    return float(np.linalg.norm(g - r) / norm) if norm else float(np.linalg.norm(g))
+    sums = [(float(np.square(g - r).sum()), float(np.square(r).sum())) for r, g in _valid_rows(ref, got, valid)]
+    diff, norm = math.sqrt(sum(d for d, _ in sums)), math.sqrt(sum(n for _, n in sums))
+    return diff / norm if norm else diff
 
 
 def token_agreement(ref: np.ndarray, got: np.ndarray, valid: np.ndarray, min_gap: float = TOP2_GAP) -> TokenAgreement:
@@ -221,7 +226,7 @@ def teacher_forced(
     steps = trace(model, stepper, ids, mask, decode_steps, lambda last: rng.integers(1, contract.vocab_size, len(last)))
     diffs = []
     for s in steps:
-        err = np.abs(s.ref.astype(np.float64) - s.got) * s.valid[..., None]
+        err = np.abs(s.ref - s.got).max(-1) * s.valid  # (B, S)
         worst_row = (
             int(np.unravel_index(err.argmax(), err.shape)[0]) if np.isfinite(s.got).all() else int(np.argwhere(~np.isfinite(s.got))[0][0])
         )
