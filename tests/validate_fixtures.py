@@ -192,6 +192,31 @@ def decode_position_off_by_one(model: onnx.ModelProto) -> int:
     return len(sources)
 
 
+def positions_counted_from_the_right(model: onnx.ModelProto) -> None:
+    """position_ids = j - (S - real tokens): right for left padding and for decode steps, but a right-padded
+    row's tokens get negative positions (an export that assumes left padding)."""
+
+    def make(src: str, dst: str) -> list[onnx.NodeProto]:
+        return [
+            _const("rp_zero", [0]), _const("rp_one", [1]), _const("rp_two", [2]),
+            helper.make_node("Shape", ["input_ids"], ["rp_shape"]),
+            helper.make_node("Slice", ["rp_shape", "rp_one", "rp_two"], ["rp_len"]),  # (1,): S
+            helper.make_node("Squeeze", ["rp_len"], ["rp_len0"]),
+            helper.make_node("Range", ["rp_zero_s", "rp_len0", "rp_one_s"], ["rp_j"]),
+            helper.make_node("Squeeze", ["rp_zero"], ["rp_zero_s"]),
+            helper.make_node("Squeeze", ["rp_one"], ["rp_one_s"]),
+            helper.make_node("ReduceSum", ["attention_mask", "rp_one"], ["rp_real"], keepdims=1),  # (B, 1)
+            helper.make_node("Sub", ["rp_len", "rp_real"], ["rp_pads"]),
+            helper.make_node("Sub", ["rp_j", "rp_pads"], [dst]),
+        ]  # fmt: skip
+
+    rewire_input(model, "position_ids", make)
+    nodes = list(model.graph.node)  # Range reads the two scalars made after it: restore topological order
+    rng = next(n for n in nodes if n.op_type == "Range" and n.output[0] == "rp_j")
+    model.graph.node.remove(rng)
+    model.graph.node.insert(next(i for i, n in enumerate(model.graph.node) if "rp_one_s" in n.output) + 1, rng)
+
+
 def round_logits_to_fp16(model: onnx.ModelProto) -> None:
     """Logits pass through float16 and back: precision lost on the way out."""
 
