@@ -217,6 +217,39 @@ def positions_counted_from_the_right(model: onnx.ModelProto) -> None:
     model.graph.node.insert(next(i for i, n in enumerate(model.graph.node) if "rp_one_s" in n.output) + 1, rng)
 
 
+def nan_logits(model: onnx.ModelProto, where: str) -> None:
+    """Logits become NaN on every decode step (``where="decode"``), or at the pad positions (``"pads"``)."""
+
+    def make(src: str, dst: str) -> list[onnx.NodeProto]:
+        scalars = [
+            helper.make_node("Constant", [], [f"nan_{v}"], value=helper.make_tensor(f"nan_{v}", onnx.TensorProto.FLOAT, [], [x]))
+            for v, x in (("nan", float("nan")), ("zero", 0.0))
+        ]
+        shape = [
+            _const("nan_one", [1]), _const("nan_two", [2]), _const("nan_end", [BIG]), _const("nan_axis", [1]),
+            helper.make_node("Shape", ["input_ids"], ["nan_shape"]),
+            helper.make_node("Slice", ["nan_shape", "nan_one", "nan_two"], ["nan_len"]),  # (1,): S
+        ]  # fmt: skip
+        if where == "decode":
+            cond = [helper.make_node("Equal", ["nan_len", "nan_one"], ["nan_cond"])]  # (1,)
+        else:  # the mask's last S columns are the new tokens': (B, S, 1)
+            cond = [
+                helper.make_node("Neg", ["nan_len"], ["nan_start"]),
+                helper.make_node("Slice", ["attention_mask", "nan_start", "nan_end", "nan_axis"], ["nan_new"]),
+                helper.make_node("Equal", ["nan_new", "nan_zero_i"], ["nan_pad"]),
+                helper.make_node("Unsqueeze", ["nan_pad", "nan_two_axis"], ["nan_cond"]),
+                _const("nan_zero_i", [0]), _const("nan_two_axis", [2]),
+            ]  # fmt: skip
+            cond = cond[-2:] + cond[:-2]
+        add = [
+            helper.make_node("Where", ["nan_cond", "nan_nan", "nan_zero"], ["nan_add"]),
+            helper.make_node("Add", [src, "nan_add"], [dst]),
+        ]
+        return scalars + shape + cond + add
+
+    wrap_output(model, "logits", make)
+
+
 def round_logits_to_fp16(model: onnx.ModelProto) -> None:
     """Logits pass through float16 and back: precision lost on the way out."""
 
