@@ -99,7 +99,7 @@ def test_weights_go_to_external_data_and_the_folder_runs(tmp_path, reference):
     assert json.loads((folder / "build.json").read_text())["external_data"] == "model.onnx.data"
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
     diffs = teacher_forced(reference("tiny-postnorm-mqa"), cpu_session(folder), contract, lengths=[4, 2], side="left", decode_steps=2)
-    tol = Tolerance.for_dtype("float32", load_spec(folder / "model.yaml").num_layers)
+    tol = Tolerance.for_spec("float32", load_spec(folder / "model.yaml"))
     assert all(tol.ok(d.max_rel, d.keys) for d in diffs), diffs
 
 

@@ -30,7 +30,7 @@ def test_logits_match_pytorch(built, reference, model, target, side):
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
     diffs = teacher_forced(reference(model), cpu_session(folder), contract, lengths=[7, 3], side=side, decode_steps=8)
     assert len(diffs) == 9
-    tol = Tolerance.for_dtype("float32", load_spec(folder / "model.yaml").num_layers)
+    tol = Tolerance.for_spec("float32", load_spec(folder / "model.yaml"))
     bad = [d for d in diffs if not tol.ok(d.max_rel, d.keys)]
     assert not bad, f"{model}/{target}/{side}: " + ", ".join(
         f"{d.step}: max|Δ|/σ {d.max_rel:.2e} > {tol.limit(d.keys):.1e} (row {d.worst_row})" for d in bad

@@ -5,22 +5,23 @@ every valid position are compared. NaN or inf anywhere in the ONNX output is a f
 Tolerances depend on the build dtype; the reference always runs in float32.
 
 Float32 tolerance (``max|Δ|/σ``): at each valid position, the largest logit difference divided by the
-standard deviation σ of the reference's logits at that position, limited by C·ε·√(L·T) with ε = 2⁻²³ (float32's
-machine epsilon), L layers, T keys in the step's cache and C = ``FP32_HEADROOM``. Why this shape:
+standard deviation σ of the reference's logits at that position, at most C·ε·√(L·(d + T)) with ε = 2⁻²³
+(float32's machine epsilon), L layers, d the hidden width, T the keys in the step's cache and
+C = ``FP32_HEADROOM``. Why this shape:
 
-- Scale. Rounding is relative: the same export of the same model with weights ×10 has logit errors ×10.
-  An error measured in units of the logits' spread at that position says how much the prediction moved,
-  whatever the scale of the weights (a fixed 1e-4 failed SmolLM2, whose logits spread σ ≈ 8, and passed
-  a 2 % softmax-scale error on tiny models whose logits spread 0.1).
-- Depth. The two sides sum in different orders (ORT's kernels vs PyTorch's); each layer adds an
-  independent rounding error of a few ε to the residual stream, so the errors add as a random walk: √L.
-- Context. Attention sums T value rows weighted by the softmax, and its normaliser sums T exponentials;
-  rounding in those sums grows as √T when it is unbiased (linear is the worst-case bound, which fp32
-  kernels with blocked or pairwise sums do not reach: measured on SmolLM2, 8188 keys give 20× the
-  error of 32 keys, √256 = 16, while linear would be 256×).
-- C. Measured on SmolLM2-135M-Instruct (30 layers, logits σ ≈ 8), the worst max|Δ|/σ is ≈ 4·ε·√(L·T)
-  (README, Validation); C = 32 leaves 8× room for other models and kernels, while a 2 % softmax-scale
-  error, a swapped rotary half or an off-by-one position sit 10²–10⁵× above it (tests/test_mutations.py).
+- Scale. Rounding is relative: the same export with weights ×10 has logit errors ×10. An error in units
+  of the logits' spread at that position says how much the prediction moved, whatever the weights' scale
+  (a fixed 1e-4 failed SmolLM2, whose logits spread σ ≈ 2–8, and passed a 2 % softmax-scale error on the
+  tiny test models, whose logits spread σ ≈ 0.1).
+- Width and context. ORT's kernels and PyTorch's sum in different orders. A sum of n float32 terms carries
+  a rounding error of about ε·√n of its size when the errors are unbiased (a random walk; n ε is the
+  worst-case bound, which no real kernel approaches): each layer sums d products in its projections and T
+  weighted values in attention, so its relative error has a variance ∝ ε²·(d + T).
+- Depth. Each layer adds its own independent error to the residual stream: variances add, √L.
+- C. Measured on SmolLM2-135M-Instruct (L 30, d 576), the worst max|Δ|/σ is 2.3–3.2 ε·√(L·(d + T)) from
+  T = 32 to T = 4096 (README, Validation, has the table); C = 16 leaves 5× room for other models and kernels,
+  while a 2 % softmax-scale error, a swapped rotary half or an off-by-one decode position measure ≥ 18×
+  the limit on tiny-llama (tests/test_mutations.py).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ import numpy as np
 import torch
 
 from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.spec import ModelSpec
 from yamlllm_export.validate.stepper import GraphStepper
 
 TOP2_GAP = 1e-3  # a greedy-token disagreement counts only where the reference's top-2 gap exceeds this
 EPS32 = float(np.finfo(np.float32).eps)  # 2⁻²³ ≈ 1.19e-7
-FP32_HEADROOM = 32.0  # C of the float32 limit C·ε·√(L·T) (module docstring)
+FP32_HEADROOM = 16.0  # C of the float32 limit C·ε·√(L·(d + T)) (module docstring)
 
 
 @dataclass(frozen=True)
@@ -63,22 +65,28 @@ class StepLogits:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How close is close enough for a build dtype, for a model of ``layers`` layers."""
+    """How close is close enough for a build dtype, for a model of ``layers`` layers of width ``width``."""
 
     metric: str  # "max_rel" (float32: max|Δ|/σ per position) or "rel_l2" (‖Δ‖/‖ref‖, half precision)
-    base: float  # max_rel: the limit per √(layer·key), C·ε; rel_l2: the limit itself
+    base: float  # max_rel: C·ε, the limit per √(L·(d + T)); rel_l2: the limit itself
     min_agreement: float  # share of decided greedy tokens that must agree
     layers: int = 1
+    width: int = 0  # d, the hidden width
 
     @classmethod
-    def for_dtype(cls, dtype: str, layers: int = 1) -> Tolerance:
+    def for_dtype(cls, dtype: str, layers: int = 1, width: int = 0) -> Tolerance:
         if dtype == "float32":
-            return cls("max_rel", FP32_HEADROOM * EPS32, 1.0, layers)
-        return cls("rel_l2", 1e-2, 0.99, layers)  # half rounding (2⁻¹¹, 2⁻⁸) dominates whatever the depth
+            return cls("max_rel", FP32_HEADROOM * EPS32, 1.0, layers, width)
+        return cls("rel_l2", 1e-2, 0.99, layers, width)  # half rounding (2⁻¹¹, 2⁻⁸) dominates whatever the size
+
+    @classmethod
+    def for_spec(cls, dtype: str, spec: ModelSpec) -> Tolerance:
+        """The tolerance for a ``ModelSpec``'s build in ``dtype``."""
+        return cls.for_dtype(dtype, spec.num_layers, spec.layer.hidden_dim)
 
     def limit(self, keys: int) -> float:
         """The limit for a step whose cache holds ``keys`` keys."""
-        return self.base * math.sqrt(self.layers * max(keys, 1)) if self.metric == "max_rel" else self.base
+        return self.base * math.sqrt(self.layers * (self.width + keys)) if self.metric == "max_rel" else self.base
 
     def measure(self, ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
         return max_rel(ref, got, valid) if self.metric == "max_rel" else rel_l2(ref, got, valid)
@@ -91,7 +99,7 @@ class Tolerance:
 
     def describe(self, keys: int) -> str:
         if self.metric == "max_rel":
-            return f"{self.label()} ≤ {self.limit(keys):.1e} ({FP32_HEADROOM:g}ε·√({self.layers}·{keys}))"
+            return f"{self.label()} ≤ {self.limit(keys):.1e} ({FP32_HEADROOM:g}ε·√({self.layers}·({self.width}+{keys})))"
         return f"{self.label()} ≤ {self.limit(keys):.0e}"
 
     def describe_tokens(self) -> str:

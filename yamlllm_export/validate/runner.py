@@ -168,7 +168,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
 
     model = load_checked_reference(folder, info, spec)
     contract = IOContract.for_spec(spec)
-    tol = Tolerance.for_dtype(dtype, spec.num_layers)
+    tol = Tolerance.for_spec(dtype, spec)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
     for ep in to_run:
