@@ -11,8 +11,8 @@ C = ``FP32_HEADROOM``. Why this shape:
 
 - Scale. Rounding is relative: the same export with weights ×10 has logit errors ×10. An error in units
   of the logits' spread at that position says how much the prediction moved, whatever the weights' scale
-  (a fixed 1e-4 failed SmolLM2, whose logits spread σ ≈ 2–8, and passed a 2 % softmax-scale error on the
-  tiny test models, whose logits spread σ ≈ 0.1).
+  (a fixed 1e-4 failed SmolLM2, whose logits spread σ ≈ 2–8, and passed a 2 % softmax-scale error in
+  decode on the tiny test models, whose logits spread σ ≈ 0.15).
 - Width and context. ORT's kernels and PyTorch's sum in different orders. A sum of n float32 terms carries
   a rounding error of about ε·√n of its size when the errors are unbiased (a random walk; n ε is the
   worst-case bound, which no real kernel approaches): each layer sums d products in its projections and T
