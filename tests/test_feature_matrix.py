@@ -1,7 +1,7 @@
 """The parity matrix of issue 4: every feature of the schema's feature table, on every target the table says
 can express it, exported once and validated on ONNX Runtime's CPU provider against the PyTorch model
 (left-padded prefill, 8 KV-cache decode steps, incremental vs recompute, long context, greedy tokens;
-fp32 max abs logits ≤ 1e-4). A target the table excludes must refuse the feature at ``check`` time."""
+fp32 max|Δ|/σ within validate's limit). A target the table excludes must refuse the feature at ``check`` time."""
 
 from __future__ import annotations
 

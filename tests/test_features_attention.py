@@ -1,7 +1,7 @@
 """Attention features × lowering targets: each case is exported once (seed 0) through the production path
 (spec → builder → custom ops → target lowering) and ``validate_folder`` compares ORT CPU with PyTorch:
 left-padded prefill, 8 teacher-forced decode steps, incremental vs recompute, long context, greedy tokens,
-fp32 max |Δ logits| ≤ 1e-4.
+fp32 max|Δ|/σ ≤ validate's limit (validate/parity.py).
 
 Initialisation: ``default`` (PyTorch's own) where biases must be non-zero (gpt2 zeroes them), a larger
 std where the softcap must bite (tiny gpt2 scores are ~0.03, far inside tanh's linear range).
@@ -70,7 +70,7 @@ def test_feature_parity(export_case, tmp_path, feature, target):
     assert not bad, bad
     for r in report.results:  # NaN must fail, never pass as max(0, nan)
         if r.check in ("prefill", "decode", "long context") or (r.check == "incremental" and r.check not in skipped):
-            assert math.isfinite(r.value) and r.value <= 1e-4, r
+            assert math.isfinite(r.value) and r.value <= r.limit, r
 
 
 QK_NORMS = {
