@@ -78,3 +78,16 @@ def smollm2_hf() -> Path:
     import smollm2
 
     return smollm2.hf_dir()
+
+
+@pytest.fixture(scope="session")
+def smollm2_build(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct imported with ``import-hf`` and built from its real weights (ort, float32, logits of
+    every position), once per session: ~45 s. Tests using it share ``xdist_group("smollm2")``."""
+    from yamlllm_export import export_onnx
+    from yamlllm_export.hf import import_hf, render_yaml
+
+    root = tmp_path_factory.mktemp("smollm2")
+    spec, header = import_hf(smollm2_hf, root / "smollm2.yaml")
+    (root / "smollm2.yaml").write_text(render_yaml(spec, header))
+    return export_onnx(root / "smollm2.yaml", root / "ort", target="ort", weights=smollm2_hf)

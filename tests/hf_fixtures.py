@@ -9,6 +9,7 @@ a norm or bias mapped to the wrong place then shows in the logits.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,19 @@ def make_hf_model(case: str, folder: Path, *, dtype: torch.dtype = torch.float32
 
 @dataclass(frozen=True)
 class HFParity:
-    prefill: float  # max |Δ logits| over the batch's real (unpadded) positions
-    decode: float  # max |Δ logits| over the decode steps
+    prefill: float  # max |Δ logits| over the batch's real (unpadded) positions; inf: NaN/inf anywhere, pads too
+    decode: float  # max |Δ logits| over the decode steps; inf likewise
 
     def __str__(self) -> str:
         return f"prefill {self.prefill:.2e}, decode {self.decode:.2e}"
+
+
+def step_diff(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
+    """max |got - ref| over valid positions, inf when ``got`` holds a NaN or inf anywhere: a NaN in a pad
+    reaches real tokens through the next layer, and Python's ``max(0.0, nan)`` is 0.0."""
+    if not np.isfinite(got).all():
+        return math.inf
+    return float(np.abs(ref - got)[valid.astype(bool)].max())
 
 
 def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0) -> HFParity:
@@ -202,12 +211,12 @@ def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0) -> HFPa
 
     ref, hf_past = hf_step(ids, mask, None)
     got, past = stepper.step(ids, mask, stepper.empty_past(B))
-    prefill = float(np.abs(ref - got)[mask.astype(bool)].max())
+    prefill = step_diff(ref, got, mask)
     decode = 0.0
     for _ in range(DECODE_STEPS):
         token = ref[:, -1].argmax(-1)[:, None].astype(np.int64)
         mask = np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
         ref, hf_past = hf_step(token, mask, hf_past)
         got, past = stepper.step(token, mask, past)
-        decode = max(decode, float(np.abs(ref - got).max()))
+        decode = max(decode, step_diff(ref, got, np.ones(got.shape[:2])))
     return HFParity(prefill, decode)

@@ -1,7 +1,7 @@
 """Parity grid of the FFN / norm / layout / model-level features: each case is built from a spec through
 the production path (``export_onnx``), exported once per session, and proved with ``validate_folder``
 (left-padded prefill, 8 teacher-forced decode steps, incremental vs recompute, long context, greedy
-tokens; fp32 max |Δ logits| ≤ 1e-4 on ORT CPU). Ids name (feature, target)."""
+tokens; fp32 max|Δ|/σ within validate's limit on ORT CPU). Ids name (feature, target)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ line, exit 2, nothing written)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from tests.hf_fixtures import hf_parity, make_hf_model
-from tests.validate_fixtures import FAST
+from tests.validate_fixtures import FAST, edit_graph, nan_logits
 from yamlllm_export.cli import main
 
 pytest.importorskip("transformers")
@@ -46,6 +47,17 @@ def test_sharded_and_bin_layouts_load_the_same_model(llama, tmp_path):
         assert result.exit_code == 0, result.output
         parity = hf_parity(model, tmp_path / layout)
         assert parity.prefill <= 1e-4 and parity.decode <= 1e-4, f"{layout}: {parity}"
+
+
+@pytest.mark.parametrize("where", ["decode", "pads"])
+def test_hf_parity_reports_nan_as_infinite(llama, tmp_path, where):
+    """A decode that goes NaN, or NaN at a pad position, is a failure of every HF case (it once folded to 0)."""
+    model, root = llama
+    assert cli("build", root / "llama.yaml", "--weights", root / "single", "-o", tmp_path / "out", "--target", "portable").exit_code == 0
+    edit_graph(tmp_path / "out", lambda m: nan_logits(m, where))
+    parity = hf_parity(model, tmp_path / "out")
+    broken, intact = (parity.prefill, parity.decode) if where == "pads" else (parity.decode, parity.prefill)
+    assert broken == math.inf and intact <= 1e-4, parity  # only the logits are NaN: the other phase is untouched
 
 
 def test_bfloat16_checkpoint_is_cast_with_a_note(tmp_path):

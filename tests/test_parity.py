@@ -1,9 +1,9 @@
 """The exported graph on ONNX Runtime (CPU) matches the PyTorch model: every tiny model × target ×
-padding side, prefill of two sequences of different lengths then 8 teacher-forced decode steps."""
+padding side, prefill of two sequences of different lengths then 8 teacher-forced decode steps, within
+``validate``'s float32 limit (max|Δ|/σ ≤ C·ε·√(L·T), validate/parity.py): relative to the logits' spread,
+so the tiny models' small init (std 0.02, logits σ ≈ 0.1) hides no error (tests/test_mutations.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -13,9 +13,9 @@ from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.session import GraphRunError, cpu_session
 from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
-from yamlllm_export.validate.parity import teacher_forced
+from yamlllm_export.validate.parity import Tolerance, teacher_forced
 
-TOL = 1e-4
+TOL = 1e-4  # absolute, for the chunked-prefill check against one reference forward
 GRID = [
     pytest.param(m, t, side, id=f"{m}-{t}-{side}", marks=pytest.mark.xdist_group(name=m))
     for m in TINY_MODELS
@@ -30,8 +30,11 @@ def test_logits_match_pytorch(built, reference, model, target, side):
     contract = IOContract.for_spec(load_spec(folder / "model.yaml"))
     diffs = teacher_forced(reference(model), cpu_session(folder), contract, lengths=[7, 3], side=side, decode_steps=8)
     assert len(diffs) == 9
-    bad = [d for d in diffs if not (math.isfinite(d.max_abs) and d.max_abs <= TOL)]
-    assert not bad, f"{model}/{target}/{side}: " + ", ".join(f"{d.step}: {d.max_abs:.2e} (row {d.worst_row})" for d in bad)
+    tol = Tolerance.for_spec("float32", load_spec(folder / "model.yaml"))
+    bad = [d for d in diffs if not tol.ok(d.max_rel, d.keys)]
+    assert not bad, f"{model}/{target}/{side}: " + ", ".join(
+        f"{d.step}: max|Δ|/σ {d.max_rel:.2e} > {tol.limit(d.keys):.1e} (row {d.worst_row})" for d in bad
+    )
 
 
 @pytest.mark.parametrize("model", TINY_MODELS, ids=TINY_MODELS)

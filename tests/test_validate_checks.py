@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import pytest
@@ -19,6 +20,7 @@ from tests.validate_fixtures import (
     fix_past_length,
     misspell_op,
     point_external_data,
+    positions_counted_from_the_right,
     round_logits_to_fp16,
     row,
     run,
@@ -28,9 +30,11 @@ from tests.validate_fixtures import (
     to_external_data,
     truncate_lm_head,
 )
+from yamlllm_export.spec import load_spec
+from yamlllm_export.validate.parity import EPS32, FP32_HEADROOM
 
 STRUCTURE = {"checker", "shape inference", "io contract", "opset", "external data"}
-PARITY = ("prefill", "decode", "incremental", "long context", "tokens")
+PARITY = ("prefill", "right padding", "decode", "incremental", "long context", "tokens")
 GRID = [pytest.param(m, t, id=f"{m}-{t}", marks=pytest.mark.xdist_group(name=m)) for m in TINY_MODELS for t in TARGETS]
 
 
@@ -40,9 +44,13 @@ def test_every_tiny_build_passes(built, tmp_path, model, target):
     bad = [(r.check, r.ep, r.status, r.measured, r.detail) for r in report.results if r.status != "pass"]
     assert report.exit_code == 0 and not bad, bad
     assert {(c, "cpu") for c in (*PARITY, "session")} | {(c, "-") for c in STRUCTURE} == {(r.check, r.ep) for r in report.results}
-    for r in report.results:  # every logits row carries a finite measured value under its limit
-        if r.check in PARITY[:4]:
-            assert math.isfinite(r.value) and r.value <= r.limit == 1e-4, r
+    spec = load_spec(built(model, target) / "model.yaml")
+    for r in report.results:  # every logits row carries a finite measured value under its limit, C·ε·√(L·(d + T))
+        if r.check in PARITY[:5]:
+            assert math.isfinite(r.value) and r.value <= r.limit, r
+            layers, width, keys = map(int, re.search(r"√\((\d+)·\((\d+)\+(\d+)\)\)", r.tolerance).groups())
+            assert (layers, width) == (spec.num_layers, spec.layer.hidden_dim), r
+            assert r.limit == pytest.approx(FP32_HEADROOM * EPS32 * math.sqrt(layers * (width + keys))), r
     saved = json.loads((tmp_path / "parity" / "parity.json").read_text())
     assert saved["passed"] is True and saved["exit_code"] == 0 and len(saved["checks"]) == len(report.results)
     assert "| prefill | cpu |" in (tmp_path / "parity" / "parity.md").read_text()
@@ -58,7 +66,8 @@ BROKEN = {
         {"long context"},
         {"prefill", "decode", "incremental", "tokens", *STRUCTURE},
     ),
-    "logits-rounded-to-fp16": (round_logits_to_fp16, {"prefill", "decode"}, {"incremental", *STRUCTURE}),
+    # incremental compares two fp16-rounded outputs: one-ulp flips (2⁻¹¹ of a logit) may exceed the fp32 limit
+    "logits-rounded-to-fp16": (round_logits_to_fp16, {"prefill", "right padding", "decode"}, STRUCTURE),
     "leaked-token-bias": (lambda m: boost_token(m, 7, 100.0, 256), {"tokens"}, STRUCTURE),
     "unknown-op": (misspell_op, {"checker", "session"}, {"io contract", "opset", "external data"}),
     "lm-head-shape-mismatch": (truncate_lm_head, {"shape inference"}, {"checker", "io contract", "opset"}),
@@ -85,12 +94,24 @@ def test_broken_export_fails_the_right_check(built, tmp_path, case, target):
         assert r.detail or r.measured, r
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.xdist_group(name="tiny-gpt2")
+def test_right_padding_check_catches_an_export_that_assumes_left_padding(built, tmp_path, target):
+    """Positions counted from the right end are right for left padding and decode steps: every other check
+    passes, and only the right-padded prefill shows the learned positions read at the wrong rows."""
+    folder = edit_graph(copy_folder(built("tiny-gpt2", target), tmp_path / "broken"), positions_counted_from_the_right)
+    report = run(folder, tmp_path / "parity")
+    assert failed(report) == {"right padding"}, failed(report)
+    assert "right-padded" in row(report, "right padding").detail
+
+
 @pytest.mark.xdist_group(name="tiny-llama")
 def test_fp16_rounding_fails_fp32_tolerance_with_measured_value(built, tmp_path):
     folder = edit_graph(copy_folder(built("tiny-llama", "ort"), tmp_path / "broken"), round_logits_to_fp16)
     prefill = row(run(folder, tmp_path / "parity"), "prefill")
-    assert prefill.status == "fail" and 1e-4 < prefill.value < 1e-2, prefill
-    assert prefill.measured.startswith("max|Δ| ") and prefill.tolerance == "max|Δ| ≤ 1e-04"
+    assert prefill.status == "fail" and prefill.limit < prefill.value < 1e-2, prefill  # fp16 keeps ~2⁻¹¹ of σ
+    assert prefill.measured.startswith("max|Δ|/σ ") and "(max|Δ| " in prefill.measured
+    assert prefill.tolerance.startswith("max|Δ|/σ ≤ ") and prefill.tolerance.endswith("(16ε·√(2·(64+8)))")
 
 
 @pytest.mark.xdist_group(name="tiny-llama")

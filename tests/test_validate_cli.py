@@ -37,14 +37,25 @@ def test_validate_prints_table_and_writes_report_in_folder(built, tmp_path):
     assert result.exit_code == 0, result.output
     for check in ("checker", "io contract", "prefill", "decode", "incremental", "long context", "tokens"):
         assert check in result.stdout
-    assert "max|Δ| ≤ 1e-04" in result.stdout and "all checks passed" in result.stdout
+    assert "max|Δ|/σ ≤ 2.3e-05 (16ε·√(2·(64+8)))" in result.stdout and "all checks passed" in result.stdout
     cuda = availability("cuda")
     skipped = [line for line in result.stdout.splitlines() if line.startswith("cuda: skipped")]
     assert len(skipped) == (0 if cuda.usable else 1), result.stdout
     assert result.stderr == ""  # no ORT log lines, no warnings
     saved = json.loads((folder / "parity" / "parity.json").read_text())
     assert saved["passed"] and saved["model"]["name"] == "TinyLlama" and saved["settings"]["prompt_lengths"] == [8, 6, 4]
+    assert saved["settings"]["long_context"] == "125 + 3 steps = 128"
     assert (folder / "parity" / "parity.md").read_text().startswith("# Parity report: TinyLlama (ort, float32)")
+
+
+@llama
+def test_long_context_option_bounds_the_long_check(built, tmp_path):
+    result = _validate(built("tiny-llama", "ort"), "--long-context", "40", "--report", tmp_path / "rep")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "rep" / "parity.json").read_text())
+    assert saved["settings"]["long_context"] == "37 + 3 steps = 40"
+    long = next(c for c in saved["checks"] if c["check"] == "long context")
+    assert "prompt 37, positions up to 39" in long["detail"] and long["limit"] < 3e-5  # T ≤ 40 keys, not 128
 
 
 @llama
@@ -76,6 +87,8 @@ BAD_FOLDERS = {
         ["--prompt-len", "126"],
         "--prompt-len 126 + --steps 3 = 129 does not fit max_position_embeddings 128",
     ),
+    "long-context-too-long": (lambda f: None, ["--long-context", "129"], "--long-context 129: must be more than its 3 decode"),
+    "long-context-too-short": (lambda f: None, ["--long-context", "3"], "at most max_position_embeddings 128 of TinyLlama"),
 }
 
 

@@ -16,31 +16,51 @@ from yamlllm_export.runtime.session import fallback_nodes
 from yamlllm_export.runtime.stepper import bfloat16_bits_to_float32, float32_to_bfloat16_bits, host_value, to_numpy_float32
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.checks import Settings
-from yamlllm_export.validate.parity import Tolerance, max_abs, rel_l2, token_agreement
+from yamlllm_export.validate.parity import EPS32, FP32_HEADROOM, Tolerance, max_abs, max_rel, rel_l2, token_agreement
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import estimate
 
 
 def test_tolerances_by_dtype():
-    assert Tolerance.for_dtype("float32") == Tolerance("max_abs", 1e-4, 1.0)
+    fp32 = Tolerance.for_spec("float32", load_spec(MODELS / "tiny-llama.yaml"))  # 2 layers of width 64
+    assert (fp32.metric, fp32.layers, fp32.width, fp32.min_agreement) == ("max_rel", 2, 64, 1.0)
+    # C·ε·√(L·(d + T)): four times the layers, or the width and the keys, double the limit
+    assert fp32.limit(32) == pytest.approx(FP32_HEADROOM * EPS32 * math.sqrt(2 * (64 + 32)))
+    assert Tolerance.for_dtype("float32", 8, 64).limit(32) == pytest.approx(2 * fp32.limit(32))
+    assert Tolerance.for_dtype("float32", 2, 256).limit(128) == pytest.approx(2 * fp32.limit(32))
+    assert EPS32 == 2.0**-23
     for half in ("float16", "bfloat16"):
-        assert Tolerance.for_dtype(half) == Tolerance("rel_l2", 1e-2, 0.99)
-    tol = Tolerance.for_dtype("float32")
-    assert tol.ok(1e-4) and not tol.ok(1.1e-4) and not tol.ok(math.inf) and not tol.ok(math.nan)
+        tol = Tolerance.for_dtype(half, 30, 576)
+        assert (tol.metric, tol.limit(32), tol.limit(8192), tol.min_agreement) == ("rel_l2", 1e-2, 1e-2, 0.99)
+    limit = fp32.limit(32)
+    assert fp32.ok(limit, 32) and not fp32.ok(limit * 1.01, 32) and fp32.ok(limit * 1.01, 64)
+    assert not fp32.ok(math.inf, 32) and not fp32.ok(math.nan, 32)
+    assert fp32.describe(32) == f"max|Δ|/σ ≤ {limit:.1e} (16ε·√(2·(64+32)))"
 
 
 def test_metrics_count_valid_positions_only_and_treat_nan_as_failure():
     ref = np.zeros((2, 3, 4), np.float32)
+    ref[..., 0] = 2.0  # σ of every position: std(2, 0, 0, 0) = √3/2
     got = ref.copy()
     got[1, 0] = 5.0  # a pad position: ignored
     valid = np.array([[1, 1, 1], [0, 1, 1]])
-    assert max_abs(ref, got, valid) == 0.0
+    assert max_abs(ref, got, valid) == 0.0 and max_rel(ref, got, valid) == 0.0
     got[0, 2, 1] = 0.5
     assert max_abs(ref, got, valid) == 0.5
+    assert max_rel(ref, got, valid) == pytest.approx(0.5 / (math.sqrt(3) / 2))
+    assert max_rel(ref * 10, got * 10, valid) == pytest.approx(max_rel(ref, got, valid))  # scale-free
     ref2 = np.ones((1, 1, 4), np.float32)
     assert rel_l2(ref2, ref2 * 1.01, np.ones((1, 1))) == pytest.approx(0.01, rel=1e-3)
     got[1, 0, 0] = np.nan  # even in a pad row: NaN reaches valid rows through the next layer
-    assert max_abs(ref, got, valid) == math.inf and rel_l2(ref, got, valid) == math.inf
+    assert max_abs(ref, got, valid) == math.inf and rel_l2(ref, got, valid) == math.inf and max_rel(ref, got, valid) == math.inf
+
+
+def test_relative_error_is_per_position():
+    """A position whose logits spread little is judged against its own spread, not the batch's."""
+    ref = np.array([[[0.0, 10.0, -10.0], [0.0, 0.1, -0.1]]], np.float32)
+    got = ref + np.array([[[0.0, 1e-3, 0.0], [0.0, 1e-3, 0.0]]], np.float32)
+    sigma = ref[0].std(axis=-1)
+    assert max_rel(ref, got, np.ones((1, 2))) == pytest.approx(1e-3 / sigma[1], rel=1e-3)
 
 
 def test_token_disagreements_count_only_where_the_reference_is_decided():
@@ -56,6 +76,8 @@ def test_prompt_lengths_differ_and_fit():
     s = Settings(steps=32, batch=4, prompt_len=512, max_positions=4096)
     assert s.lengths == [512, 384, 256, 128]
     assert (s.long_prompt_len, s.long_steps) == (4092, 4)
+    short = Settings(steps=32, batch=4, prompt_len=512, max_positions=4096, long_context=600)
+    assert (short.long_prompt_len, short.long_positions) == (596, 600)
     assert Settings(steps=1, batch=5, prompt_len=2, max_positions=8).lengths == [2, 1, 1, 1, 1]
 
 

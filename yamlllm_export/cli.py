@@ -164,9 +164,22 @@ def check(spec_path: str, target: str | None) -> None:
 @click.option("--prompt-len", type=click.IntRange(min=1), default=None, help="Longest prompt [default: 32, capped by the context].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random prompts.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None, help="Report folder [default: FOLDER/parity].")
+@click.option(
+    "--long-context",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Positions the long-context check covers [default: max_position_embeddings; less is faster, proves less].",
+)
 @handle_errors
 def validate(
-    folder: Path, eps: tuple[str, ...], steps: int, batch: int, prompt_len: int | None, seed: int, report_dir: Path | None
+    folder: Path,
+    eps: tuple[str, ...],
+    steps: int,
+    batch: int,
+    prompt_len: int | None,
+    seed: int,
+    report_dir: Path | None,
+    long_context: int | None,
 ) -> None:
     """Check a model folder: graph structure, then parity with the PyTorch model on ONNX Runtime.
 
@@ -174,7 +187,9 @@ def validate(
     """
     from yamlllm_export.validate.runner import ValidateOptions
 
-    options = ValidateOptions(eps=eps, steps=steps, batch=batch, prompt_len=prompt_len, seed=seed, report_dir=report_dir)
+    options = ValidateOptions(
+        eps=eps, steps=steps, batch=batch, prompt_len=prompt_len, seed=seed, report_dir=report_dir, long_context=long_context
+    )
     _validate_and_exit(folder, options)
 
 

@@ -39,7 +39,7 @@ def estimate(spec: ModelSpec, dtype: str, settings: Settings) -> Needs:
     session = int(n * DTYPE_BYTES[dtype] * SESSION_FACTOR)
     vocab, heads = spec.embedding.vocab_size, spec.layer.attention.num_heads
     batch_tokens = settings.batch * (settings.prompt_len + settings.steps)
-    long_tokens = settings.max_positions
+    long_tokens = settings.long_positions
     logits = 4 * vocab * (3 * batch_tokens + 2 * long_tokens)  # reference, ONNX, recompute; long: both sides
     scores = 4 * heads * max(settings.batch * (settings.prompt_len + settings.steps) ** 2, long_tokens**2) * 3
     cache = kv_cache_bytes_per_token(spec, "float32") * (batch_tokens + long_tokens) * 3

@@ -30,7 +30,7 @@ from yamlllm_export.runtime.session import (
 )
 from yamlllm_export.runtime.stepper import ELEM_TYPES, GraphStepper
 from yamlllm_export.spec import ModelSpec, load_spec
-from yamlllm_export.validate.checks import Settings, parity_checks
+from yamlllm_export.validate.checks import MAX_LONG_STEPS, Settings, parity_checks
 from yamlllm_export.validate.parity import Tolerance
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import check_resources
@@ -48,6 +48,7 @@ class ValidateOptions:
     prompt_len: int | None = None  # None: DEFAULT_PROMPT_LEN, capped so prompt + steps fit the context
     seed: int = 0
     report_dir: Path | None = None  # None: <folder>/parity
+    long_context: int | None = None  # positions of the long-context check; None: max_position_embeddings
 
 
 def settings_for(spec: ModelSpec, options: ValidateOptions) -> Settings:
@@ -61,9 +62,16 @@ def settings_for(spec: ModelSpec, options: ValidateOptions) -> Settings:
             f"--prompt-len {prompt_len} + --steps {options.steps} = {prompt_len + options.steps} does not fit "
             f"max_position_embeddings {max_pos} of {spec.name}"
         )
+    long_context = options.long_context if options.long_context is not None else max_pos
+    long_steps = min(options.steps, MAX_LONG_STEPS)
+    if not long_steps < long_context <= max_pos:
+        raise BuildError(
+            f"--long-context {long_context}: must be more than its {long_steps} decode steps and at most "
+            f"max_position_embeddings {max_pos} of {spec.name}"
+        )
     return Settings(
         steps=options.steps, batch=options.batch, prompt_len=prompt_len, max_positions=max_pos, seed=options.seed,
-        not_incremental=not_incremental(spec),
+        long_context=long_context, not_incremental=not_incremental(spec),
     )  # fmt: skip
 
 
@@ -160,7 +168,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
 
     model = load_checked_reference(folder, info, spec)
     contract = IOContract.for_spec(spec)
-    tol = Tolerance.for_dtype(dtype)
+    tol = Tolerance.for_spec(dtype, spec)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
     for ep in to_run:
