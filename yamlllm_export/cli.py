@@ -253,6 +253,22 @@ def features() -> None:
     click.echo(feature_table(), nl=False)
 
 
+def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[str, Any], str]]) -> None:
+    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``)."""
+    from yamlllm_export.errors import BuildError
+    from yamlllm_export.hf import render_yaml
+    from yamlllm_export.spec import load_spec
+
+    if out_path.exists() and (out_path.is_dir() or not overwrite):
+        raise BuildError(f"{out_path}: exists; pass --overwrite to replace it" if out_path.is_file() else f"{out_path}: is a directory")
+    spec, header = make()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    partial.write_text(render_yaml(spec, header))
+    partial.replace(out_path)  # all or nothing
+    click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")
+
+
 @main.command("import-hf")
 @click.argument("hf_dir", metavar="HF_DIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
@@ -260,16 +276,18 @@ def features() -> None:
 @handle_errors
 def import_hf(hf_dir: Path, out_path: Path, overwrite: bool) -> None:
     """Write the YAML spec of a local Hugging Face model folder (config.json; no network)."""
-    from yamlllm_export.errors import BuildError
     from yamlllm_export.hf import import_hf as to_spec
-    from yamlllm_export.hf import render_yaml
-    from yamlllm_export.spec import load_spec
 
-    if out_path.exists() and (out_path.is_dir() or not overwrite):
-        raise BuildError(f"{out_path}: exists; pass --overwrite to replace it" if out_path.is_file() else f"{out_path}: is a directory")
-    spec, header = to_spec(hf_dir, out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    partial.write_text(render_yaml(spec, header))
-    partial.replace(out_path)  # all or nothing
-    click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")
+    _write_spec(out_path, overwrite, lambda: to_spec(hf_dir, out_path))
+
+
+@main.command("import-gguf")
+@click.argument("gguf_path", metavar="FILE.gguf", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@handle_errors
+def import_gguf(gguf_path: Path, out_path: Path, overwrite: bool) -> None:
+    """Write the YAML spec of a GGUF file (llama.cpp's metadata; build it with --weights FILE.gguf)."""
+    from yamlllm_export.gguf import import_gguf as to_spec
+
+    _write_spec(out_path, overwrite, lambda: to_spec(gguf_path, out_path))
