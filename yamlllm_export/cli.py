@@ -67,7 +67,7 @@ def main() -> None:
     "--weights",
     type=click.Path(),
     default=None,
-    help="Trained weights of the compiled model (.safetensors, .pt or .bin) instead of --seed.",
+    help="Trained weights instead of --seed: a checkpoint (.safetensors, .pt, .bin), an HF folder or a GGUF file.",
 )
 @click.option(
     "--logits",
@@ -77,6 +77,10 @@ def main() -> None:
     help="Logits of every position, or the last only (faster prefill; validate needs all).",
 )
 @click.option("--tokenizer", type=click.Path(), default=None, help="tokenizer.json (or its folder) to copy in, for `generate --prompt`.")
+@click.option(
+    "--keep-quantized", is_flag=True,
+    help="With --weights FILE.gguf: Q4_0/Q4_1/Q8_0/Q4_K blocks become MatMulNBits exactly, without re-quantizing.",
+)  # fmt: skip
 @handle_errors
 def build(
     spec_path: str,
@@ -89,6 +93,7 @@ def build(
     weights: str | None,
     tokenizer: str | None,
     logits: str,
+    keep_quantized: bool,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
@@ -96,10 +101,11 @@ def build(
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     folder = export_onnx(
-        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits
+        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits,
+        keep_quantized=keep_quantized,
     )
     info = json.loads((folder / "build.json").read_text())
-    for note in info["weights"].get("notes", []):
+    for note in info["weights"].get("notes", []) + info["weights"].get("quantized", {}).get("notes", []):
         click.echo(f"note: {note}", err=True)
     fused = {k: v for k, v in info["op_counts"].items() if k.startswith("com.microsoft.")}
     click.echo(
