@@ -26,6 +26,7 @@ from yamlllm_export.export.flat_io import FlatIO
 from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
+from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
@@ -189,6 +190,11 @@ def export_onnx(
         _check(onnx_path)
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
         copy_tokenizer(tokenizer_paths, tmp)
+        if tokenizer is None and weights is not None and is_gguf(weights):
+            from yamlllm_export.gguf.tokenizer import write_gguf_tokenizer
+
+            if tok_notes := write_gguf_tokenizer(weights, spec.embedding.vocab_size, tmp):
+                source.setdefault("notes", []).extend(tok_notes)
         genai_unsupported = genai_blocker(spec)
         if genai_unsupported is None:
             (tmp / GENAI_CONFIG).write_text(json.dumps(genai_config(spec), indent=2) + "\n")
