@@ -62,7 +62,9 @@ def write_gguf(hf_model: torch.nn.Module, arch: str, path: Path, *, quant: str |
     w.add_block_count(layers)
     w.add_context_length(getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 64)
     w.add_embedding_length(d)
-    w.add_feed_forward_length(getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or getattr(c, "ffn_hidden_size", None) or 4 * d)
+    w.add_feed_forward_length(
+        getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or getattr(c, "ffn_hidden_size", None) or 4 * d
+    )
     w.add_head_count(nh)
     w.add_head_count_kv(nkv)
     w.add_vocab_size(c.vocab_size)

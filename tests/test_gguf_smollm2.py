@@ -27,16 +27,17 @@ def smollm2_kept(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -
     runner = CliRunner()
     result = runner.invoke(main, ["import-gguf", str(smollm2_gguf), "-o", str(root / "spec.yaml")])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ["build", str(root / "spec.yaml"), "--weights", str(smollm2_gguf), "--keep-quantized", "-o", str(root / "out")])
+    result = runner.invoke(
+        main, ["build", str(root / "spec.yaml"), "--weights", str(smollm2_gguf), "--keep-quantized", "-o", str(root / "out")]
+    )
     assert result.exit_code == 0, result.output
     return root / "out"
 
 
 def test_smollm2_gguf_kept_quantized_matches_transformers(smollm2_kept: Path, smollm2_hf: Path) -> None:
+    from smollm2 import text
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
-
-    from smollm2 import text
 
     info = json.loads((smollm2_kept / "build.json").read_text())
     assert info["op_counts"]["com.microsoft.MatMulNBits"] == 7 * 30, info["op_counts"]  # every projection of 30 layers
@@ -48,7 +49,9 @@ def test_smollm2_gguf_kept_quantized_matches_transformers(smollm2_kept: Path, sm
     got = stepper.step(ids, np.ones_like(ids), stepper.empty_past(1))[0]
     assert np.abs(got - ref).max() <= TOL, np.abs(got - ref).max()
 
-    result = CliRunner().invoke(main, ["generate", str(smollm2_kept), "--prompt-ids", " ".join(map(str, ids[0, :16])), "--max-new-tokens", "12"])
+    result = CliRunner().invoke(
+        main, ["generate", str(smollm2_kept), "--prompt-ids", " ".join(map(str, ids[0, :16])), "--max-new-tokens", "12"]
+    )
     assert result.exit_code == 0, result.output
     with torch.no_grad():
         greedy = hf.generate(torch.from_numpy(ids[:, :16]), max_new_tokens=12, do_sample=False)[0, 16:].tolist()

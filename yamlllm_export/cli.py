@@ -101,7 +101,15 @@ def build(
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     folder = export_onnx(
-        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits,
+        spec,
+        out_dir,
+        target=target,
+        seed=seed,
+        dtype=dtype,
+        overwrite=overwrite,
+        weights=weights,
+        tokenizer=tokenizer,
+        logits=logits,
         keep_quantized=keep_quantized,
     )
     info = json.loads((folder / "build.json").read_text())

@@ -79,7 +79,9 @@ def vocab_size(f: GGUFFile) -> int:
 def _rope_scaling(f: GGUFFile) -> dict[str, Any] | None:
     kind = f.get(".rope.scaling.type")
     if "rope_freqs.weight" in f.tensors:  # Llama 3.1+ bakes its frequency factors into a tensor
-        raise BuildError(f"{f.path}: tensor 'rope_freqs.weight' (RoPE frequency factors) is not supported; it stands for a rope scaling we cannot read back")
+        raise BuildError(
+            f"{f.path}: tensor 'rope_freqs.weight' (RoPE frequency factors) is not supported; it stands for a rope scaling we cannot read back"
+        )
     if kind in (None, "none"):
         return None
     if kind not in ("linear", "yarn"):
@@ -235,9 +237,7 @@ ARCHS: dict[str, Arch] = {
         norm_plus_one=True,
     ),
     "phi2": Arch("phi", _phi2, lambda f: [(L + r"attn_norm\.(weight|bias)", r"blocks.\1.norm.\2", "all"), *COMMON]),
-    "gpt2": Arch(
-        "gpt2", _gpt2, lambda f: [(r"position_embd\.weight", "positions.embedding.weight", "all"), *SEQUENTIAL_NORMS, *COMMON]
-    ),
+    "gpt2": Arch("gpt2", _gpt2, lambda f: [(r"position_embd\.weight", "positions.embedding.weight", "all"), *SEQUENTIAL_NORMS, *COMMON]),
     "bloom": Arch("bloom", _bloom, lambda f: [(r"token_embd_norm\.(weight|bias)", r"embed_norm.\1", "all"), *SEQUENTIAL_NORMS, *COMMON]),
     "falcon": Arch("falcon", _falcon, _falcon_rules),
     "gptneox": Arch("gpt_neox", _gptneox, _neox_rules),
@@ -247,7 +247,5 @@ ARCHS: dict[str, Arch] = {
 def arch_for(f: GGUFFile) -> Arch:
     arch = ARCHS.get(f.arch)
     if arch is None:
-        raise BuildError(
-            f"{f.path}: metadata 'general.architecture' = {f.arch!r} is not supported (supported: {', '.join(sorted(ARCHS))})"
-        )
+        raise BuildError(f"{f.path}: metadata 'general.architecture' = {f.arch!r} is not supported (supported: {', '.join(sorted(ARCHS))})")
     return arch

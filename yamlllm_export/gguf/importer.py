@@ -16,7 +16,11 @@ from yamlllm_export.gguf.tensors import Heads
 from yamlllm_export.hf.config import HFConfig
 from yamlllm_export.spec import load_spec
 
-TOKEN_KEYS = {"bos_token_id": "tokenizer.ggml.bos_token_id", "eos_token_id": "tokenizer.ggml.eos_token_id", "pad_token_id": "tokenizer.ggml.padding_token_id"}
+TOKEN_KEYS = {
+    "bos_token_id": "tokenizer.ggml.bos_token_id",
+    "eos_token_id": "tokenizer.ggml.eos_token_id",
+    "pad_token_id": "tokenizer.ggml.padding_token_id",
+}
 
 
 def hf_config(f: GGUFFile) -> HFConfig:
@@ -55,12 +59,26 @@ def check_shapes(f: GGUFFile) -> None:
         raise BuildError(f"{f.path}: metadata '{f.arch}.block_count' = {blocks} but the file holds blocks {_span(layers)}")
     heads = Heads.of(f)
     if "blk.0.attn_q.weight" in f.tensors:
-        _expect(f, f.tensors["blk.0.attn_q.weight"].rows, heads.num_heads * heads.head_dim, "blk.0.attn_q.weight", "rows", ".attention.head_count")
+        _expect(
+            f,
+            f.tensors["blk.0.attn_q.weight"].rows,
+            heads.num_heads * heads.head_dim,
+            "blk.0.attn_q.weight",
+            "rows",
+            ".attention.head_count",
+        )
     if "blk.0.attn_k.weight" in f.tensors:
         rows = f.tensors["blk.0.attn_k.weight"].rows
         _expect(f, rows, heads.num_kv_heads * heads.head_dim, "blk.0.attn_k.weight", "rows", ".attention.head_count_kv")
     if "blk.0.ffn_up.weight" in f.tensors and f.get(".feed_forward_length") is not None:
-        _expect(f, f.tensors["blk.0.ffn_up.weight"].rows, int(f.get(".feed_forward_length")), "blk.0.ffn_up.weight", "rows", ".feed_forward_length")
+        _expect(
+            f,
+            f.tensors["blk.0.ffn_up.weight"].rows,
+            int(f.get(".feed_forward_length")),
+            "blk.0.ffn_up.weight",
+            "rows",
+            ".feed_forward_length",
+        )
 
 
 def _expect(f: GGUFFile, got: int, want: int, tensor: str, what: str, key: str) -> None:

@@ -36,7 +36,10 @@ def _packed_weights(gguf_path: Path) -> tuple[dict[str, tuple[np.ndarray, NBits]
             out[ours] = (values, pack(t.qtype, _rows(np.asarray(t.data), p), t.cols, values))
         except NotExact:
             skipped[t.qtype] += 1
-    notes = [f"{n} {q} weights dequantized to float (no exact MatMulNBits form; kept exactly: {', '.join(EXACT_TYPES)})" for q, n in sorted(skipped.items())]
+    notes = [
+        f"{n} {q} weights dequantized to float (no exact MatMulNBits form; kept exactly: {', '.join(EXACT_TYPES)})"
+        for q, n in sorted(skipped.items())
+    ]
     return out, notes
 
 
@@ -133,7 +136,9 @@ def _matmul_nbits(x: str, out: str, stem: str, n: NBits, k: int) -> tuple[list[A
     nodes = [
         helper.make_node("MatMulNBits", [x, *names], [f"{stem}.scaled"], name=f"{stem}.MatMulNBits", domain="com.microsoft", **attrs),
         helper.make_node("Reshape", [x, shape], [f"{stem}.blocks"], name=f"{stem}.Reshape"),  # (B, S, K/32, 32)
-        helper.make_node("ReduceSum", [f"{stem}.blocks", f"{stem}.last_axis"], [f"{stem}.block_sums"], name=f"{stem}.ReduceSum", keepdims=0),
+        helper.make_node(
+            "ReduceSum", [f"{stem}.blocks", f"{stem}.last_axis"], [f"{stem}.block_sums"], name=f"{stem}.ReduceSum", keepdims=0
+        ),
         helper.make_node("MatMul", [f"{stem}.block_sums", offsets_t], [f"{stem}.offset_terms"], name=f"{stem}.offsets"),
         helper.make_node("Sub", [f"{stem}.scaled", f"{stem}.offset_terms"], [out], name=f"{stem}.Sub"),
     ]

@@ -32,7 +32,9 @@ def write_gguf_tokenizer(gguf_path: str | Path, vocab_size: int, folder: Path) -
         try:
             AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(tmp)
         except (ValueError, KeyError, OSError, TypeError) as err:
-            return [f"{path.name}: tokenizer.json not written: transformers cannot convert its vocabulary ({str(err).splitlines()[0][:160]})"]
+            return [
+                f"{path.name}: tokenizer.json not written: transformers cannot convert its vocabulary ({str(err).splitlines()[0][:160]})"
+            ]
         finally:
             logging.getLogger("transformers").setLevel(level)
         try:
