@@ -16,6 +16,7 @@ from tests.hf_fixtures import HF_CASES, LLAMA
 
 # GGUF has no sliding-window key for Qwen2: its case attends fully
 HF_CASES["qwen2-full-attention"] = ("Qwen2Config", {**LLAMA, "num_key_value_heads": 1})
+HF_CASES["phi3"] = ("Phi3Config", {**LLAMA, "pad_token_id": 0})
 # hf_fixtures case → GGUF architecture
 GGUF_CASES = {
     "llama": "llama",
@@ -23,6 +24,7 @@ GGUF_CASES = {
     "gemma-mqa-head-dim": "gemma",
     "gemma2": "gemma2",
     "phi": "phi2",
+    "phi3": "phi3",
     "gpt2": "gpt2",
     "bloom-6-heads": "bloom",
     "falcon-multi-query": "falcon",
@@ -72,7 +74,7 @@ def write_gguf(hf_model: torch.nn.Module, arch: str, path: Path, *, quant: str |
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     eps = getattr(c, "rms_norm_eps", None)
-    if eps is not None and arch in ("llama", "qwen2", "gemma", "gemma2"):
+    if eps is not None and arch in ("llama", "qwen2", "gemma", "gemma2", "phi3"):
         w.add_layer_norm_rms_eps(eps)
     else:
         w.add_layer_norm_eps(getattr(c, "layer_norm_eps", None) or getattr(c, "layer_norm_epsilon", None) or 1e-5)

@@ -43,6 +43,7 @@ class Arch:
     config: Callable[[GGUFFile], dict[str, Any]]
     rules: Callable[[GGUFFile], list[Rule]]
     norm_plus_one: bool = False  # Gemma: llama.cpp stores norm weights + 1
+    ffn_up_rows: int = 1  # feed_forward_length multiples in ffn_up (Phi-3 stores [gate; up] there)
 
 
 def _base(f: GGUFFile) -> dict[str, Any]:
@@ -121,6 +122,14 @@ def _gemma2(f: GGUFFile) -> dict[str, Any]:
     cfg["attn_logit_softcapping"] = f.get(".attn_logit_softcapping")
     cfg["final_logit_softcapping"] = f.get(".final_logit_softcapping")
     return cfg
+
+
+def _phi3(f: GGUFFile) -> dict[str, Any]:
+    """Phi-3 is LLaMA's architecture with fused projections (and a sliding window when the file has one)."""
+    if f.get(".rope.scaling.attn_factor") is not None or "rope_factors_long.weight" in f.tensors:
+        raise BuildError(f"{f.path}: Phi-3 LongRoPE (tensor 'rope_factors_long.weight') is not supported; the 4k-context models are")
+    window = f.get(".attention.sliding_window")
+    return {**_llama(f), **({"model_type": "mistral", "sliding_window": int(window)} if window else {})}
 
 
 def _partial_rotary(f: GGUFFile, cfg: dict[str, Any]) -> float:
@@ -235,6 +244,12 @@ ARCHS: dict[str, Arch] = {
             *COMMON,
         ],
         norm_plus_one=True,
+    ),
+    "phi3": Arch(
+        "llama",
+        _phi3,
+        lambda f: [(L + r"ffn_up\.(weight|bias)", r"blocks.\1.ffn.{p}.\2", "gate_up"), *SEQUENTIAL_NORMS, *COMMON],
+        ffn_up_rows=2,
     ),
     "phi2": Arch("phi", _phi2, lambda f: [(L + r"attn_norm\.(weight|bias)", r"blocks.\1.norm.\2", "all"), *COMMON]),
     "gpt2": Arch("gpt2", _gpt2, lambda f: [(r"position_embd\.weight", "positions.embedding.weight", "all"), *SEQUENTIAL_NORMS, *COMMON]),

@@ -26,7 +26,7 @@ TOKEN_KEYS = {
 def hf_config(f: GGUFFile) -> HFConfig:
     """The config.json the file's metadata stands for (errors name the GGUF file)."""
     arch = arch_for(f)
-    raw = {"model_type": arch.model_type, **{k: v for k, v in arch.config(f).items() if v is not None}}
+    raw = {"model_type": arch.model_type, **{k: v for k, v in arch.config(f).items() if v is not None}}  # config may name another
     return HFConfig(f.path.parent, raw, source=f"{f.path} (metadata of architecture {f.arch!r})")
 
 
@@ -74,7 +74,7 @@ def check_shapes(f: GGUFFile) -> None:
         _expect(
             f,
             f.tensors["blk.0.ffn_up.weight"].rows,
-            int(f.get(".feed_forward_length")),
+            int(f.get(".feed_forward_length")) * arch_for(f).ffn_up_rows,
             "blk.0.ffn_up.weight",
             "rows",
             ".feed_forward_length",

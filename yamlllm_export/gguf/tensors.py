@@ -68,6 +68,10 @@ def pieces(f: GGUFFile) -> dict[str, Piece]:
             elif how == "unpermute":
                 n = heads.num_heads if m.group(2) == "q" else heads.num_kv_heads
                 out[ours] = Piece(t, unpermute(t.rows if t.data.ndim > 1 else t.cols, n))
+            elif how == "gate_up":  # Phi-3's fused [gate; up]
+                rows = t.rows if t.data.ndim > 1 else t.cols
+                half = rows // 2
+                out[ours.format(p="gate")], out[ours.format(p="up")] = Piece(t, np.arange(half)), Piece(t, np.arange(half, rows))
             else:  # a fused [q; k; v]
                 q, kv = heads.num_heads * heads.head_dim, heads.num_kv_heads * heads.head_dim
                 rows = t.rows if t.data.ndim > 1 else t.cols
