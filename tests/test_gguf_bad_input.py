@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from yamlllm_export.cli import main
 
 
-def tiny(path: Path, *, arch: str = "llama", blocks: int = 1, drop: str = "", heads: int = 2) -> Path:
-    """A one-layer LLaMA-style GGUF (d 64, 2 heads, vocab 32) with F32 tensors."""
+def tiny(path: Path, *, arch: str = "llama", blocks: int = 1, drop: str = "", heads: int = 2, raw: str = "") -> Path:
+    """A one-layer LLaMA-style GGUF (d 64, 2 heads, vocab 32) with F32 tensors; ``raw``: ffn_up stored as
+    that type instead (random bytes)."""
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(blocks)
@@ -27,7 +28,10 @@ def tiny(path: Path, *, arch: str = "llama", blocks: int = 1, drop: str = "", he
     shapes.update({f"blk.0.attn_{p}.weight": (64, 64) for p in "qkv"} | {"blk.0.attn_output.weight": (64, 64)})
     shapes.update({"blk.0.ffn_gate.weight": (96, 64), "blk.0.ffn_up.weight": (96, 64), "blk.0.ffn_down.weight": (64, 96)})
     for name, shape in shapes.items():
-        if name != drop:
+        if raw and name == "blk.0.ffn_up.weight":
+            qtype = gguf.GGMLQuantizationType[raw]
+            w.add_tensor(name, rng.integers(0, 256, gguf.quants.quant_shape_to_byte_shape(shape, qtype), dtype=np.uint8), raw_dtype=qtype)
+        elif name != drop:
             w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -55,6 +59,7 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing-tensor": (lambda p: tiny(p, drop="blk.0.ffn_up.weight"), "missing: blocks.0.ffn.up.weight"),
     "block-count": (lambda p: tiny(p, blocks=2), "'llama.block_count' = 2"),
     "head-count": (lambda p: tiny(p, heads=3), "'llama.attention.head_count'"),
+    "quant-type": (lambda p: tiny(p, raw="Q8_1"), "'blk.0.ffn_up.weight' is stored as Q8_1, which gguf cannot dequantize"),
 }
 
 

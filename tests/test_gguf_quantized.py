@@ -82,3 +82,16 @@ def test_keep_quantized_build_matches_the_float_build(quant: str, tmp_path) -> N
         stepper = GraphStepper.for_session(cpu_session(folder), IOContract.for_spec(load_spec(folder / "model.yaml")))
         logits.append(stepper.step(ids, mask, stepper.empty_past(2))[0])
     assert np.abs(logits[0] - logits[1]).max() <= 1e-4, np.abs(logits[0] - logits[1]).max()
+
+
+def test_keep_quantized_notes_types_it_cannot_keep(tmp_path) -> None:
+    hf = make_hf_model("llama", tmp_path / "hf")
+    path = write_gguf(hf, "llama", tmp_path / "model.gguf", quant="Q5_0")
+    spec, header = import_gguf(path)
+    (tmp_path / "spec.yaml").write_text(render_yaml(spec, header))
+    kept = export_onnx(tmp_path / "spec.yaml", tmp_path / "kept", weights=path, keep_quantized=True)
+    info = json.loads((kept / "build.json").read_text())
+    assert "com.microsoft.MatMulNBits" not in info["op_counts"]
+    assert info["weights"]["quantized"]["notes"] == [
+        "14 Q5_0 weights dequantized to float (no exact MatMulNBits form; kept exactly: Q4_0, Q4_1, Q8_0, Q4_K)"
+    ]

@@ -12,7 +12,7 @@ from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
 from yamlllm_export.gguf.archs import arch_for
 from yamlllm_export.gguf.reader import GGUFFile, read_gguf
-from yamlllm_export.gguf.tensors import Heads
+from yamlllm_export.gguf.tensors import Heads, check_types
 from yamlllm_export.hf.config import HFConfig
 from yamlllm_export.spec import load_spec
 
@@ -37,6 +37,7 @@ def import_gguf(path: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[s
     f = read_gguf(path)
     cfg = hf_config(f)
     check_shapes(f)
+    check_types(f)
     spec = {"name": _name(f), **family_for(cfg).to_spec(cfg)}
     vocab = spec["embedding"]["vocab_size"]
     tokens = {k: int(f.meta[key]) for k, key in TOKEN_KEYS.items() if key in f.meta and 0 <= int(f.meta[key]) < vocab}

@@ -17,7 +17,7 @@ from yamlllm_export.gguf.archs import arch_for
 from yamlllm_export.gguf.reader import GGUFFile, GGUFTensor, gguf_module, read_gguf
 from yamlllm_export.weights.checkpoint import listed, load_weights
 
-FLOAT_TYPES = {"F32", "F16", "BF16", "F64"}
+FLOAT_TYPES = {"F32", "F16", "BF16"}
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,20 @@ def pieces(f: GGUFFile) -> dict[str, Piece]:
     return out
 
 
+def check_types(f: GGUFFile) -> None:
+    """Refuse a tensor stored in a type gguf cannot dequantize (Q8_1, Q8_K, integer types), before any work."""
+    gguf = gguf_module()
+    bad = [t for t in f.tensors.values() if t.qtype not in FLOAT_TYPES and not hasattr(gguf.quants, t.qtype)]
+    if bad:
+        raise BuildError(
+            f"{f.path}: tensor '{bad[0].name}' is stored as {bad[0].qtype}, which gguf cannot dequantize"
+            f" ({len(bad)} tensor(s); GGUF's usual weight types are supported: F32, F16, BF16, Q4_0 ... Q8_0, K-quants, IQ*)"
+        )
+
+
 def dequantized(t: GGUFTensor) -> np.ndarray:
     """The stored tensor as float32, with llama.cpp's own dequantizer (exact for float types)."""
-    if t.qtype in FLOAT_TYPES and t.qtype != "BF16":
+    if t.qtype in ("F32", "F16"):
         return np.asarray(t.data, dtype=np.float32).reshape(t.shape)
     gguf = gguf_module()
     try:
@@ -120,6 +131,7 @@ def state_dict(f: GGUFFile, wanted: dict[str, Piece] | None = None) -> dict[str,
 def load_gguf_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load the GGUF file's tensors (dequantized) into ``model`` (built from the spec ``import-gguf`` wrote)."""
     f = read_gguf(path)
+    check_types(f)
     state = state_dict(f)
     types = sorted({p.source.qtype for p in pieces(f).values()} - FLOAT_TYPES)
     notes = [f"{f.path.name}: {', '.join(types)} blocks dequantized with gguf"] if types else []
