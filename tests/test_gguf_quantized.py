@@ -1,5 +1,6 @@
 """--keep-quantized: llama.cpp blocks become MatMulNBits whose weights ONNX Runtime computes exactly as gguf
-dequantizes them (an identity input reads every weight back), and a kept build's logits match the float one."""
+dequantizes them (an identity input reads every weight back), and a kept build's logits match our PyTorch
+model holding gguf's dequantized weights."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import gguf
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from tests.gguf_fixtures import write_gguf
 from tests.hf_fixtures import make_hf_model
 from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.writer import export_onnx
+from yamlllm_export.gguf import load_gguf_weights
 from yamlllm_export.gguf.importer import import_gguf
 from yamlllm_export.gguf.keep_quantized import _matmul_nbits
 from yamlllm_export.gguf.matmul_nbits import pack
 from yamlllm_export.hf import render_yaml
+from yamlllm_export.model.builders import build_model
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.session import cpu_session
 from yamlllm_export.validate.stepper import GraphStepper
@@ -63,25 +67,24 @@ def test_matmul_nbits_weights_equal_gguf_dequantization_bit_for_bit(qtype: str) 
 
 
 @pytest.mark.parametrize("quant", ["Q4_0", "Q4_1", "Q8_0"], ids=str)
-def test_keep_quantized_build_matches_the_float_build(quant: str, tmp_path) -> None:
+def test_keep_quantized_build_matches_the_dequantized_model(quant: str, tmp_path) -> None:
     hf = make_hf_model("llama", tmp_path / "hf")
     path = write_gguf(hf, "llama", tmp_path / "model.gguf", quant=quant)
     spec, header = import_gguf(path)
     (tmp_path / "spec.yaml").write_text(render_yaml(spec, header))
-    plain = export_onnx(tmp_path / "spec.yaml", tmp_path / "float", weights=path)
     kept = export_onnx(tmp_path / "spec.yaml", tmp_path / "kept", weights=path, keep_quantized=True)
     info = json.loads((kept / "build.json").read_text())
-    layers = spec["num_layers"]
-    assert info["op_counts"]["com.microsoft.MatMulNBits"] == 7 * layers, info["op_counts"]  # q, k, v, o, gate, up, down
-    assert sum(n.op_type == "MatMul" for n in onnx.load(kept / "model.onnx", load_external_data=False).graph.node
-               if "offsets" not in n.name) == 1  # the LM head only  # fmt: skip
+    assert info["op_counts"]["com.microsoft.MatMulNBits"] == 7 * spec["num_layers"], info["op_counts"]  # q, k, v, o, gate, up, down
+    graph = onnx.load(kept / "model.onnx", load_external_data=False).graph
+    assert sum(n.op_type == "MatMul" and not n.name.endswith(".offsets") for n in graph.node) == 1  # the LM head only
+    model = build_model(load_spec(kept / "model.yaml")).eval()
+    load_gguf_weights(model, path)  # the float reference: gguf's dequantization
     ids = np.random.default_rng(0).integers(1, 96, (2, 9))
-    mask = np.ones_like(ids)
-    logits = []
-    for folder in (plain, kept):
-        stepper = GraphStepper.for_session(cpu_session(folder), IOContract.for_spec(load_spec(folder / "model.yaml")))
-        logits.append(stepper.step(ids, mask, stepper.empty_past(2))[0])
-    assert np.abs(logits[0] - logits[1]).max() <= 1e-4, np.abs(logits[0] - logits[1]).max()
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids))[0].numpy()
+    stepper = GraphStepper.for_session(cpu_session(kept), IOContract.for_spec(load_spec(kept / "model.yaml")))
+    got = stepper.step(ids, np.ones_like(ids), stepper.empty_past(2))[0]
+    assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
 
 
 def test_keep_quantized_notes_types_it_cannot_keep(tmp_path) -> None:
