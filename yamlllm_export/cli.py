@@ -67,7 +67,7 @@ def main() -> None:
     "--weights",
     type=click.Path(),
     default=None,
-    help="Trained weights of the compiled model (.safetensors, .pt or .bin) instead of --seed.",
+    help="Trained weights instead of --seed: a checkpoint (.safetensors, .pt, .bin), an HF folder or a GGUF file.",
 )
 @click.option(
     "--logits",
@@ -77,6 +77,10 @@ def main() -> None:
     help="Logits of every position, or the last only (faster prefill; validate needs all).",
 )
 @click.option("--tokenizer", type=click.Path(), default=None, help="tokenizer.json (or its folder) to copy in, for `generate --prompt`.")
+@click.option(
+    "--keep-quantized", is_flag=True,
+    help="With --weights FILE.gguf: Q4_0/Q4_1/Q8_0/Q4_K blocks become MatMulNBits exactly, without re-quantizing.",
+)  # fmt: skip
 @handle_errors
 def build(
     spec_path: str,
@@ -89,6 +93,7 @@ def build(
     weights: str | None,
     tokenizer: str | None,
     logits: str,
+    keep_quantized: bool,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.export.writer import export_onnx
@@ -96,10 +101,19 @@ def build(
 
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     folder = export_onnx(
-        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits
+        spec,
+        out_dir,
+        target=target,
+        seed=seed,
+        dtype=dtype,
+        overwrite=overwrite,
+        weights=weights,
+        tokenizer=tokenizer,
+        logits=logits,
+        keep_quantized=keep_quantized,
     )
     info = json.loads((folder / "build.json").read_text())
-    for note in info["weights"].get("notes", []):
+    for note in info["weights"].get("notes", []) + info["weights"].get("quantized", {}).get("notes", []):
         click.echo(f"note: {note}", err=True)
     fused = {k: v for k, v in info["op_counts"].items() if k.startswith("com.microsoft.")}
     click.echo(
@@ -269,6 +283,22 @@ def features() -> None:
     click.echo(feature_table(), nl=False)
 
 
+def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[str, Any], str]]) -> None:
+    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``)."""
+    from yamlllm_export.errors import BuildError
+    from yamlllm_export.hf import render_yaml
+    from yamlllm_export.spec import load_spec
+
+    if out_path.exists() and (out_path.is_dir() or not overwrite):
+        raise BuildError(f"{out_path}: exists; pass --overwrite to replace it" if out_path.is_file() else f"{out_path}: is a directory")
+    spec, header = make()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    partial.write_text(render_yaml(spec, header))
+    partial.replace(out_path)  # all or nothing
+    click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")
+
+
 @main.command("import-hf")
 @click.argument("hf_dir", metavar="HF_DIR", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
@@ -276,16 +306,18 @@ def features() -> None:
 @handle_errors
 def import_hf(hf_dir: Path, out_path: Path, overwrite: bool) -> None:
     """Write the YAML spec of a local Hugging Face model folder (config.json; no network)."""
-    from yamlllm_export.errors import BuildError
     from yamlllm_export.hf import import_hf as to_spec
-    from yamlllm_export.hf import render_yaml
-    from yamlllm_export.spec import load_spec
 
-    if out_path.exists() and (out_path.is_dir() or not overwrite):
-        raise BuildError(f"{out_path}: exists; pass --overwrite to replace it" if out_path.is_file() else f"{out_path}: is a directory")
-    spec, header = to_spec(hf_dir, out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    partial.write_text(render_yaml(spec, header))
-    partial.replace(out_path)  # all or nothing
-    click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")
+    _write_spec(out_path, overwrite, lambda: to_spec(hf_dir, out_path))
+
+
+@main.command("import-gguf")
+@click.argument("gguf_path", metavar="FILE.gguf", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@handle_errors
+def import_gguf(gguf_path: Path, out_path: Path, overwrite: bool) -> None:
+    """Write the YAML spec of a GGUF file (llama.cpp's metadata; build it with --weights FILE.gguf)."""
+    from yamlllm_export.gguf import import_gguf as to_spec
+
+    _write_spec(out_path, overwrite, lambda: to_spec(gguf_path, out_path))

@@ -1,5 +1,5 @@
-"""Where ``--weights`` points: a checkpoint of the compiled model, or a Hugging Face model folder (its
-family maps the tensors to our names). One entry point for build and for validate's reload."""
+"""Where ``--weights`` points: a checkpoint of the compiled model, a Hugging Face model folder (its
+family maps the tensors to our names), or a GGUF file (dequantized; gguf/tensors.py maps its names). One entry point for build and for validate's reload."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from yamlllm_export.weights.checkpoint import file_sha256, load_weights, read_ch
 
 def load_weights_from(model: nn.Module, path: str | Path) -> list[str]:
     """Load the weights at ``path`` into ``model`` in place; returns notes (casts). ``BuildError`` if unfit."""
+    from yamlllm_export.gguf import is_gguf, load_gguf_weights
     from yamlllm_export.hf import is_hf_folder, load_hf_weights
 
     path = Path(path)
     if is_hf_folder(path):
         return load_hf_weights(model, path)
+    if is_gguf(path):
+        return load_gguf_weights(model, path)
     if path.is_dir():
         raise BuildError(f"{path}: a folder without config.json (--weights takes a checkpoint file or a Hugging Face model folder)")
     return load_weights(model, read_checkpoint(path), str(path))

@@ -25,6 +25,7 @@ from yamlllm_export.export.flat_io import FlatIO, dynamic_shapes, example_inputs
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.export.weights_source import load_weights_from
+from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.io_contract import IOContract
@@ -149,13 +150,15 @@ def export_onnx(
     weights: str | Path | None = None,
     tokenizer: str | Path | None = None,
     logits: str = "all",
+    keep_quantized: bool = False,
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
     .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``tokenizer``: a
     tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
-    ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the folder. Raises
-    ``SpecError``/``BuildError``."""
+    ``validate`` compares) or the ``last`` only (faster prefill for generation). ``keep_quantized``: a GGUF
+    file's exactly expressible blocks become MatMulNBits initializers (gguf/keep_quantized.py). Returns the
+    folder. Raises ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
 
@@ -172,6 +175,8 @@ def export_onnx(
         raise BuildError(f"--logits: unknown choice {logits!r} (choose from {', '.join(LOGITS)})")
     tgt = get_target(target)
     check_target(spec, tgt.name)
+    if keep_quantized:
+        _check_keep_quantized(weights, tgt.name, dtype)
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, overwrite)
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
@@ -195,10 +200,17 @@ def export_onnx(
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
         program.save(str(onnx_path), external_data=True)
-        _check(onnx_path)
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
+        if keep_quantized:
+            source["quantized"], ops = _keep_quantized(onnx_path, weights)
+        _check(onnx_path)
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
         copy_tokenizer(tokenizer_paths, tmp)
+        if tokenizer is None and weights is not None and is_gguf(weights):
+            from yamlllm_export.gguf.tokenizer import write_gguf_tokenizer
+
+            if tok_notes := write_gguf_tokenizer(weights, spec.embedding.vocab_size, tmp):
+                source.setdefault("notes", []).extend(tok_notes)
         genai_unsupported = genai_blocker(spec)
         if genai_unsupported is None:
             (tmp / GENAI_CONFIG).write_text(json.dumps(genai_config(spec), indent=2) + "\n")
@@ -227,6 +239,31 @@ def export_onnx(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _check_keep_quantized(weights: str | Path | None, target: str, dtype: str) -> None:
+    from yamlllm_export.gguf import is_gguf
+
+    if weights is None or not is_gguf(weights):
+        raise BuildError("--keep-quantized: needs --weights FILE.gguf (it keeps llama.cpp's quantized blocks)")
+    if target != "ort":
+        raise BuildError(f"--keep-quantized: needs --target ort (MatMulNBits is an ONNX Runtime contrib op), not {target}")
+    if dtype != "float32":
+        raise BuildError(f"--keep-quantized: needs --dtype float32 (llama.cpp's scales are exact in float32), not {dtype}")
+
+
+def _keep_quantized(onnx_path: Path, weights: Any) -> tuple[dict[str, Any], Counter[str]]:
+    """Rewrite the saved model with MatMulNBits (gguf/keep_quantized.py) and save it again; (summary, op counts)."""
+    import onnx
+
+    from yamlllm_export.gguf.keep_quantized import keep_quantized
+
+    model = onnx.load(str(onnx_path))  # with its external data
+    summary = keep_quantized(model, weights)
+    (onnx_path.parent / EXTERNAL_DATA).unlink()
+    onnx.save_model(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True, location=EXTERNAL_DATA)
+    ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in model.graph.node)
+    return summary, ops
 
 
 def _sha(model: torch.nn.Module) -> str:

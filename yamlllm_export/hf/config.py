@@ -20,6 +20,7 @@ _MISSING = object()
 class HFConfig:
     folder: Path
     raw: dict[str, Any]
+    source: str | None = None  # what error messages name instead of config.json (a GGUF file's metadata)
 
     @property
     def model_type(self) -> str:
@@ -27,7 +28,7 @@ class HFConfig:
 
     @property
     def where(self) -> str:
-        return str(self.folder / "config.json")
+        return self.source or str(self.folder / "config.json")
 
     def get(self, key: str, default: Any = None) -> Any:
         """``raw[key]``, or ``default`` when absent or null (HF writes null for 'use the default')."""

@@ -33,7 +33,7 @@ def gemma2_spec(cfg: HFConfig) -> dict[str, Any]:
     if cfg.get("query_pre_attn_scalar", head_dim) != head_dim:
         raise cfg.refuse("query_pre_attn_scalar", f"attention scores are scaled by 1/sqrt(head_dim) = 1/sqrt({head_dim})")
     layers = spec["num_layers"]
-    typed = HFConfig(cfg.folder, {**cfg.raw, "layer_types": _layer_types(cfg, layers)})
+    typed = HFConfig(cfg.folder, {**cfg.raw, "layer_types": _layer_types(cfg, layers)}, cfg.source)
     window, overrides = window_overrides(typed, cfg.get("sliding_window"), layers)
     att.update({k: v for k, v in (("window_size", window), ("logit_softcap", cfg.get("attn_logit_softcapping"))) if v is not None})
     layer["norm_placement"] = "sandwich"

@@ -1,0 +1,81 @@
+"""Bad GGUF files: one line naming the file and the key or tensor, exit 2, nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from yamlllm_export.cli import main
+
+
+def tiny(path: Path, *, arch: str = "llama", blocks: int = 1, drop: str = "", heads: int = 2, raw: str = "") -> Path:
+    """A one-layer LLaMA-style GGUF (d 64, 2 heads, vocab 32) with F32 tensors; ``raw``: ffn_up stored as
+    that type instead (random bytes)."""
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(blocks)
+    w.add_context_length(32)
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(96)
+    w.add_head_count(heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    shapes = {"token_embd.weight": (32, 64), "output_norm.weight": (64,), "blk.0.attn_norm.weight": (64,), "blk.0.ffn_norm.weight": (64,)}
+    shapes.update({f"blk.0.attn_{p}.weight": (64, 64) for p in "qkv"} | {"blk.0.attn_output.weight": (64, 64)})
+    shapes.update({"blk.0.ffn_gate.weight": (96, 64), "blk.0.ffn_up.weight": (96, 64), "blk.0.ffn_down.weight": (64, 96)})
+    for name, shape in shapes.items():
+        if raw and name == "blk.0.ffn_up.weight":
+            qtype = gguf.GGMLQuantizationType[raw]
+            w.add_tensor(name, rng.integers(0, 256, gguf.quants.quant_shape_to_byte_shape(shape, qtype), dtype=np.uint8), raw_dtype=qtype)
+        elif name != drop:
+            w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def truncated(p: Path) -> Path:
+    data = tiny(p).read_bytes()
+    p.write_bytes(data[: len(data) - 4000])
+    return p
+
+
+def wrong_magic(p: Path) -> Path:
+    data = tiny(p).read_bytes()
+    p.write_bytes(b"GGML" + data[4:])
+    return p
+
+
+CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "truncated": (truncated, "truncated or corrupt"),
+    "wrong-magic": (wrong_magic, "not a GGUF file"),
+    "unknown-arch": (lambda p: tiny(p, arch="mamba"), "'general.architecture' = 'mamba' is not supported"),
+    "missing-tensor": (lambda p: tiny(p, drop="blk.0.ffn_up.weight"), "missing: blocks.0.ffn.up.weight"),
+    "block-count": (lambda p: tiny(p, blocks=2), "'llama.block_count' = 2"),
+    "head-count": (lambda p: tiny(p, heads=3), "'llama.attention.head_count'"),
+    "quant-type": (lambda p: tiny(p, raw="Q8_1"), "'blk.0.ffn_up.weight' is stored as Q8_1, which gguf cannot dequantize"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=str)
+def test_bad_gguf_is_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    make, expected = CASES[case]
+    path = make(tmp_path / "bad.gguf")
+    spec = tmp_path / "spec.yaml"
+    runner = CliRunner()
+    if case == "missing-tensor":  # the metadata is fine: the build finds the gap
+        assert runner.invoke(main, ["import-gguf", str(path), "-o", str(spec)]).exit_code == 0
+        result = runner.invoke(main, ["build", str(spec), "--weights", str(path), "-o", str(tmp_path / "out")])
+    else:
+        result = runner.invoke(main, ["import-gguf", str(path), "-o", str(spec)])
+        assert not spec.exists()
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bad.gguf"] + (["spec.yaml"] if case == "missing-tensor" else []))
