@@ -15,7 +15,6 @@ from onnx import TensorProto, helper
 
 from tests.gguf_fixtures import write_gguf
 from tests.hf_fixtures import make_hf_model
-from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.writer import export_onnx
 from yamlllm_export.gguf import load_gguf_weights
 from yamlllm_export.gguf.importer import import_gguf
@@ -23,9 +22,10 @@ from yamlllm_export.gguf.keep_quantized import _matmul_nbits
 from yamlllm_export.gguf.matmul_nbits import pack
 from yamlllm_export.hf import render_yaml
 from yamlllm_export.model.builders import build_model
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
-from yamlllm_export.validate.session import cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 BYTES = {"Q4_0": (32, 18), "Q4_1": (32, 20), "Q8_0": (32, 34), "Q4_K": (256, 144)}
 

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 
 from yamlllm_export.cli import main
-from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.runtime.io_contract import IOContract
+from yamlllm_export.runtime.session import cpu_session
+from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import load_spec
-from yamlllm_export.validate.session import cpu_session
-from yamlllm_export.validate.stepper import GraphStepper
 
 TOL = 1e-4  # measured 8.5e-5: the kept blocks are gguf's weights exactly; only summation order differs
 PROMPT_TOKENS = 48
