@@ -3,6 +3,7 @@ one line naming the file: a missing package, a wrong magic, a truncated file, a 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,18 @@ class GGUFFile:
 
 
 def read_gguf(path: str | Path) -> GGUFFile:
-    """The file's metadata and tensors (memory-mapped: nothing is dequantized here)."""
-    gguf = gguf_module()
+    """The file's metadata and tensors (memory-mapped: nothing is dequantized here). Cached per file
+    version: gguf's reader spends seconds on a large vocabulary, and one build reads the file three times."""
     path = Path(path)
     if not path.is_file():
         raise BuildError(f"{path}: no such GGUF file")
+    stat = path.stat()
+    return _read(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path: Path, size: int, mtime_ns: int) -> GGUFFile:
+    gguf = gguf_module()
     with path.open("rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
