@@ -45,12 +45,12 @@ def test_every_tiny_build_passes(built, tmp_path, model, target):
     assert report.exit_code == 0 and not bad, bad
     assert {(c, "cpu") for c in (*PARITY, "session")} | {(c, "-") for c in STRUCTURE} == {(r.check, r.ep) for r in report.results}
     spec = load_spec(built(model, target) / "model.yaml")
-    for r in report.results:  # every logits row carries a finite measured value under its limit, C·ε·√(L·(d + T))
+    for r in report.results:  # every logits row carries a finite measured value under its limit, ε·√L·(C·√d + T)
         if r.check in PARITY[:5]:
             assert math.isfinite(r.value) and r.value <= r.limit, r
-            layers, width, keys = map(int, re.search(r"√\((\d+)·\((\d+)\+(\d+)\)\)", r.tolerance).groups())
+            layers, width, keys = map(int, re.search(r"ε·√(\d+)·\(16·√(\d+) \+ (\d+)\)", r.tolerance).groups())
             assert (layers, width) == (spec.num_layers, spec.layer.hidden_dim), r
-            assert r.limit == pytest.approx(FP32_HEADROOM * EPS32 * math.sqrt(layers * (width + keys))), r
+            assert r.limit == pytest.approx(EPS32 * math.sqrt(layers) * (FP32_HEADROOM * math.sqrt(width) + keys)), r
     saved = json.loads((tmp_path / "parity" / "parity.json").read_text())
     assert saved["passed"] is True and saved["exit_code"] == 0 and len(saved["checks"]) == len(report.results)
     assert "| prefill | cpu |" in (tmp_path / "parity" / "parity.md").read_text()
@@ -111,7 +111,7 @@ def test_fp16_rounding_fails_fp32_tolerance_with_measured_value(built, tmp_path)
     prefill = row(run(folder, tmp_path / "parity"), "prefill")
     assert prefill.status == "fail" and prefill.limit < prefill.value < 1e-2, prefill  # fp16 keeps ~2⁻¹¹ of σ
     assert prefill.measured.startswith("max|Δ|/σ ") and "(max|Δ| " in prefill.measured
-    assert prefill.tolerance.startswith("max|Δ|/σ ≤ ") and prefill.tolerance.endswith("(16ε·√(2·(64+8)))")
+    assert prefill.tolerance.startswith("max|Δ|/σ ≤ ") and prefill.tolerance.endswith("(ε·√2·(16·√64 + 8))")
 
 
 @pytest.mark.xdist_group(name="tiny-llama")

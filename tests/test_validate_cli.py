@@ -37,7 +37,7 @@ def test_validate_prints_table_and_writes_report_in_folder(built, tmp_path):
     assert result.exit_code == 0, result.output
     for check in ("checker", "io contract", "prefill", "decode", "incremental", "long context", "tokens"):
         assert check in result.stdout
-    assert "max|Δ|/σ ≤ 2.3e-05 (16ε·√(2·(64+8)))" in result.stdout and "all checks passed" in result.stdout
+    assert "max|Δ|/σ ≤ 2.3e-05 (ε·√2·(16·√64 + 8))" in result.stdout and "all checks passed" in result.stdout
     cuda = availability("cuda")
     skipped = [line for line in result.stdout.splitlines() if line.startswith("cuda: skipped")]
     assert len(skipped) == (0 if cuda.usable else 1), result.stdout

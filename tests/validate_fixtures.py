@@ -318,7 +318,7 @@ def point_external_data(folder: Path, location: str) -> None:
 
 def assert_parity(folder: Path, report_dir: Path, *, skip: tuple[str, ...] = (), steps: int = 8) -> object:
     """The feature grids' parity check: ``validate`` on the CPU (left-padded prefill, ``steps`` decode steps,
-    right padding, incremental vs recompute, long context, tokens; fp32 max|Δ|/σ ≤ C·ε·√(L·(d + T))). Every check passes, but those in
+    right padding, incremental vs recompute, long context, tokens; fp32 max|Δ|/σ ≤ ε·√L·(16·√d + T)). Every check passes, but those in
     ``skip``, which must be reported not applicable (``n/a``) and nothing else."""
     report = run(folder, report_dir, steps=steps)
     bad = [(r.check, r.status, r.measured, r.detail) for r in report.results if r.status != ("n/a" if r.check in skip else "pass")]
