@@ -19,7 +19,7 @@ C = ``FP32_HEADROOM``. Why this shape:
 - Context. Attention sums T exponentials and T weighted values per query; here the limit takes the
   worst-case bound of a sum, T·ε (coefficient 1), not the random walk: the long-context check compares
   thousands of positions, and its maximum lands on outliers (SmolLM2 at 8188 keys: 99th percentile
-  3.3e-5, maximum 1.4e-3 at one position, 2× under the limit).
+  3.3e-5, maximum 1.4e-3 at one position, 3.9× under the limit).
 - Depth. Each layer adds its own independent error to the residual stream: variances add, √L.
 
 README (Validation) has SmolLM2's measured margins; a 2 % softmax-scale error, a swapped rotary half or an
