@@ -27,6 +27,8 @@ from yamlllm_export.export.io_contract import IOContract
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.lowerings import Target, get_target
+from yamlllm_export.quant.config import QuantConfig
+from yamlllm_export.quant.folder import quantize_folder
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
@@ -133,12 +135,14 @@ def export_onnx(
     weights: str | Path | None = None,
     tokenizer: str | Path | None = None,
     logits: str = "all",
+    quant: QuantConfig | None = None,
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
     .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``tokenizer``: a
     tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
-    ``validate`` compares) or the ``last`` only (faster prefill for generation). Returns the folder. Raises
+    ``validate`` compares) or the ``last`` only (faster prefill for generation). ``quant``: a weight-only
+    quantization recipe (``quant.config.quant_config``), applied to the exported graph. Returns the folder. Raises
     ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
@@ -179,8 +183,9 @@ def export_onnx(
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
         program.save(str(onnx_path), external_data=True)
+        quantization = quantize_folder(tmp, quant, tgt.name, model, EXTERNAL_DATA) if quant is not None else None
         _check(onnx_path)
-        ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
+        ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in _graph_nodes(program, onnx_path, quant))
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
         copy_tokenizer(tokenizer_paths, tmp)
         genai_unsupported = genai_blocker(spec)
@@ -203,6 +208,7 @@ def export_onnx(
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),
             "external_data": EXTERNAL_DATA,
+            **({"quantization": quantization} if quantization is not None else {}),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -211,6 +217,14 @@ def export_onnx(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _graph_nodes(program: Any, onnx_path: Path, quant: QuantConfig | None) -> Any:
+    if quant is None:
+        return program.model.graph
+    import onnx
+
+    return onnx.load(str(onnx_path), load_external_data=False).graph.node
 
 
 def _sha(model: torch.nn.Module) -> str:

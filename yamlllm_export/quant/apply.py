@@ -1,0 +1,158 @@
+"""Quantize the constant-weight MatMuls of an exported graph, per target:
+
+ort       com.microsoft.MatMulNBits (ORT's own weight-only quantizer, ``onnxruntime.quantization``)
+onnx      int4: opset-21 blocked DequantizeLinear (int4, ``block_size``) → MatMul (ORT's quantizer, QDQ format),
+          which ORT's DQMatMulToMatMulNBits fusion turns back into MatMulNBits at session start;
+          int8: per-channel int8 DequantizeLinear → MatMul
+portable  int8 per-channel DequantizeLinear → MatMul (opset 18 has no 4-bit types)
+
+The LM head gets ``lm_head`` precision (``float``: left as it is). Every constant-weight MatMul ends quantized
+or named in the summary with the reason; the summary is build.json's ``quantization``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from yamlllm_export.quant.config import QuantConfig
+from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
+
+HEAD = "lm_head.weight"
+
+
+def _quantizer_config(cfg: QuantConfig, bits: int, qdq: bool) -> object:
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
+    from onnxruntime.quantization.quant_utils import QuantFormat
+
+    fmt = QuantFormat.QDQ if qdq else QuantFormat.QOperator
+    if cfg.algo == "hqq":
+        return mnq.HQQWeightOnlyQuantConfig(block_size=cfg.block_size, bits=bits, quant_format=fmt)
+    return mnq.DefaultWeightOnlyQuantConfig(
+        block_size=cfg.block_size, is_symmetric=True, accuracy_level=cfg.accuracy_level, quant_format=fmt, bits=bits
+    )
+
+
+def _ort_quantize(model: onnx.ModelProto, cfg: QuantConfig, bits: int, nodes: set[str], qdq: bool) -> onnx.ModelProto:
+    """ORT's MatMulNBitsQuantizer on the MatMuls named in ``nodes`` (every other node excluded)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    exclude = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in nodes]
+    quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=_quantizer_config(cfg, bits, qdq))
+    log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = log.level
+    log.setLevel(logging.WARNING)  # it logs every node at INFO
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantizer.process()
+    finally:
+        log.setLevel(level)
+    return quantizer.model.model
+
+
+def _int8_per_channel(model: onnx.ModelProto, nodes: set[str]) -> None:
+    """Symmetric int8, one scale per output column: B ≈ DequantizeLinear(q, s, axis=1), q = round(B / s),
+    s = max|B[:, n]| / 127. Standard ONNX since opset 13, so every target can run it."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    kept, new_nodes = [], []
+    for node in graph.node:
+        if node.name not in nodes:
+            new_nodes.append(node)
+            continue
+        name = node.input[1]
+        w = numpy_helper.to_array(inits[name]).astype(np.float32)
+        scale = np.abs(w).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        kept += [
+            numpy_helper.from_array(q, f"{name}_DQ_Q8"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{name}_DQ_scales"),
+            numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}_DQ_zero_points"),
+        ]
+        deq = f"{name}_DQ"
+        new_nodes.append(
+            helper.make_node(
+                "DequantizeLinear", [f"{name}_DQ_Q8", f"{name}_DQ_scales", f"{name}_DQ_zero_points"], [deq], name=f"{node.name}_DQ", axis=1
+            )
+        )
+        new_nodes.append(helper.make_node("MatMul", [node.input[0], deq], list(node.output), name=node.name))
+        del inits[name]
+    graph.ClearField("node")
+    graph.node.extend(new_nodes)
+    graph.ClearField("initializer")
+    graph.initializer.extend([*inits.values(), *kept])
+
+
+def _set_accuracy_level(model: onnx.ModelProto, level: int) -> None:
+    """HQQ's config takes no accuracy level: give every MatMulNBits the recipe's."""
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for a in list(node.attribute):
+                if a.name == "accuracy_level":
+                    node.attribute.remove(a)
+            node.attribute.append(helper.make_attribute("accuracy_level", level))
+
+
+def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
+    """Quantize ``model`` (float, external data loaded) in place of its MatMuls; ``reference`` is the PyTorch
+    model it was exported from (to map weights to parameters). Returns (model, build.json summary)."""
+    matmuls, odd = const_matmuls(model.graph)
+    slices = parameter_slices(model.graph, matmuls, reference)
+    not_quantized = [{"node": n, "reason": r} for n, r in odd]
+    body, head = set(), set()
+    for mm in matmuls:
+        params = [s[0] for s in slices.get(mm.output, [])]
+        if not params:
+            not_quantized.append({"node": mm.node, "reason": "weight matches no model parameter, so validate could not check it"})
+        elif HEAD in params:
+            head.add(mm.node)
+        else:
+            body.add(mm.node)
+    if head and cfg.head_bits is None:
+        not_quantized += [{"node": n, "reason": "LM head kept float (--lm-head float)"} for n in sorted(head)]
+    passes = [(cfg.bits, body), (cfg.head_bits, head if cfg.head_bits else set())]
+    for bits, nodes in passes:
+        if not nodes:
+            continue
+        if target == "ort":
+            model = _ort_quantize(model, cfg, bits, nodes, qdq=False)
+        elif bits == 4:  # onnx target: opset-21 blocked int4 DequantizeLinear
+            model = _ort_quantize(model, cfg, bits, nodes, qdq=True)
+        else:
+            _int8_per_channel(model, nodes)
+    if target == "ort":
+        _set_accuracy_level(model, cfg.accuracy_level)
+    quantized = {mm.output: mm.node for mm in matmuls if mm.node in body | (head if cfg.head_bits else set())}
+    summary = {
+        **cfg.to_dict(),
+        "quantizer": _quantizer_name(cfg, target),
+        "matmuls": {"constant_weight": len(matmuls) + len(odd), "quantized": len(quantized), "head": sorted(head)},
+        "not_quantized": not_quantized,
+        "weights": {out: [list(s) for s in slices[out]] for out in sorted(quantized)},
+        "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node if n.op_type in QUANT_OPS).items())),
+    }
+    return model, summary
+
+
+QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul")
+
+
+def _quantizer_name(cfg: QuantConfig, target: str) -> str:
+    import onnxruntime
+
+    ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer ({'HQQ' if cfg.algo == 'hqq' else 'DEFAULT'} algorithm)"
+    if target == "ort" or (target == "onnx" and cfg.bits == 4):
+        return ort_q + (
+            ", int8 head: per-channel int8 DequantizeLinear (yamlllm-export)" if target == "onnx" and cfg.head_bits == 8 else ""
+        )
+    return "yamlllm-export per-channel symmetric int8 (DequantizeLinear, axis 1)"
+
+
+__all__ = ["ConstMatMul", "quantize_graph"]

@@ -1,0 +1,108 @@
+"""``build --quant``: the typed settings of a weight-only quantized build, checked once at the boundary.
+
+Every refusal names its flag and is raised before any work starts (nothing is written).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yamlllm_export.errors import BuildError
+
+BITS = {"int4": 4, "int8": 8}
+HEADS = ("int4", "int8", "float")
+# onnxruntime.quantization's weight-only algorithms (matmul_nbits_quantizer) that run here. "default": its C++
+# round-to-nearest with the block's absmax scale (symmetric); "hqq": half-quadratic optimisation of scale and zero
+# point (asymmetric, float zero points). Not offered: its "rtn" / "k_quant" (the neural-compressor code ORT 1.31
+# bundles) fail on our graphs (a KeyError on the graph inputs, a reshape error for K < 128), and "gptq" needs
+# calibration batches the build does not have.
+ALGOS = ("default", "hqq")
+# MatMulNBits accuracy_level: the precision its kernel computes in. 0 = unset (the kernel's choice, fp32 on CPU),
+# 1 fp32, 2 fp16, 3 bf16, 4 int8 activations (the fast CPU path; CUDA ignores it and runs fp16/fp32).
+ACCURACY_LEVELS = range(5)
+DEFAULT_BLOCK = 32
+DEFAULT_ACCURACY = 4
+DEFAULT_HEAD = "int8"  # measured on SmolLM2 (docs/quantization.md): an int4 head costs most of int4's perplexity
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """A weight-only quantization recipe: ``bits`` for every constant-weight MatMul, ``head_bits`` for the LM head
+    (None: kept float), per-``block_size`` scales along K, symmetric (no zero points; hqq adds them)."""
+
+    scheme: str  # int4 | int8
+    block_size: int = DEFAULT_BLOCK
+    accuracy_level: int = DEFAULT_ACCURACY
+    algo: str = "default"
+    lm_head: str = DEFAULT_HEAD
+
+    @property
+    def bits(self) -> int:
+        return BITS[self.scheme]
+
+    @property
+    def head_bits(self) -> int | None:
+        return BITS.get(self.lm_head)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "scheme": self.scheme,
+            "block_size": self.block_size,
+            "accuracy_level": self.accuracy_level,
+            "algo": self.algo,
+            "lm_head": self.lm_head,
+            "symmetric": self.algo != "hqq",
+        }
+
+
+def quant_config(
+    scheme: str | None,
+    *,
+    block_size: int | None = None,
+    accuracy_level: int | None = None,
+    algo: str | None = None,
+    lm_head: str | None = None,
+    dtype: str = "float32",
+    target: str = "ort",
+) -> QuantConfig | None:
+    """The checked recipe, or None for a float build (then no other quantization flag may be given)."""
+    if scheme is None:
+        given = [
+            f
+            for f, v in (("--block-size", block_size), ("--accuracy-level", accuracy_level), ("--quant-algo", algo), ("--lm-head", lm_head))
+            if v is not None
+        ]
+        if given:
+            raise BuildError(f"{given[0]}: only applies with --quant int4|int8")
+        return None
+    if scheme not in BITS:
+        raise BuildError(f"--quant: unknown scheme {scheme!r} (choose from {', '.join(BITS)})")
+    cfg = QuantConfig(
+        scheme,
+        DEFAULT_BLOCK if block_size is None else block_size,
+        DEFAULT_ACCURACY if accuracy_level is None else accuracy_level,
+        algo or "default",
+        lm_head or DEFAULT_HEAD,
+    )
+    b = cfg.block_size
+    if b < 16 or b & (b - 1):
+        raise BuildError(f"--block-size: {b} is not a power of two ≥ 16")
+    if cfg.accuracy_level not in ACCURACY_LEVELS:
+        raise BuildError(f"--accuracy-level: {cfg.accuracy_level} is out of range (0–4)")
+    if cfg.algo not in ALGOS:
+        raise BuildError(f"--quant-algo: unknown algorithm {cfg.algo!r} (choose from {', '.join(ALGOS)})")
+    if cfg.lm_head not in HEADS:
+        raise BuildError(f"--lm-head: unknown choice {cfg.lm_head!r} (choose from {', '.join(HEADS)})")
+    if dtype != "float32":
+        # MatMulNBits has fp16 kernels on CUDA only; the ORT quantizer's C++ packers take float32 weights
+        raise BuildError(f"--quant with --dtype {dtype}: quantized builds start from float32 weights (MatMulNBits' CPU kernel is float32)")
+    if target == "portable" and 4 in (cfg.bits, cfg.head_bits):
+        flag = "--quant int4" if cfg.bits == 4 else "--lm-head int4"
+        raise BuildError(
+            f"{flag} --target portable: 4-bit DequantizeLinear needs opset 21 (portable is opset 18); use int8 or --target onnx"
+        )
+    if target != "ort" and cfg.algo != "default":
+        raise BuildError(
+            f"--quant-algo {cfg.algo}: writes com.microsoft.MatMulNBits only (--target ort); --target {target} uses the default algorithm"
+        )
+    return cfg
