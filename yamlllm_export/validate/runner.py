@@ -21,6 +21,7 @@ from yamlllm_export.export.reference import load_reference, read_build_info
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.validate.checks import Settings, parity_checks
 from yamlllm_export.validate.parity import Tolerance
+from yamlllm_export.validate.quantized import dequantized_reference, export_tolerance, quality_rows
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import check_resources
 from yamlllm_export.validate.session import (
@@ -158,19 +159,26 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     report_dir = Path(options.report_dir) if options.report_dir is not None else folder / "parity"
     check_resources(spec, dtype, settings, report_dir)
 
-    model = load_checked_reference(folder, info, spec)
+    float_model = load_checked_reference(folder, info, spec)
     contract = IOContract.for_spec(spec)
-    tol = Tolerance.for_dtype(dtype)
+    quant = info.get("quantization")
+    # a quantized graph must equal the model with its dequantized weights (export error); quality is separate
+    model = dequantized_reference(folder, quant, float_model) if quant else float_model
+    tol = export_tolerance(quant) if quant else Tolerance.for_dtype(dtype)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
     for ep in to_run:
         run, rows = run_ep(folder, ep, model, contract, settings, tol)
         eps.append(run)
         results += rows
+    if quant and any(e.ep == "cpu" and e.status == "ran" for e in eps):
+        stepper = GraphStepper.for_session(open_session(folder, "cpu"), contract)
+        results += quality_rows(folder, quant, float_model, stepper, contract, spec.embedding.max_position_embeddings)
     keys = ("name", "target", "dtype", "parameter_count", "weights", "versions")
     report = Report(
         folder=str(folder),
-        model={k: info[k] for k in keys if k in info},
+        model={k: info[k] for k in keys if k in info}
+        | ({"quantization": {k: v for k, v in quant.items() if k != "weights"}} if quant else {}),
         settings=settings.to_dict(),
         eps=tuple(eps + skipped),
         results=tuple(results),

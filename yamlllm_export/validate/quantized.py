@@ -1,0 +1,81 @@
+"""``validate`` on a quantized folder (build.json has ``quantization``): two separate questions.
+
+export error   the graph vs the PyTorch model carrying the SAME dequantized weights (quant/dequant.py), through
+               the usual prefill / decode / left-padding checks, with a tolerance per MatMulNBits accuracy level:
+               the kernels differ from the reference only by how they compute, never by which weights they use
+quality        the graph vs the float PyTorch model on a fixed English text (the folder's tokenizer, or its UTF-8
+               bytes as ids when it has none): mean per-token KL divergence, top-1 agreement, perplexity of both
+
+Tolerances (relative L2 of the logits, ‖Δ‖/‖ref‖; measured on the tiny models and SmolLM2-135M, docs/quantization.md):
+accuracy level 0/1 (fp32 compute) 1e-4; 2/3 (fp16/bf16 compute) 1e-2; 4 (int8 activations, quantized per block of
+K) 3e-2. A scale off by 25 % in one weight moves the logits by ~10 % of their norm, far outside every one of them.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yamlllm_export.export.io_contract import IOContract
+from yamlllm_export.quant.dequant import dequantized_weights, load_dequantized
+from yamlllm_export.validate.parity import Tolerance
+from yamlllm_export.validate.quality import mean_kl, perplexity, top1_agreement
+from yamlllm_export.validate.report import FAIL, PASS, CheckResult
+from yamlllm_export.validate.stepper import GraphStepper
+
+TEXT = Path(__file__).with_name("english.txt")  # the same text as tests/data/english.txt
+MAX_TEXT_TOKENS = 512
+# accuracy_level → max ‖Δ‖/‖ref‖ of the logits against the dequantized-weight reference
+REL_L2 = {0: 1e-4, 1: 1e-4, 2: 1e-2, 3: 1e-2, 4: 3e-2}
+# share of decided greedy tokens that must agree with the dequantized-weight reference
+AGREEMENT = {0: 1.0, 1: 1.0, 2: 0.99, 3: 0.99, 4: 0.97}
+# quality: max mean KL(float ‖ quantized) in nats per token on the text; generous bounds that catch a broken
+# recipe (a wrong head, an unquantized-then-dropped weight), not the recipe's cost, which the report states
+MAX_KL = {"int8": 0.02, "int4": 0.25}
+QUALITY = "quality"
+
+
+def export_tolerance(quant: dict) -> Tolerance:
+    level = int(quant.get("accuracy_level", 4))
+    return Tolerance("rel_l2", REL_L2[level], AGREEMENT[level])
+
+
+def dequantized_reference(folder: Path, quant: dict, model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the float reference carrying the weights the graph computes with."""
+    deq = dequantized_weights(str(folder / "model.onnx"), list(quant["weights"]))
+    return load_dequantized(copy.deepcopy(model), quant["weights"], deq)
+
+
+def text_tokens(folder: Path, vocab: int, max_len: int) -> tuple[np.ndarray, str]:
+    """(token ids (1, S), how they were made) for the fixed English text."""
+    text = TEXT.read_text()
+    if (folder / "tokenizer.json").is_file():
+        from yamlllm_export.runtime.tokenizer import load_tokenizer
+
+        ids, how = load_tokenizer(folder).encode(text).ids, "tokenizer.json"
+    else:
+        ids, how = [b % vocab for b in text.encode()], "UTF-8 bytes as ids (no tokenizer.json)"
+    ids = ids[: min(MAX_TEXT_TOKENS, max_len)]
+    return np.asarray(ids, dtype=np.int64)[None], f"{len(ids)} tokens of {TEXT.name}, {how}"
+
+
+@torch.no_grad()
+def quality_rows(
+    folder: Path, quant: dict, float_model: torch.nn.Module, stepper: GraphStepper, contract: IOContract, max_len: int
+) -> list[CheckResult]:
+    """KL, top-1 agreement and both perplexities of the graph against the float model on the text (one prefill)."""
+    ids, how = text_tokens(folder, contract.vocab_size, max_len)
+    mask = np.ones_like(ids)
+    ref, _ = float_model(torch.from_numpy(ids), torch.from_numpy(mask), None, None)
+    ref = ref.float().numpy()[0]
+    got, _ = stepper.step(ids, mask, stepper.empty_past(1))
+    got = got[0]
+    kl, agree = mean_kl(ref, got), top1_agreement(ref, got)
+    ppl_f, ppl_q = perplexity(ref, ids[0]), perplexity(got, ids[0])
+    limit = MAX_KL[quant["scheme"]]
+    ok = bool(np.isfinite(kl)) and kl <= limit
+    measured = f"KL {kl:.4f}, top-1 {agree:.1%}, ppl {ppl_f:.2f} → {ppl_q:.2f} ({ppl_q / ppl_f - 1:+.1%})"
+    return [CheckResult(QUALITY, "cpu", PASS if ok else FAIL, measured, f"mean KL ≤ {limit} nats", kl, limit, how)]
