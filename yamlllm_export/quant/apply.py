@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from yamlllm_export.quant.config import QuantConfig
+from yamlllm_export.quant.prepare import prepare_matmuls
 from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
 
 HEAD = "lm_head.weight"
@@ -100,9 +101,43 @@ def _set_accuracy_level(model: onnx.ModelProto, level: int) -> None:
             node.attribute.append(helper.make_attribute("accuracy_level", level))
 
 
+def tie_embedding(model: onnx.ModelProto, head_output: str, table: str) -> str:
+    """Replace ``Gather(table, ids)`` by ``com.microsoft.GatherBlockQuantized`` over the quantized head's bytes and
+    scales (a tied table is the head's weight: the same N rows of K), dropping the float table. Returns a note.
+
+    ORT 1.31 refuses one initializer for both: MatMulNBits wants B as (N, blocks, blob), GatherBlockQuantized
+    wants data of the rank of its (N, blocks) scales, so the table keeps its own (N, K·bits/8) copy of the bytes;
+    the scales are shared."""
+    graph = model.graph
+    head = next((n for n in graph.node if head_output in n.output), None)
+    if head is None or head.op_type != "MatMulNBits":
+        return "embedding table kept float: the LM head is not a MatMulNBits"
+    a = {x.name: helper.get_attribute_value(x) for x in head.attribute}
+    if a["K"] % a["block_size"]:
+        return f"embedding table kept float: K {a['K']} is not a multiple of block {a['block_size']} (the head's blocks are padded)"
+    if len(head.input) > 3 and head.input[3]:
+        return "embedding table kept float: the head has zero points (GatherBlockQuantized takes them only packed like its data)"
+    inits = {i.name: i for i in graph.initializer}
+    packed = numpy_helper.to_array(inits[head.input[1]])
+    data = numpy_helper.from_array(packed.reshape(packed.shape[0], -1), f"{table}_GBQ_Q{a['bits']}")
+    gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] == table]
+    for g in gathers:
+        gbq = helper.make_node(
+            "GatherBlockQuantized", [data.name, g.input[1], head.input[2]], list(g.output), name=f"{g.name}_GBQ",
+            domain="com.microsoft", bits=a["bits"], block_size=a["block_size"], gather_axis=0, quantize_axis=1,
+        )  # fmt: skip
+        graph.node.insert(list(graph.node).index(g), gbq)
+        graph.node.remove(g)
+    graph.initializer.append(data)
+    if not any(table in n.input for n in graph.node):
+        graph.initializer.remove(inits[table])
+    return f"embedding table: GatherBlockQuantized ({a['bits']}-bit, the LM head's weights and scales)"
+
+
 def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
     """Quantize ``model`` (float, external data loaded) in place of its MatMuls; ``reference`` is the PyTorch
     model it was exported from (to map weights to parameters). Returns (model, build.json summary)."""
+    tied = prepare_matmuls(model)
     matmuls, odd = const_matmuls(model.graph)
     slices = parameter_slices(model.graph, matmuls, reference)
     not_quantized = [{"node": n, "reason": r} for n, r in odd]
@@ -129,16 +164,29 @@ def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, refere
             _int8_per_channel(model, nodes)
     if target == "ort":
         _set_accuracy_level(model, cfg.accuracy_level)
+    embedding = _embedding(model, tied, target, cfg)
     quantized = {mm.output: mm.node for mm in matmuls if mm.node in body | (head if cfg.head_bits else set())}
     summary = {
         **cfg.to_dict(),
         "quantizer": _quantizer_name(cfg, target),
         "matmuls": {"constant_weight": len(matmuls) + len(odd), "quantized": len(quantized), "head": sorted(head)},
         "not_quantized": not_quantized,
+        "embedding": embedding,
         "weights": {out: [list(s) for s in slices[out]] for out in sorted(quantized)},
         "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node if n.op_type in QUANT_OPS).items())),
     }
     return model, summary
+
+
+def _embedding(model: onnx.ModelProto, tied: dict[str, str], target: str, cfg: QuantConfig) -> str:
+    if not tied:
+        return "embedding table kept float: not tied to the LM head (a Gather reads only the rows it needs)"
+    if cfg.head_bits is None:
+        return "embedding table kept float: tied to a float LM head (--lm-head float)"
+    if target != "ort":
+        return f"embedding table kept float: GatherBlockQuantized is a com.microsoft op (--target {target})"
+    (head_output, table), *_ = tied.items()
+    return tie_embedding(model, head_output, table)
 
 
 QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul")

@@ -95,6 +95,7 @@ def load_dequantized(model: nn.Module, weights: dict[str, list[list]], deq: dict
     for out, slices in weights.items():
         w = torch.from_numpy(np.ascontiguousarray(deq[out]))
         for name, start, stop in slices:
-            p = params[name]
+            base, _, expert = name.partition("[")  # "experts.w[3]": one expert of a stacked parameter
+            p = params[base][int(expert[:-1])] if expert else params[base]
             p.copy_(w[:, start:stop].T.to(p.dtype))
     return model

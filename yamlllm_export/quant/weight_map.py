@@ -16,7 +16,8 @@ import onnx
 from onnx import numpy_helper
 from torch import nn
 
-Slice = tuple[str, int, int]  # (parameter name, first column, end column) of the (K, N) weight = parameter.T
+Slice = tuple[str, int, int]  # (parameter name, first column, end column) of the (K, N) weight = parameter.T;
+# the name of one expert of a stacked (E, out, in) parameter is "name[e]"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ def const_matmuls(graph: onnx.GraphProto) -> tuple[list[ConstMatMul], list[tuple
             odd.append((n.name, f"weight {b} is {len(inits[b])}-D (the quantizer takes 2-D weights)"))
         elif b in producers and all(i in inits or i == "" for i in producers[b].input):
             odd.append((n.name, f"weight computed from constants by {producers[b].op_type} (not folded)"))
+    for n in graph.node:
+        if n.domain == "com.microsoft" and n.op_type == "MoE":
+            odd.append((n.name, "com.microsoft.MoE: expert weights kept float (ORT's QMoE, the quantized MoE kernel, is not used)"))
     return found, odd
 
 
@@ -52,9 +56,12 @@ def parameter_slices(graph: onnx.GraphProto, matmuls: list[ConstMatMul], model: 
     linear = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     named = sorted(model.named_parameters(remove_duplicate=False), key=lambda kv: kv[0] not in linear)
     for name, p in named:  # a tied head appears under its own (Linear) name too, and is preferred
+        a = p.detach().cpu().numpy()
         if p.ndim == 2:
-            a = p.detach().cpu().numpy()
             params[a[0].tobytes()].append((name, a))
+        elif p.ndim == 3:  # stacked experts (E, out, in): the graph multiplies by one expert at a time
+            for e in range(len(a)):
+                params[a[e, 0].tobytes()].append((f"{name}[{e}]", a[e]))
     inits = {i.name: i for i in graph.initializer}
     out: dict[str, list[Slice]] = {}
     for mm in matmuls:
