@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from yamlllm_export.quant.config import QuantConfig
+from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
 from yamlllm_export.quant.prepare import prepare_matmuls
 from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
 
@@ -29,8 +30,9 @@ HEAD = "lm_head.weight"
 
 
 def _quantizer_config(cfg: QuantConfig, bits: int, qdq: bool) -> object:
-    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
     from onnxruntime.quantization.quant_utils import QuantFormat
+
+    mnq = matmul_nbits_quantizer()
 
     fmt = QuantFormat.QDQ if qdq else QuantFormat.QOperator
     if cfg.algo == "hqq":
@@ -42,7 +44,7 @@ def _quantizer_config(cfg: QuantConfig, bits: int, qdq: bool) -> object:
 
 def _ort_quantize(model: onnx.ModelProto, cfg: QuantConfig, bits: int, nodes: set[str], qdq: bool) -> onnx.ModelProto:
     """ORT's MatMulNBitsQuantizer on the MatMuls named in ``nodes`` (every other node excluded)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    MatMulNBitsQuantizer = matmul_nbits_quantizer().MatMulNBitsQuantizer  # noqa: N806 - the class
 
     exclude = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in nodes]
     quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=exclude, algo_config=_quantizer_config(cfg, bits, qdq))

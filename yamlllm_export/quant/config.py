@@ -93,9 +93,8 @@ def quant_config(
         raise BuildError(f"--quant-algo: unknown algorithm {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     if cfg.lm_head not in HEADS:
         raise BuildError(f"--lm-head: unknown choice {cfg.lm_head!r} (choose from {', '.join(HEADS)})")
-    if dtype != "float32":
-        # MatMulNBits has fp16 kernels on CUDA only; the ORT quantizer's C++ packers take float32 weights
-        raise BuildError(f"--quant with --dtype {dtype}: quantized builds start from float32 weights (MatMulNBits' CPU kernel is float32)")
+    if dtype == "bfloat16":
+        raise BuildError("--quant with --dtype bfloat16: ORT has no bfloat16 MatMulNBits kernel on the CPU; use float32 or float16")
     if target == "portable" and 4 in (cfg.bits, cfg.head_bits):
         flag = "--quant int4" if cfg.bits == 4 else "--lm-head int4"
         raise BuildError(
@@ -105,4 +104,10 @@ def quant_config(
         raise BuildError(
             f"--quant-algo {cfg.algo}: writes com.microsoft.MatMulNBits only (--target ort); --target {target} uses the default algorithm"
         )
+    try:
+        from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
+
+        matmul_nbits_quantizer()
+    except ImportError as err:
+        raise BuildError(f"--quant: ORT's weight-only quantizer cannot be imported ({err}); install onnxruntime with its quantization tools") from None
     return cfg

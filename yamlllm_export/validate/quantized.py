@@ -38,9 +38,13 @@ MAX_KL = {"int8": 0.02, "int4": 0.25}
 QUALITY = "quality"
 
 
-def export_tolerance(quant: dict) -> Tolerance:
+def export_tolerance(quant: dict, dtype: str) -> Tolerance:
+    """The accuracy level's bound, or the half-precision build's where that is looser."""
     level = int(quant.get("accuracy_level", 4))
-    return Tolerance("rel_l2", REL_L2[level], AGREEMENT[level])
+    half = Tolerance.for_dtype(dtype) if dtype != "float32" else None
+    if half is None:
+        return Tolerance("rel_l2", REL_L2[level], AGREEMENT[level])
+    return Tolerance("rel_l2", max(REL_L2[level], half.limit), min(AGREEMENT[level], half.min_agreement))
 
 
 def dequantized_reference(folder: Path, quant: dict, model: torch.nn.Module) -> torch.nn.Module:

@@ -164,7 +164,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     quant = info.get("quantization")
     # a quantized graph must equal the model with its dequantized weights (export error); quality is separate
     model = dequantized_reference(folder, quant, float_model) if quant else float_model
-    tol = export_tolerance(quant) if quant else Tolerance.for_dtype(dtype)
+    tol = export_tolerance(quant, dtype) if quant else Tolerance.for_dtype(dtype)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
     for ep in to_run:
