@@ -27,6 +27,7 @@ from yamlllm_export.quant.prepare import prepare_matmuls
 from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
 
 HEAD = "lm_head.weight"
+GBQ_NOTE = "embedding table: GatherBlockQuantized"
 
 
 def _quantizer_config(cfg: QuantConfig, bits: int, qdq: bool) -> object:
@@ -35,7 +36,7 @@ def _quantizer_config(cfg: QuantConfig, bits: int, qdq: bool) -> object:
     mnq = matmul_nbits_quantizer()
 
     fmt = QuantFormat.QDQ if qdq else QuantFormat.QOperator
-    if cfg.algo == "hqq":
+    if cfg.algo == "hqq" and bits == 4:  # an 8-bit head: float zero points have no 8-bit CPU kernel, so RTN
         return mnq.HQQWeightOnlyQuantConfig(block_size=cfg.block_size, bits=bits, quant_format=fmt)
     return mnq.DefaultWeightOnlyQuantConfig(
         block_size=cfg.block_size, is_symmetric=True, accuracy_level=cfg.accuracy_level, quant_format=fmt, bits=bits
@@ -103,6 +104,18 @@ def _set_accuracy_level(model: onnx.ModelProto, level: int) -> None:
             node.attribute.append(helper.make_attribute("accuracy_level", level))
 
 
+def quantize_nodes(model: onnx.ModelProto, cfg: QuantConfig, target: str, bits: int, nodes: set[str]) -> onnx.ModelProto:
+    """One pass: the MatMuls named in ``nodes`` to ``bits`` in the target's form."""
+    if target == "ort":
+        model = _ort_quantize(model, cfg, bits, nodes, qdq=False)
+        _set_accuracy_level(model, cfg.accuracy_level)
+    elif bits == 4:  # onnx target: opset-21 blocked int4 DequantizeLinear
+        model = _ort_quantize(model, cfg, bits, nodes, qdq=True)
+    else:
+        _int8_per_channel(model, nodes)
+    return model
+
+
 def tie_embedding(model: onnx.ModelProto, head_output: str, table: str) -> str:
     """Replace ``Gather(table, ids)`` by ``com.microsoft.GatherBlockQuantized`` over the quantized head's bytes and
     scales (a tied table is the head's weight: the same N rows of K), dropping the float table. Returns a note.
@@ -133,7 +146,7 @@ def tie_embedding(model: onnx.ModelProto, head_output: str, table: str) -> str:
     graph.initializer.append(data)
     if not any(table in n.input for n in graph.node):
         graph.initializer.remove(inits[table])
-    return f"embedding table: GatherBlockQuantized ({a['bits']}-bit, the LM head's weights and scales)"
+    return f"{GBQ_NOTE} ({a['bits']}-bit, the LM head's weights and scales)"
 
 
 def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
@@ -154,18 +167,9 @@ def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, refere
             body.add(mm.node)
     if head and cfg.head_bits is None:
         not_quantized += [{"node": n, "reason": "LM head kept float (--lm-head float)"} for n in sorted(head)]
-    passes = [(cfg.bits, body), (cfg.head_bits, head if cfg.head_bits else set())]
-    for bits, nodes in passes:
-        if not nodes:
-            continue
-        if target == "ort":
-            model = _ort_quantize(model, cfg, bits, nodes, qdq=False)
-        elif bits == 4:  # onnx target: opset-21 blocked int4 DequantizeLinear
-            model = _ort_quantize(model, cfg, bits, nodes, qdq=True)
-        else:
-            _int8_per_channel(model, nodes)
-    if target == "ort":
-        _set_accuracy_level(model, cfg.accuracy_level)
+    for bits, nodes in ((cfg.bits, body), (cfg.head_bits, head if cfg.head_bits else set())):
+        if nodes:
+            model = quantize_nodes(model, cfg, target, bits, nodes)
     embedding = _embedding(model, tied, target, cfg)
     quantized = {mm.output: mm.node for mm in matmuls if mm.node in body | (head if cfg.head_bits else set())}
     summary = {
@@ -174,6 +178,7 @@ def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, refere
         "matmuls": {"constant_weight": len(matmuls) + len(odd), "quantized": len(quantized), "head": sorted(head)},
         "not_quantized": not_quantized,
         "embedding": embedding,
+        "embedding_quantized": embedding.startswith(GBQ_NOTE),
         "weights": {out: [list(s) for s in slices[out]] for out in sorted(quantized)},
         "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node if n.op_type in QUANT_OPS).items())),
     }
@@ -197,7 +202,10 @@ QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul"
 def _quantizer_name(cfg: QuantConfig, target: str) -> str:
     import onnxruntime
 
-    ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer ({'HQQ' if cfg.algo == 'hqq' else 'DEFAULT'} algorithm)"
+    algo = "HQQ" if cfg.algo == "hqq" else "DEFAULT"
+    if cfg.algo == "hqq" and cfg.head_bits == 8:
+        algo += "; the 8-bit LM head DEFAULT"
+    ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer ({algo} algorithm)"
     if target == "ort" or (target == "onnx" and cfg.bits == 4):
         return ort_q + (
             ", int8 head: per-channel int8 DequantizeLinear (yamlllm-export)" if target == "onnx" and cfg.head_bits == 8 else ""

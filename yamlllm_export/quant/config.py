@@ -93,6 +93,8 @@ def quant_config(
         raise BuildError(f"--quant-algo: unknown algorithm {cfg.algo!r} (choose from {', '.join(ALGOS)})")
     if cfg.lm_head not in HEADS:
         raise BuildError(f"--lm-head: unknown choice {cfg.lm_head!r} (choose from {', '.join(HEADS)})")
+    if cfg.algo == "hqq" and cfg.bits == 8:
+        raise BuildError("--quant int8 --quant-algo hqq: HQQ writes float zero points, which ORT's CPU MatMulNBits runs at 4 bits only")
     if dtype == "bfloat16":
         raise BuildError("--quant with --dtype bfloat16: ORT has no bfloat16 MatMulNBits kernel on the CPU; use float32 or float16")
     if target == "portable" and 4 in (cfg.bits, cfg.head_bits):
@@ -109,5 +111,7 @@ def quant_config(
 
         matmul_nbits_quantizer()
     except ImportError as err:
-        raise BuildError(f"--quant: ORT's weight-only quantizer cannot be imported ({err}); install onnxruntime with its quantization tools") from None
+        raise BuildError(
+            f"--quant: ORT's weight-only quantizer cannot be imported ({err}); install onnxruntime with its quantization tools"
+        ) from None
     return cfg

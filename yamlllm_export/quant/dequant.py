@@ -63,9 +63,8 @@ def dequantize_linear_weight(node: onnx.NodeProto, inits: dict[str, np.ndarray])
     return (x - zp.reshape(shape)) * scale.reshape(shape)
 
 
-def dequantized_weights(path: str, outputs: list[str]) -> dict[str, np.ndarray]:
-    """{MatMul output name: its (K, N) float weight} for the quantized MatMuls of the model file at ``path``."""
-    model = onnx.load(path)
+def dequantized_weights(model: onnx.ModelProto, outputs: list[str]) -> dict[str, np.ndarray]:
+    """{MatMul output name: its (K, N) float weight} for the quantized MatMuls of ``model``."""
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
@@ -77,19 +76,21 @@ def dequantized_weights(path: str, outputs: list[str]) -> dict[str, np.ndarray]:
         elif node is not None and node.op_type == "MatMul" and getattr(producer.get(node.input[1]), "op_type", "") == "DequantizeLinear":
             out[name] = dequantize_linear_weight(producer[node.input[1]], inits)
         else:
-            raise BuildError(f"{path}: build.json names {name!r} as a quantized MatMul's output, the graph has no such node")
+            raise BuildError(f"model.onnx: build.json names {name!r} as a quantized MatMul's output, the graph has no such node")
     return out
 
 
 @torch.no_grad()
-def load_dequantized(model: nn.Module, weights: dict[str, list[list]], deq: dict[str, np.ndarray]) -> nn.Module:
+def load_dequantized(model: nn.Module, weights: dict[str, list[list]], deq: dict[str, np.ndarray], *, table_shared: bool) -> nn.Module:
     """Put the dequantized columns into ``model``'s parameters (``weights``: build.json's output → slices).
-    A tied LM head quantized apart from the embedding is untied first: the graph then computes with two tables."""
+    A tied LM head quantized while the table stays float (``table_shared`` False) is untied first: the graph
+    then computes with two tables; with a GatherBlockQuantized table both read the head's dequantized rows."""
     params = dict(model.named_parameters(remove_duplicate=False))
     head = getattr(model, "lm_head", None)
     embed = getattr(model, "embed", None)
     names = {s[0] for slices in weights.values() for s in slices}
-    if head is not None and embed is not None and head.weight is embed.weight and "lm_head.weight" in names and "embed.weight" not in names:
+    tied = head is not None and embed is not None and head.weight is embed.weight
+    if tied and not table_shared and "lm_head.weight" in names and "embed.weight" not in names:
         head.weight = nn.Parameter(head.weight.detach().clone())
         params["lm_head.weight"] = head.weight
     for out, slices in weights.items():

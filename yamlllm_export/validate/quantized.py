@@ -3,6 +3,9 @@
 export error   the graph vs the PyTorch model carrying the SAME dequantized weights (quant/dequant.py), through
                the usual prefill / decode / left-padding checks, with a tolerance per MatMulNBits accuracy level:
                the kernels differ from the reference only by how they compute, never by which weights they use
+weights        the same graph with every MatMulNBits computing in fp32 (accuracy level 1), prefill + one decode step,
+               vs the same reference at 1e-4: at level 4 int8 activations add ~1e-2 of noise, enough to hide a
+               scale 25 % off in an early layer; in fp32 any wrong scale, zero point or weight shows
 quality        the graph vs the float PyTorch model on a fixed English text (the folder's tokenizer, or its UTF-8
                bytes as ids when it has none): mean per-token KL divergence, top-1 agreement, perplexity of both
 
@@ -14,14 +17,18 @@ K) 3e-2. A scale off by 25 % in one weight moves the logits by ~10 % of their no
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 
 from yamlllm_export.export.io_contract import IOContract
-from yamlllm_export.quant.dequant import dequantized_weights, load_dequantized
-from yamlllm_export.validate.parity import Tolerance
+from yamlllm_export.quant.dequant import load_dequantized
+from yamlllm_export.quant.requantize import recipe_weights
+from yamlllm_export.validate.parity import Tolerance, padded_batch, trace
 from yamlllm_export.validate.quality import mean_kl, perplexity, top1_agreement
 from yamlllm_export.validate.report import FAIL, PASS, CheckResult
 from yamlllm_export.validate.stepper import GraphStepper
@@ -35,7 +42,7 @@ AGREEMENT = {0: 1.0, 1: 1.0, 2: 0.99, 3: 0.99, 4: 0.97}
 # quality: max mean KL(float ‖ quantized) in nats per token on the text; generous bounds that catch a broken
 # recipe (a wrong head, an unquantized-then-dropped weight), not the recipe's cost, which the report states
 MAX_KL = {"int8": 0.02, "int4": 0.25}
-QUALITY = "quality"
+QUALITY, WEIGHTS = "quality", "weights"
 
 
 def export_tolerance(quant: dict, dtype: str) -> Tolerance:
@@ -47,10 +54,40 @@ def export_tolerance(quant: dict, dtype: str) -> Tolerance:
     return Tolerance("rel_l2", max(REL_L2[level], half.limit), min(AGREEMENT[level], half.min_agreement))
 
 
-def dequantized_reference(folder: Path, quant: dict, model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of the float reference carrying the weights the graph computes with."""
-    deq = dequantized_weights(str(folder / "model.onnx"), list(quant["weights"]))
-    return load_dequantized(copy.deepcopy(model), quant["weights"], deq)
+def _fp32_compute_copy(folder: Path, tmp: Path) -> Path:
+    """``folder``'s graph with every MatMulNBits at accuracy level 1, saved in ``tmp``."""
+    model = onnx.load(str(folder / "model.onnx"))
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for a in node.attribute:
+                if a.name == "accuracy_level":
+                    a.i = 1
+    onnx.save_model(model, str(tmp / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    return tmp
+
+
+@torch.no_grad()
+def weights_row(folder: Path, model: torch.nn.Module, contract: IOContract, lengths: list[int], seed: int) -> CheckResult:
+    """The graph computing in fp32 vs the dequantized-weight reference: exact up to fp32 rounding."""
+    tol = Tolerance("rel_l2", REL_L2[1], 1.0)
+    with tempfile.TemporaryDirectory(prefix="yamlllm-quant-") as tmp:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")  # DequantizeLinear → MatMul graphs
+        session = ort.InferenceSession(str(_fp32_compute_copy(folder, Path(tmp)) / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        ids, mask = padded_batch(lengths, contract.vocab_size, "left", np.random.default_rng(seed))
+        steps = trace(model, GraphStepper.for_session(session, contract), ids, mask, 1)
+    value = max(tol.measure(s.ref, s.got, s.valid) for s in steps)
+    measured = f"{tol.label()} {value:.2e}" if np.isfinite(value) else "NaN/inf in output"
+    detail = "MatMulNBits at accuracy level 1 (fp32), prefill + 1 decode step"
+    return CheckResult(WEIGHTS, "cpu", PASS if tol.ok(value) else FAIL, measured, tol.describe(), value, tol.limit, detail)
+
+
+def dequantized_reference(quant: dict, model: torch.nn.Module, target: str, dtype: str) -> torch.nn.Module:
+    """A copy of the float reference carrying the weights the recipe makes of its float weights (not the
+    graph's: quant/requantize.py)."""
+    deq = recipe_weights(model, quant, target, dtype)
+    return load_dequantized(copy.deepcopy(model), quant["weights"], deq, table_shared=bool(quant.get("embedding_quantized")))
 
 
 def text_tokens(folder: Path, vocab: int, max_len: int) -> tuple[np.ndarray, str]:

@@ -21,7 +21,7 @@ from yamlllm_export.export.reference import load_reference, read_build_info
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.validate.checks import Settings, parity_checks
 from yamlllm_export.validate.parity import Tolerance
-from yamlllm_export.validate.quantized import dequantized_reference, export_tolerance, quality_rows
+from yamlllm_export.validate.quantized import dequantized_reference, export_tolerance, quality_rows, weights_row
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import check_resources
 from yamlllm_export.validate.session import (
@@ -163,7 +163,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     contract = IOContract.for_spec(spec)
     quant = info.get("quantization")
     # a quantized graph must equal the model with its dequantized weights (export error); quality is separate
-    model = dequantized_reference(folder, quant, float_model) if quant else float_model
+    model = dequantized_reference(quant, float_model, info["target"], dtype) if quant else float_model
     tol = export_tolerance(quant, dtype) if quant else Tolerance.for_dtype(dtype)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
@@ -172,6 +172,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
         eps.append(run)
         results += rows
     if quant and any(e.ep == "cpu" and e.status == "ran" for e in eps):
+        results.append(weights_row(folder, model, contract, settings.lengths, settings.seed))
         stepper = GraphStepper.for_session(open_session(folder, "cpu"), contract)
         results += quality_rows(folder, quant, float_model, stepper, contract, spec.embedding.max_position_embeddings)
     keys = ("name", "target", "dtype", "parameter_count", "weights", "versions")
