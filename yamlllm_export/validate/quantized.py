@@ -43,6 +43,8 @@ AGREEMENT = {0: 1.0, 1: 1.0, 2: 0.99, 3: 0.99, 4: 0.97}
 # recipe (a wrong head, an unquantized-then-dropped weight), not the recipe's cost, which the report states
 MAX_KL = {"int8": 0.02, "int4": 0.25}
 QUALITY, WEIGHTS = "quality", "weights"
+# the weights row's bound per build dtype: fp32 rounding; fp16 activations (measured 5e-4 on tiny-llama)
+WEIGHTS_REL_L2 = {"float32": REL_L2[1], "float16": 2e-3}
 
 
 def export_tolerance(quant: dict, dtype: str) -> Tolerance:
@@ -67,9 +69,10 @@ def _fp32_compute_copy(folder: Path, tmp: Path) -> Path:
 
 
 @torch.no_grad()
-def weights_row(folder: Path, model: torch.nn.Module, contract: IOContract, lengths: list[int], seed: int) -> CheckResult:
-    """The graph computing in fp32 vs the dequantized-weight reference: exact up to fp32 rounding."""
-    tol = Tolerance("rel_l2", REL_L2[1], 1.0)
+def weights_row(folder: Path, model: torch.nn.Module, contract: IOContract, lengths: list[int], seed: int, dtype: str) -> CheckResult:
+    """The graph computing in fp32 vs the dequantized-weight reference: exact up to fp32 rounding (float16
+    builds: up to their activations' rounding)."""
+    tol = Tolerance("rel_l2", WEIGHTS_REL_L2[dtype], 1.0)
     with tempfile.TemporaryDirectory(prefix="yamlllm-quant-") as tmp:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

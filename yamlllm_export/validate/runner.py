@@ -172,7 +172,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
         eps.append(run)
         results += rows
     if quant and any(e.ep == "cpu" and e.status == "ran" for e in eps):
-        results.append(weights_row(folder, model, contract, settings.lengths, settings.seed))
+        results.append(weights_row(folder, model, contract, settings.lengths, settings.seed, dtype))
         stepper = GraphStepper.for_session(open_session(folder, "cpu"), contract)
         results += quality_rows(folder, quant, float_model, stepper, contract, spec.embedding.max_position_embeddings)
     keys = ("name", "target", "dtype", "parameter_count", "weights", "versions")
