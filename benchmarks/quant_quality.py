@@ -31,16 +31,16 @@ from yamlllm_export.validate.quantized import text_tokens  # noqa: E402
 
 # (scheme, algo, block, head, accuracy level)
 DEFAULT_GRID = [
-    ("int8", "default", 32, "int8", 4),
-    ("int4", "default", 32, "int8", 4),
-    ("int4", "default", 32, "int4", 4),
+    ("int8", "rtn", 32, "int8", 4),
+    ("int4", "rtn", 32, "int8", 4),
+    ("int4", "rtn", 32, "int4", 4),
 ]
 FULL_GRID = DEFAULT_GRID + [
-    ("int4", "default", 32, "float", 4),
-    ("int4", "default", 32, "int8", 1),
-    ("int4", "default", 16, "int8", 4),
-    ("int4", "default", 64, "int8", 4),
-    ("int4", "default", 128, "int8", 4),
+    ("int4", "rtn", 32, "float", 4),
+    ("int4", "rtn", 32, "int8", 1),
+    ("int4", "rtn", 16, "int8", 4),
+    ("int4", "rtn", 64, "int8", 4),
+    ("int4", "rtn", 128, "int8", 4),
     ("int4", "hqq", 32, "int8", 4),
     ("int4", "hqq", 32, "int4", 4),
     ("int4", "hqq", 64, "int8", 4),

@@ -185,14 +185,14 @@ def test_quality_measures():
 
 
 def test_build_json_records_the_recipe(built, reference, tmp_path):
-    _, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", block_size=64, accuracy_level=1)
-    assert summary["block_size"] == 64 and summary["accuracy_level"] == 1 and summary["lm_head"] == "int8"
-    assert summary["quantizer"].startswith(f"onnxruntime {ort.__version__} MatMulNBitsQuantizer (DEFAULT")
+    _, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", block_size=64, accuracy_level=1, algo="rtn")
+    assert (summary["block_size"], summary["accuracy_level"], summary["lm_head"], summary["algo"]) == (64, 1, "int8", "rtn")
+    assert summary["quantizer"].startswith(f"onnxruntime {ort.__version__} MatMulNBitsQuantizer (DEFAULT (rtn)")
+    folder, summary = quantized_copy(built, reference, tmp_path / "default", "tiny-llama")
+    assert summary["algo"] == "hqq" and "HQQ" in summary["quantizer"]  # the int4 default on ort
+    graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     levels = {
-        helper.get_attribute_value(a)
-        for n in onnx.load(built("tiny-llama", "ort") / "model.onnx").graph.node
-        for a in n.attribute
-        if a.name == "accuracy_level"
+        helper.get_attribute_value(a) for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"
     }
-    assert not levels  # the float build has none; the quantized copy's are checked below
+    assert levels == {4}  # HQQ's config has no level: the recipe's is set on every node
     assert json.dumps(summary)  # plain JSON

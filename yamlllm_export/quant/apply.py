@@ -202,7 +202,7 @@ QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul"
 def _quantizer_name(cfg: QuantConfig, target: str) -> str:
     import onnxruntime
 
-    algo = "HQQ" if cfg.algo == "hqq" else "DEFAULT"
+    algo = "HQQ" if cfg.algo == "hqq" else "DEFAULT (rtn)"
     if cfg.algo == "hqq" and cfg.head_bits == 8:
         algo += "; the 8-bit LM head DEFAULT"
     ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer ({algo} algorithm)"

@@ -11,18 +11,23 @@ from yamlllm_export.errors import BuildError
 
 BITS = {"int4": 4, "int8": 8}
 HEADS = ("int4", "int8", "float")
-# onnxruntime.quantization's weight-only algorithms (matmul_nbits_quantizer) that run here. "default": its C++
-# round-to-nearest with the block's absmax scale (symmetric); "hqq": half-quadratic optimisation of scale and zero
-# point (asymmetric, float zero points). Not offered: its "rtn" / "k_quant" (the neural-compressor code ORT 1.31
-# bundles) fail on our graphs (a KeyError on the graph inputs, a reshape error for K < 128), and "gptq" needs
-# calibration batches the build does not have.
-ALGOS = ("default", "hqq")
+# onnxruntime.quantization's weight-only algorithms (matmul_nbits_quantizer) that run here. "rtn": its DEFAULT
+# algorithm, C++ round-to-nearest with the block's absmax scale (symmetric, like the genai builder); "hqq":
+# half-quadratic optimisation of scale and zero point (asymmetric, float zero points; 4 bits on the CPU). Not
+# offered: its neural-compressor "RTN" / "k_quant" (the code ORT 1.31 bundles fails on our graphs: a KeyError on
+# the graph inputs, a reshape error for K < 128), and "GPTQ" needs calibration batches the build does not have.
+ALGOS = ("rtn", "hqq")
 # MatMulNBits accuracy_level: the precision its kernel computes in. 0 = unset (the kernel's choice, fp32 on CPU),
 # 1 fp32, 2 fp16, 3 bf16, 4 int8 activations (the fast CPU path; CUDA ignores it and runs fp16/fp32).
 ACCURACY_LEVELS = range(5)
 DEFAULT_BLOCK = 32
 DEFAULT_ACCURACY = 4
 DEFAULT_HEAD = "int8"  # measured on SmolLM2 (docs/quantization.md): an int4 head costs most of int4's perplexity
+
+
+def default_algo(scheme: str, target: str) -> str:
+    """hqq for int4 on ort (measured, docs/quantization.md), rtn elsewhere (hqq has no 8-bit CPU kernel, no QDQ form)."""
+    return "hqq" if scheme == "int4" and target == "ort" else "rtn"
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class QuantConfig:
     scheme: str  # int4 | int8
     block_size: int = DEFAULT_BLOCK
     accuracy_level: int = DEFAULT_ACCURACY
-    algo: str = "default"
+    algo: str = "rtn"
     lm_head: str = DEFAULT_HEAD
 
     @property
@@ -81,7 +86,7 @@ def quant_config(
         scheme,
         DEFAULT_BLOCK if block_size is None else block_size,
         DEFAULT_ACCURACY if accuracy_level is None else accuracy_level,
-        algo or "default",
+        algo or default_algo(scheme, target),
         lm_head or DEFAULT_HEAD,
     )
     b = cfg.block_size
@@ -102,10 +107,8 @@ def quant_config(
         raise BuildError(
             f"{flag} --target portable: 4-bit DequantizeLinear needs opset 21 (portable is opset 18); use int8 or --target onnx"
         )
-    if target != "ort" and cfg.algo != "default":
-        raise BuildError(
-            f"--quant-algo {cfg.algo}: writes com.microsoft.MatMulNBits only (--target ort); --target {target} uses the default algorithm"
-        )
+    if target != "ort" and cfg.algo != "rtn":
+        raise BuildError(f"--quant-algo {cfg.algo}: writes com.microsoft.MatMulNBits only (--target ort); --target {target} uses rtn")
     try:
         from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
 
