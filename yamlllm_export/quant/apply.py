@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -53,7 +54,8 @@ def _ort_quantize(model: onnx.ModelProto, cfg: QuantConfig, bits: int, nodes: se
     level = log.level
     log.setLevel(logging.WARNING)  # it logs every node at INFO
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # HQQ's torch.from_numpy on a read-only array warns; it only reads it
             quantizer.process()
     finally:
         log.setLevel(level)
