@@ -188,8 +188,8 @@ def test_build_json_records_the_recipe(built, reference, tmp_path):
     _, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", block_size=64, accuracy_level=1, algo="rtn")
     assert (summary["block_size"], summary["accuracy_level"], summary["lm_head"], summary["algo"]) == (64, 1, "int8", "rtn")
     assert summary["quantizer"].startswith(f"onnxruntime {ort.__version__} MatMulNBitsQuantizer (DEFAULT (rtn)")
-    folder, summary = quantized_copy(built, reference, tmp_path / "default", "tiny-llama")
-    assert summary["algo"] == "hqq" and "HQQ" in summary["quantizer"]  # the int4 default on ort
+    folder, summary = quantized_copy(built, reference, tmp_path / "hqq", "tiny-llama", algo="hqq")
+    assert summary["algo"] == "hqq" and "HQQ" in summary["quantizer"]
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     levels = {
         helper.get_attribute_value(a) for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"

@@ -80,9 +80,7 @@ def main() -> None:
 @click.option("--quant", default=None, metavar="int4|int8", help="Weight-only quantization of every constant-weight MatMul.")
 @click.option("--block-size", type=int, default=None, help="Quantization block along K: a power of two ≥ 16 [default: 32].")
 @click.option("--accuracy-level", type=int, default=None, help="MatMulNBits compute precision 0-4 (4: int8 activations, CPU) [default: 4].")
-@click.option(
-    "--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: hqq for int4 on ort, else rtn]."
-)
+@click.option("--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: rtn].")
 @click.option("--lm-head", default=None, metavar="int4|int8|float", help="LM head precision in a quantized build [default: int8].")
 @handle_errors
 def build(
