@@ -29,21 +29,21 @@ from yamlllm_export.quant.folder import quantize_folder  # noqa: E402
 from yamlllm_export.validate.quality import mean_kl, perplexity, top1_agreement  # noqa: E402
 from yamlllm_export.validate.quantized import text_tokens  # noqa: E402
 
-# (scheme, algo, block, head, accuracy level)
+# (scheme, algo, block, head, accuracy level, FFN down)
 DEFAULT_GRID = [
-    ("int8", "rtn", 32, "int8", 4),
-    ("int4", "rtn", 32, "int8", 4),
-    ("int4", "rtn", 32, "int4", 4),
+    ("int8", "rtn", 32, "int8", 4, "int8"),
+    ("int4", "rtn", 32, "int8", 4, "int8"),  # the default recipe
+    ("int4", "rtn", 32, "int8", 4, "int4"),
+    ("int4", "rtn", 32, "int4", 4, "int4"),  # the genai builder's recipe
 ]
 FULL_GRID = DEFAULT_GRID + [
-    ("int4", "rtn", 32, "float", 4),
-    ("int4", "rtn", 32, "int8", 1),
-    ("int4", "rtn", 16, "int8", 4),
-    ("int4", "rtn", 64, "int8", 4),
-    ("int4", "rtn", 128, "int8", 4),
-    ("int4", "hqq", 32, "int8", 4),
-    ("int4", "hqq", 32, "int4", 4),
-    ("int4", "hqq", 64, "int8", 4),
+    ("int4", "rtn", 32, "float", 4, "int4"),
+    ("int4", "rtn", 32, "int8", 1, "int4"),
+    ("int4", "rtn", 16, "int8", 4, "int4"),
+    ("int4", "rtn", 64, "int8", 4, "int4"),
+    ("int4", "rtn", 128, "int8", 4, "int4"),
+    ("int4", "hqq", 32, "int8", 4, "int4"),
+    ("int4", "hqq", 32, "int4", 4, "int4"),
 ]
 
 
@@ -84,9 +84,11 @@ def main() -> None:
     ref = logits_of(folder, ids)
     base = perplexity(ref, ids[0])
     model = load_reference(folder).float()
-    rows = [("fp32 (ours)", "-", "-", "-", "-", size_mb(folder), base, 0.0, 1.0)]
-    for scheme, algo, block, head, level in DEFAULT_GRID if args.grid == "default" else FULL_GRID:
-        cfg = quant_config(scheme, block_size=block, accuracy_level=level, algo=algo, lm_head=head)
+    rows = [("fp32 (ours)", "-", "-", "-", "-", "-", size_mb(folder), base, 0.0, 1.0)]
+    for scheme, algo, block, head, level, down in DEFAULT_GRID if args.grid == "default" else FULL_GRID:
+        cfg = quant_config(
+            scheme, block_size=block, accuracy_level=level, algo=algo, lm_head=head, ffn_down=down if scheme == "int4" else None
+        )
         with tempfile.TemporaryDirectory() as tmp:
             q = Path(tmp) / "q"
             shutil.copytree(folder, q)

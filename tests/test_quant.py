@@ -61,6 +61,22 @@ def test_tied_table_becomes_gather_block_quantized(built, reference, tmp_path, m
     assert summary["matmuls"]["head"] and not summary["not_quantized"]
 
 
+@pytest.mark.parametrize(("ffn_down", "down_bits"), [(None, 8), ("int4", 4)], ids=["default", "int4"])
+def test_ffn_down_precision(built, reference, tmp_path, ffn_down, down_bits):
+    folder, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", ffn_down=ffn_down)
+    bits = {
+        n.output[0]: helper.get_attribute_value(next(a for a in n.attribute if a.name == "bits"))
+        for n in onnx.load(folder / "model.onnx", load_external_data=False).graph.node
+        if n.op_type == "MatMulNBits"
+    }
+    groups = {"down": set(), "head": set(), "body": set()}
+    for out, slices in summary["weights"].items():
+        name = slices[0][0]
+        groups["head" if name == "lm_head.weight" else "down" if name.endswith(".ffn.down.weight") else "body"].add(bits[out])
+    assert groups == {"down": {down_bits}, "head": {8}, "body": {4}}
+    assert summary["ffn_down"] == f"int{down_bits}"
+
+
 def test_float_head_stays_float_and_is_named(built, reference, tmp_path):
     _, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", lm_head="float")
     assert [n["reason"] for n in summary["not_quantized"]] == ["LM head kept float (--lm-head float)"]
@@ -147,6 +163,7 @@ BAD_FLAGS = [
     (["--quant", "int8", "--target", "portable", "--lm-head", "int4"], "--lm-head int4 --target portable"),
     (["--quant", "int4", "--target", "onnx", "--quant-algo", "hqq"], "--quant-algo hqq: writes com.microsoft.MatMulNBits only"),
     (["--block-size", "32"], "--block-size: only applies with --quant int4|int8"),
+    (["--quant", "int4", "--ffn-down", "int2"], "--ffn-down: unknown choice 'int2'"),
     (["--quant", "int8", "--quant-algo", "hqq"], "--quant int8 --quant-algo hqq: HQQ writes float zero points"),
 ]
 

@@ -82,6 +82,7 @@ def main() -> None:
 @click.option("--accuracy-level", type=int, default=None, help="MatMulNBits compute precision 0-4 (4: int8 activations, CPU) [default: 4].")
 @click.option("--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: rtn].")
 @click.option("--lm-head", default=None, metavar="int4|int8|float", help="LM head precision in a quantized build [default: int8].")
+@click.option("--ffn-down", default=None, metavar="int8|int4", help="FFN down projection precision in an int4 build [default: int8].")
 @handle_errors
 def build(
     spec_path: str,
@@ -99,13 +100,14 @@ def build(
     accuracy_level: int | None,
     quant_algo: str | None,
     lm_head: str | None,
+    ffn_down: str | None,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.quant.config import quant_config
     from yamlllm_export.spec import load_spec
 
     qcfg = quant_config(
-        quant, block_size=block_size, accuracy_level=accuracy_level, algo=quant_algo, lm_head=lm_head, dtype=dtype, target=target
+        quant, block_size=block_size, accuracy_level=accuracy_level, algo=quant_algo, lm_head=lm_head, ffn_down=ffn_down, dtype=dtype, target=target
     )
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     from yamlllm_export.export.writer import export_onnx
@@ -126,7 +128,8 @@ def build(
         q = info["quantization"]
         counts = ", ".join(f"{k} x{v}" for k, v in q["op_counts"].items())
         mb = q["bytes"]["quantized"] / 2**20
-        click.echo(f"  quantized {q['scheme']} (block {q['block_size']}, head {q['lm_head']}): {counts}; {mb:.1f} MiB on disk")
+        recipe = f"{q['algo']}, block {q['block_size']}, FFN down {q['ffn_down']}, head {q['lm_head']}"
+        click.echo(f"  quantized {q['scheme']} ({recipe}): {counts}; {mb:.1f} MiB on disk")
         for skipped in q["not_quantized"]:
             click.echo(f"note: {skipped['node']} not quantized: {skipped['reason']}", err=True)
     if fused:

@@ -28,6 +28,7 @@ from yamlllm_export.quant.prepare import prepare_matmuls
 from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
 
 HEAD = "lm_head.weight"
+DOWN = ".ffn.down.weight"  # the FFN's output projection (model/builders.py names it; MoE experts stay body)
 GBQ_NOTE = "embedding table: GatherBlockQuantized"
 
 
@@ -106,6 +107,17 @@ def _set_accuracy_level(model: onnx.ModelProto, level: int) -> None:
             node.attribute.append(helper.make_attribute("accuracy_level", level))
 
 
+def weight_group(params: list[str]) -> str:
+    """Which precision group a MatMul's parameters put it in: the LM head, an FFN down projection, or the body."""
+    if HEAD in params:
+        return "head"
+    return "down" if all(p.split("[")[0].endswith(DOWN) for p in params) else "body"
+
+
+def group_bits(cfg: QuantConfig, group: str) -> int | None:
+    return {"head": cfg.head_bits, "down": cfg.down_bits, "body": cfg.bits}[group]
+
+
 def quantize_nodes(model: onnx.ModelProto, cfg: QuantConfig, target: str, bits: int, nodes: set[str]) -> onnx.ModelProto:
     """One pass: the MatMuls named in ``nodes`` to ``bits`` in the target's form."""
     if target == "ort":
@@ -158,19 +170,19 @@ def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, refere
     matmuls, odd = const_matmuls(model.graph)
     slices = parameter_slices(model.graph, matmuls, reference)
     not_quantized = [{"node": n, "reason": r} for n, r in odd]
-    body, head = set(), set()
+    groups: dict[str, set[str]] = {"body": set(), "down": set(), "head": set()}
     for mm in matmuls:
         params = [s[0] for s in slices.get(mm.output, [])]
-        if not params:
-            not_quantized.append({"node": mm.node, "reason": "weight matches no model parameter, so validate could not check it"})
-        elif HEAD in params:
-            head.add(mm.node)
+        if params:
+            groups[weight_group(params)].add(mm.node)
         else:
-            body.add(mm.node)
+            not_quantized.append({"node": mm.node, "reason": "weight matches no model parameter, so validate could not check it"})
+    body, head = groups["body"] | groups["down"], groups["head"]
     if head and cfg.head_bits is None:
         not_quantized += [{"node": n, "reason": "LM head kept float (--lm-head float)"} for n in sorted(head)]
-    for bits, nodes in ((cfg.bits, body), (cfg.head_bits, head if cfg.head_bits else set())):
-        if nodes:
+    for group, nodes in groups.items():
+        bits = group_bits(cfg, group)
+        if nodes and bits:
             model = quantize_nodes(model, cfg, target, bits, nodes)
     embedding = _embedding(model, tied, target, cfg)
     quantized = {mm.output: mm.node for mm in matmuls if mm.node in body | (head if cfg.head_bits else set())}

@@ -13,7 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from yamlllm_export.quant.apply import HEAD, quantize_nodes
+from yamlllm_export.quant.apply import group_bits, quantize_nodes, weight_group
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.dequant import dequantized_weights
 
@@ -43,11 +43,11 @@ def _one_matmul(w: np.ndarray) -> onnx.ModelProto:
 
 def recipe_weights(model: nn.Module, quant: dict, target: str, dtype: str) -> dict[str, np.ndarray]:
     """{MatMul output: dequantized (K, N) float32 weight} per build.json's ``quantization`` block."""
-    cfg = QuantConfig(quant["scheme"], quant["block_size"], quant["accuracy_level"], quant["algo"], quant["lm_head"])
+    cfg = QuantConfig(quant["scheme"], quant["block_size"], quant["accuracy_level"], quant["algo"], quant["lm_head"], quant["ffn_down"])
     np_dtype = np.dtype(np.float16 if dtype == "float16" else np.float32)
     out = {}
     for output, slices in quant["weights"].items():
-        bits = cfg.head_bits if any(s[0] == HEAD for s in slices) else cfg.bits
+        bits = group_bits(cfg, weight_group([s[0] for s in slices]))
         one = quantize_nodes(_one_matmul(float_weight(model, slices, np_dtype)), cfg, target, bits, {"mm"})
         out[output] = dequantized_weights(one, ["y"])["y"].astype(np.float32)
     return out
