@@ -101,6 +101,7 @@ def main() -> None:
                     block,
                     head,
                     level,
+                    f"int{cfg.down_bits}",
                     size_mb(q),
                     perplexity(got, ids[0]),
                     mean_kl(ref, got),
@@ -114,10 +115,11 @@ def main() -> None:
         rows.append(
             (
                 f"{name} (genai builder)",
-                "builder",
+                "rtn",
                 32,
-                "builder",
+                name,
                 4,
+                name,
                 size_mb(Path(path)),
                 perplexity(got, ids[0]),
                 mean_kl(ref, got),
@@ -128,12 +130,12 @@ def main() -> None:
     lines = [
         f"Text: {how}. Reference: the float32 build's logits (one prefill on ONNX Runtime CPU).",
         "",
-        "| build | algorithm | block | LM head | acc. level | size MB | perplexity | Δ ppl | mean KL | top-1 agree |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| build | algorithm | block | LM head | acc. level | FFN down | size MB | perplexity | Δ ppl | mean KL | top-1 agree |",
+        "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for name, algo, block, head, level, mb, ppl, kl, agree in rows:
+    for name, algo, block, head, level, down, mb, ppl, kl, agree in rows:
         lines.append(
-            f"| {name} | {algo} | {block} | {head} | {level} | {mb:.0f} | {ppl:.2f} | {ppl / base - 1:+.1%} | {kl:.4f} | {agree:.1%} |"
+            f"| {name} | {algo} | {block} | {head} | {level} | {down} | {mb:.0f} | {ppl:.2f} | {ppl / base - 1:+.1%} | {kl:.4f} | {agree:.1%} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
