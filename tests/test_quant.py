@@ -204,7 +204,7 @@ def test_quality_measures():
 def test_build_json_records_the_recipe(built, reference, tmp_path):
     _, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", block_size=64, accuracy_level=1, algo="rtn")
     assert (summary["block_size"], summary["accuracy_level"], summary["lm_head"], summary["algo"]) == (64, 1, "int8", "rtn")
-    assert summary["quantizer"].startswith(f"onnxruntime {ort.__version__} MatMulNBitsQuantizer (DEFAULT (rtn)")
+    assert summary["quantizer"].startswith(f"onnxruntime {ort.__version__} MatMulNBitsQuantizer (DEFAULT algorithm: rtn)")
     folder, summary = quantized_copy(built, reference, tmp_path / "hqq", "tiny-llama", algo="hqq")
     assert summary["algo"] == "hqq" and "HQQ" in summary["quantizer"]
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph

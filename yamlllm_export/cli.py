@@ -107,7 +107,14 @@ def build(
     from yamlllm_export.spec import load_spec
 
     qcfg = quant_config(
-        quant, block_size=block_size, accuracy_level=accuracy_level, algo=quant_algo, lm_head=lm_head, ffn_down=ffn_down, dtype=dtype, target=target
+        quant,
+        block_size=block_size,
+        accuracy_level=accuracy_level,
+        algo=quant_algo,
+        lm_head=lm_head,
+        ffn_down=ffn_down,
+        dtype=dtype,
+        target=target,
     )
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     from yamlllm_export.export.writer import export_onnx

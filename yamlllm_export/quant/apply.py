@@ -6,8 +6,9 @@ onnx      int4: opset-21 blocked DequantizeLinear (int4, ``block_size``) → Mat
           int8: per-channel int8 DequantizeLinear → MatMul
 portable  int8 per-channel DequantizeLinear → MatMul (opset 18 has no 4-bit types)
 
-The LM head gets ``lm_head`` precision (``float``: left as it is). Every constant-weight MatMul ends quantized
-or named in the summary with the reason; the summary is build.json's ``quantization``.
+The LM head gets ``lm_head`` precision (``float``: left as it is), an int4 build's FFN down projections
+``ffn_down`` precision. Every constant-weight MatMul ends quantized or named in the summary with the reason; the
+summary is build.json's ``quantization``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from onnx import helper, numpy_helper
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
 from yamlllm_export.quant.prepare import prepare_matmuls
-from yamlllm_export.quant.weight_map import ConstMatMul, const_matmuls, parameter_slices
+from yamlllm_export.quant.weight_map import const_matmuls, parameter_slices
 
 HEAD = "lm_head.weight"
 DOWN = ".ffn.down.weight"  # the FFN's output projection (model/builders.py names it; MoE experts stay body)
@@ -216,15 +217,10 @@ QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul"
 def _quantizer_name(cfg: QuantConfig, target: str) -> str:
     import onnxruntime
 
-    algo = "HQQ" if cfg.algo == "hqq" else "DEFAULT (rtn)"
-    if cfg.algo == "hqq" and cfg.head_bits == 8:
-        algo += "; the 8-bit LM head DEFAULT"
-    ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer ({algo} algorithm)"
-    if target == "ort" or (target == "onnx" and cfg.bits == 4):
-        return ort_q + (
-            ", int8 head: per-channel int8 DequantizeLinear (yamlllm-export)" if target == "onnx" and cfg.head_bits == 8 else ""
-        )
-    return "yamlllm-export per-channel symmetric int8 (DequantizeLinear, axis 1)"
-
-
-__all__ = ["ConstMatMul", "quantize_graph"]
+    ort_q = f"onnxruntime {onnxruntime.__version__} MatMulNBitsQuantizer"
+    int8_dq = "yamlllm-export per-channel symmetric int8 (DequantizeLinear, axis 1)"
+    if target == "ort":
+        return f"{ort_q} (HQQ algorithm; 8-bit weights DEFAULT)" if cfg.algo == "hqq" else f"{ort_q} (DEFAULT algorithm: rtn)"
+    if target == "onnx" and cfg.bits == 4:
+        return f"{ort_q} (DEFAULT algorithm: rtn, QDQ format); 8-bit weights: {int8_dq}"
+    return int8_dq

@@ -84,7 +84,13 @@ def quant_config(
     if scheme is None:
         given = [
             f
-            for f, v in (("--block-size", block_size), ("--accuracy-level", accuracy_level), ("--quant-algo", algo), ("--lm-head", lm_head), ("--ffn-down", ffn_down))
+            for f, v in (
+                ("--block-size", block_size),
+                ("--accuracy-level", accuracy_level),
+                ("--quant-algo", algo),
+                ("--lm-head", lm_head),
+                ("--ffn-down", ffn_down),
+            )
             if v is not None
         ]
         if given:
