@@ -3,7 +3,12 @@ the onnxruntime-genai model builder and mobius, all run by the same plain-ORT lo
 and torch.compile (static cache).
 
     python benchmarks/run.py [--rounds 7] [--work DIR] [--out benchmarks/results] [--small] [--reuse] [--no-eager] [--no-compile]
-        [--same-session]
+        [--same-session] [--quant] [--smollm2]
+
+--quant adds int4 and int8 rows (issue 14): ours (`build --quant`, default recipe: block 32, accuracy level 4, int8
+LM head) vs the builder's `-p int4 -e cpu` / `-p int8 -e cpu` (block 32, accuracy level 4, its own head
+treatment: int4 / int8), their perplexity on the fixed English text, and the quantization ratios.
+--smollm2 runs the real SmolLM2-135M-Instruct (tests/smollm2.py's cached HF folder) instead of the 125 M model.
 
 Writes bench.json / bench.md / plots and ratios.json / ratios.md to ``--out``. Every build is timed as the
 wall time of its command line (process start included), once, as a user would run it; so is a plain
@@ -31,6 +36,7 @@ from yamlllm_export.bench.report import build_report  # noqa: E402
 from yamlllm_export.bench.runner import decode_bytes_per_token, folder_info  # noqa: E402
 from yamlllm_export.bench.types import ModelInfo, System, Workload  # noqa: E402
 from yamlllm_export.spec import load_spec  # noqa: E402
+from yamlllm_export.spec.sizes import kv_cache_bytes_per_token  # noqa: E402
 
 SMALL = {"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4, "num_key_value_heads": 2}
 PLAIN_EXPORT = """
@@ -54,7 +60,10 @@ def timed(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def build_all(hf: Path, work: Path, reuse: bool) -> dict[str, tuple[Path, float]]:
+QUANT_BUILDS = ("yamlllm-export int4", "yamlllm-export int8", "onnxruntime-genai int4", "onnxruntime-genai int8")
+
+
+def build_all(hf: Path, work: Path, reuse: bool, quant: bool = False) -> dict[str, tuple[Path, float]]:
     """{name: (folder, build seconds)} for every exporter; with ``reuse``, the builds (and their times)
     recorded in ``work/builds.json`` by an earlier run."""
     record = work / "builds.json"
@@ -69,6 +78,16 @@ def build_all(hf: Path, work: Path, reuse: bool) -> dict[str, tuple[Path, float]
         "mobius": (work / "mobius", ["mobius", "build", "--config", str(hf), "--optimize", "--ep", "cpu", str(work / "mobius")]),
         "plain torch.onnx.export": (work / "plain", [py, "-c", PLAIN_EXPORT, str(hf), str(work / "plain" / "model.onnx")]),
     }  # fmt: skip
+    if quant:  # our default recipe vs the builder's CPU recipes; all logits: perplexity needs every position
+        for bits in ("int4", "int8"):
+            builds[f"yamlllm-export {bits}"] = (
+                work / f"ours-{bits}",
+                [*cli, "build", str(spec), "-o", str(work / f"ours-{bits}"), "--weights", str(hf), "--quant", bits, "--overwrite"],
+            )
+            builds[f"onnxruntime-genai {bits}"] = (
+                work / f"genai-{bits}",
+                [py, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(work / f"genai-{bits}"), "-p", bits, "-e", "cpu"],
+            )
     (work / "plain").mkdir(exist_ok=True)
     import_s = timed([*cli, "import-hf", str(hf), "-o", str(spec), "--overwrite"], work / "import-hf.log")
     out = {}
@@ -105,6 +124,44 @@ def ratios(report: dict, builds: dict[str, float]) -> dict:
         "build_vs_plain_export": {"ratio": builds["plain torch.onnx.export"] / builds["yamlllm-export"], "target": 1.0},
         "build_seconds": builds,
     }
+
+
+def quant_ratios(report: dict, ppl: dict[str, float]) -> dict:
+    """Issue 14's targets, from the same run: our int4 decode vs our fp32, the builder's int4 and eager; our
+    int4 perplexity increase vs the builder's."""
+    rows = {r["label"]: r for r in report["rows"]}
+    ours = rows["yamlllm-export int4"]["decode_tok_s"]
+    eager = rows.get("PyTorch eager", {"decode_tok_s": math.nan})["decode_tok_s"]
+    base = ppl["yamlllm-export (all logits)"]
+    ours_cost, builder_cost = ppl["yamlllm-export int4"] / base - 1, ppl["onnxruntime-genai int4"] / base - 1
+    return {
+        "int4_decode_vs_our_fp32": {"ratio": ours / rows["yamlllm-export"]["decode_tok_s"], "target": 3.0},
+        "int4_decode_vs_builder_int4": {"ratio": ours / rows["onnxruntime-genai int4"]["decode_tok_s"], "target": 1.0},
+        "int4_decode_vs_eager": {"ratio": ours / eager, "target": 2.0},
+        "int4_ppl_cost_vs_builder": {"ratio": builder_cost / ours_cost if ours_cost > 0 else math.inf, "target": 2.0},
+        "perplexity": ppl,
+    }
+
+
+def quant_md(q: dict) -> str:
+    lines = ["| ratio (higher is better) | measured | target | |", "|---|---|---|---|"]
+    for key, v in q.items():
+        if key != "perplexity":
+            ok = v["ratio"] >= v["target"]
+            lines.append(f"| {key.replace('_', ' ')} | {v['ratio']:.2f}x | ≥ {v['target']:.1f}x | {'met' if ok else 'not met'} |")
+    lines += ["", "perplexity on the English text: " + ", ".join(f"{k} {p:.2f}" for k, p in q["perplexity"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def perplexities(folders: dict[str, Path]) -> dict[str, float]:
+    from quant_quality import logits_of
+
+    from yamlllm_export.validate.quality import perplexity
+    from yamlllm_export.validate.quantized import text_tokens
+
+    ref = folders["yamlllm-export (all logits)"]
+    ids, _ = text_tokens(ref, vocab=1 << 30, max_len=1 << 30)
+    return {name: perplexity(logits_of(f, ids), ids[0]) for name, f in folders.items()}
 
 
 def ratios_md(r: dict) -> str:
@@ -147,11 +204,21 @@ def main() -> None:
     ap.add_argument(
         "--same-session", action="store_true", help="keep one session per system for all rounds (default: a new one every round)"
     )
+    ap.add_argument("--quant", action="store_true", help="add the int4 / int8 rows and ratios (ours vs the genai builder's)")
+    ap.add_argument(
+        "--smollm2", action="store_true", help="SmolLM2-135M-Instruct (real weights, tests/smollm2.py) instead of the 125 M model"
+    )
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
-    hf = write_hf_llama(args.work / "hf", SMALL if args.small else None)
-    built = build_all(hf, args.work, args.reuse)
+    if args.smollm2:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from smollm2 import hf_dir
+
+        hf = hf_dir()
+    else:
+        hf = write_hf_llama(args.work / "hf", SMALL if args.small else None)
+    built = build_all(hf, args.work, args.reuse, args.quant)
     ours = built["yamlllm-export"][0]
     spec = load_spec(ours / "model.yaml")
     info = folder_info(ours)  # the same weights everywhere: the same sizes
@@ -161,6 +228,7 @@ def main() -> None:
         System("yamlllm-export (all logits)", "ort", str(built["yamlllm-export (all logits)"][0]), info=info),
         System("onnxruntime-genai", "ort", str(built["onnxruntime-genai"][0]), info=peer_info),
         System("mobius", "ort", str(built["mobius"][0]), head_dim=spec.layer.attention.head_dim, info=peer_info),
+        *(quant_systems(built, spec) if args.quant else []),
         *([] if args.no_eager else [System("PyTorch eager", "eager", str(ours), info=info)]),
         *([] if args.no_compile else [System("PyTorch compile", "compile", str(ours), info=info)]),
         System("read bandwidth", "bandwidth"),
@@ -182,6 +250,24 @@ def main() -> None:
     (args.out / "ratios.md").write_text(ratios_md(r))
     print((args.out / "bench.md").read_text())
     print(ratios_md(r))
+    if args.quant:
+        names = ("yamlllm-export (all logits)", *QUANT_BUILDS)
+        q = quant_ratios(report.to_dict(), perplexities({n: built[n][0] for n in names}))
+        (args.out / "quant_ratios.json").write_text(json.dumps(q, indent=2) + "\n")
+        (args.out / "quant_ratios.md").write_text(quant_md(q))
+        print(quant_md(q))
+
+
+def quant_systems(built: dict[str, tuple[Path, float]], spec: object) -> list[System]:
+    """The quantized folders; decode reads their weight files (less the tables), so GB/s uses the bytes on disk."""
+    out = []
+    for name in QUANT_BUILDS:
+        folder = built[name][0]
+        data = sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith("model.onnx"))
+        info = ModelInfo(spec.parameter_count(), data, kv_cache_bytes_per_token(spec, "float32"))
+        head_dim = None if name.startswith("yamlllm") else spec.layer.attention.head_dim
+        out.append(System(name, "ort", str(folder), head_dim=head_dim, info=info))
+    return out
 
 
 if __name__ == "__main__":

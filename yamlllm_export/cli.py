@@ -81,6 +81,12 @@ def main() -> None:
     "--keep-quantized", is_flag=True,
     help="With --weights FILE.gguf: Q4_0/Q4_1/Q8_0/Q4_K blocks become MatMulNBits exactly, without re-quantizing.",
 )  # fmt: skip
+@click.option("--quant", default=None, metavar="int4|int8", help="Weight-only quantization of every constant-weight MatMul.")
+@click.option("--block-size", type=int, default=None, help="Quantization block along K: a power of two ≥ 16 [default: 32].")
+@click.option("--accuracy-level", type=int, default=None, help="MatMulNBits compute precision 0-4 (4: int8 activations, CPU) [default: 4].")
+@click.option("--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: rtn].")
+@click.option("--lm-head", default=None, metavar="int4|int8|float", help="LM head precision in a quantized build [default: int8].")
+@click.option("--ffn-down", default=None, metavar="int8|int4", help="FFN down projection precision in an int4 build [default: int8].")
 @handle_errors
 def build(
     spec_path: str,
@@ -94,24 +100,34 @@ def build(
     tokenizer: str | None,
     logits: str,
     keep_quantized: bool,
+    quant: str | None,
+    block_size: int | None,
+    accuracy_level: int | None,
+    quant_algo: str | None,
+    lm_head: str | None,
+    ffn_down: str | None,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
-    from yamlllm_export.export.writer import export_onnx
+    from yamlllm_export.quant.config import quant_config
     from yamlllm_export.spec import load_spec
 
-    spec = load_spec(spec_path)  # fail fast, before torch is imported
-    folder = export_onnx(
-        spec,
-        out_dir,
-        target=target,
-        seed=seed,
+    qcfg = quant_config(
+        quant,
+        block_size=block_size,
+        accuracy_level=accuracy_level,
+        algo=quant_algo,
+        lm_head=lm_head,
+        ffn_down=ffn_down,
         dtype=dtype,
-        overwrite=overwrite,
-        weights=weights,
-        tokenizer=tokenizer,
-        logits=logits,
-        keep_quantized=keep_quantized,
+        target=target,
     )
+    spec = load_spec(spec_path)  # fail fast, before torch is imported
+    from yamlllm_export.export.writer import export_onnx
+
+    folder = export_onnx(
+        spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits,
+        keep_quantized=keep_quantized, quant=qcfg,
+    )  # fmt: skip
     info = json.loads((folder / "build.json").read_text())
     for note in info["weights"].get("notes", []) + info["weights"].get("quantized", {}).get("notes", []):
         click.echo(f"note: {note}", err=True)
@@ -120,6 +136,14 @@ def build(
         f"built {folder} ({info['name']}: {info['parameter_count']:,} parameters, target {info['target']}, "
         f"{info['dtype']}, {info['build_seconds']:.1f} s)"
     )
+    if "quantization" in info:
+        q = info["quantization"]
+        counts = ", ".join(f"{k} x{v}" for k, v in q["op_counts"].items())
+        mb = q["bytes"]["quantized"] / 2**20
+        recipe = f"{q['algo']}, block {q['block_size']}, FFN down {q['ffn_down']}, head {q['lm_head']}"
+        click.echo(f"  quantized {q['scheme']} ({recipe}): {counts}; {mb:.1f} MiB on disk")
+        for skipped in q["not_quantized"]:
+            click.echo(f"note: {skipped['node']} not quantized: {skipped['reason']}", err=True)
     if fused:
         click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
     if "unsupported" in info["genai"]:

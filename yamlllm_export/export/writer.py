@@ -27,6 +27,8 @@ from yamlllm_export.export.resources import check_resources
 from yamlllm_export.export.weights_source import load_weights_from
 from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
+from yamlllm_export.quant.config import QuantConfig
+from yamlllm_export.quant.folder import quantize_folder
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
@@ -151,13 +153,15 @@ def export_onnx(
     tokenizer: str | Path | None = None,
     logits: str = "all",
     keep_quantized: bool = False,
+    quant: QuantConfig | None = None,
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
     .pt) or a Hugging Face model folder, loaded instead of the seeded initialisation. ``tokenizer``: a
     tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
     ``validate`` compares) or the ``last`` only (faster prefill for generation). ``keep_quantized``: a GGUF
-    file's exactly expressible blocks become MatMulNBits initializers (gguf/keep_quantized.py). Returns the
+    file's exactly expressible blocks become MatMulNBits initializers (gguf/keep_quantized.py). ``quant``: a
+    weight-only quantization recipe (``quant.config.quant_config``), applied to the exported graph. Returns the
     folder. Raises ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
@@ -177,6 +181,8 @@ def export_onnx(
     check_target(spec, tgt.name)
     if keep_quantized:
         _check_keep_quantized(weights, tgt.name, dtype)
+        if quant is not None:
+            raise BuildError("--keep-quantized and --quant: choose one (the first keeps the GGUF file's blocks, the second re-quantizes)")
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, overwrite)
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
@@ -203,7 +209,10 @@ def export_onnx(
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
         if keep_quantized:
             source["quantized"], ops = _keep_quantized(onnx_path, weights)
+        quantization = quantize_folder(tmp, quant, tgt.name, model, EXTERNAL_DATA) if quant is not None else None
         _check(onnx_path)
+        if quant is not None:
+            ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in _graph_nodes(onnx_path))
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
         copy_tokenizer(tokenizer_paths, tmp)
         if tokenizer is None and weights is not None and is_gguf(weights):
@@ -231,6 +240,7 @@ def export_onnx(
             "fusions": fusions,
             "op_counts": dict(sorted(ops.items())),
             "external_data": EXTERNAL_DATA,
+            **({"quantization": quantization} if quantization is not None else {}),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -264,6 +274,12 @@ def _keep_quantized(onnx_path: Path, weights: Any) -> tuple[dict[str, Any], Coun
     onnx.save_model(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True, location=EXTERNAL_DATA)
     ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in model.graph.node)
     return summary, ops
+
+
+def _graph_nodes(onnx_path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(onnx_path), load_external_data=False).graph.node
 
 
 def _sha(model: torch.nn.Module) -> str:

@@ -95,13 +95,21 @@ def unsupported(spec_dict: dict[str, Any], target: str) -> list[tuple[str, str]]
     return [(p, f"{name} is not available on target '{target}' (targets that support it: {', '.join(ok)})") for p, name, ok in out]
 
 
+# build options, not spec keys (quant/config.py): which targets write them, and how
+BUILD_OPTIONS = (
+    Feature("Weight-only int4 (ort: MatMulNBits; onnx: blocked int4 DequantizeLinear)", "build --quant int4", ("ort", "onnx"), ""),
+    Feature("Weight-only int8 (ort: MatMulNBits; onnx, portable: per-channel DequantizeLinear)", "build --quant int8", TARGETS, ""),
+    Feature("Quantized tied embedding table (GatherBlockQuantized)", "build --quant + tie_word_embeddings", ("ort",), ""),
+)
+
+
 def feature_table() -> str:
     """The Markdown table of features × targets (docs/features.md is this text; a test keeps them equal)."""
     lines = [
         "| feature | spec key | " + " | ".join(f"`{t}`" for t in TARGETS) + " |",
         "|---|---|" + "---|" * len(TARGETS),
     ]
-    for f in features():
+    for f in [*features(), *BUILD_OPTIONS]:
         marks = " | ".join("yes" if t in f.targets else "no" for t in TARGETS)
         lines.append(f"| {f.name} | `{f.key}` | {marks} |")
     return "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ from yamlllm_export.runtime.stepper import ELEM_TYPES, GraphStepper
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.validate.checks import MAX_LONG_STEPS, Settings, parity_checks
 from yamlllm_export.validate.parity import Tolerance
+from yamlllm_export.validate.quantized import dequantized_reference, export_tolerance, quality_rows, weights_row
 from yamlllm_export.validate.report import FAIL, PASS, UNSUPPORTED, CheckResult, EpRun, Report
 from yamlllm_export.validate.resources import check_resources
 from yamlllm_export.validate.structure import structure_checks
@@ -166,19 +167,27 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     report_dir = Path(options.report_dir) if options.report_dir is not None else folder / "parity"
     check_resources(spec, dtype, settings, report_dir)
 
-    model = load_checked_reference(folder, info, spec)
+    float_model = load_checked_reference(folder, info, spec)
     contract = IOContract.for_spec(spec)
-    tol = Tolerance.for_spec(dtype, spec)
+    quant = info.get("quantization")
+    # a quantized graph must equal the model with its dequantized weights (export error); quality is separate
+    model = dequantized_reference(quant, float_model, info["target"], dtype) if quant else float_model
+    tol = export_tolerance(quant, dtype) if quant else Tolerance.for_spec(dtype, spec)
     results = structure_checks(folder, contract, dtype, _expected_opsets(info))
     eps = []
     for ep in to_run:
         run, rows = run_ep(folder, ep, model, contract, settings, tol)
         eps.append(run)
         results += rows
+    if quant and any(e.ep == "cpu" and e.status == "ran" for e in eps):
+        results.append(weights_row(folder, model, contract, settings.lengths, settings.seed, dtype))
+        stepper = GraphStepper.for_session(open_session(folder, "cpu"), contract)
+        results += quality_rows(folder, quant, float_model, stepper, contract, spec.embedding.max_position_embeddings)
     keys = ("name", "target", "dtype", "parameter_count", "weights", "versions")
     report = Report(
         folder=str(folder),
-        model={k: info[k] for k in keys if k in info},
+        model={k: info[k] for k in keys if k in info}
+        | ({"quantization": {k: v for k, v in quant.items() if k != "weights"}} if quant else {}),
         settings=settings.to_dict(),
         eps=tuple(eps + skipped),
         results=tuple(results),

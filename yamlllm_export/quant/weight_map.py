@@ -1,0 +1,85 @@
+"""Which model parameters each constant MatMul weight of an exported graph holds.
+
+The exporter folds ``x @ W.T`` into a MatMul with a constant (K, N) initializer, and the fusion pass
+concatenates q/k/v and gate/up along N. Matching columns back to parameters (exact bytes) tells ``validate``
+where to put the dequantized weights in the PyTorch reference, and finds the LM head. A constant weight that
+matches no parameter is left float and named in build.json: its dequantized values could not be checked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from torch import nn
+
+Slice = tuple[str, int, int]  # (parameter name, first column, end column) of the (K, N) weight = parameter.T;
+# the name of one expert of a stacked (E, out, in) parameter is "name[e]"
+
+
+@dataclass(frozen=True)
+class ConstMatMul:
+    node: str  # node name
+    output: str  # output tensor name: survives quantization (the new node writes the same tensor)
+    weight: str  # initializer name of B
+    shape: tuple[int, ...]
+
+
+def const_matmuls(graph: onnx.GraphProto) -> tuple[list[ConstMatMul], list[tuple[str, str]]]:
+    """(plain MatMuls whose B is a 2-D initializer, [(node, why not quantizable)] for other constant-fed MatMuls)."""
+    inits = {i.name: tuple(i.dims) for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    found, odd = [], []
+    for n in graph.node:
+        if n.op_type != "MatMul" or n.domain not in ("", "ai.onnx"):
+            continue
+        b = n.input[1]
+        if b in inits and len(inits[b]) == 2:
+            found.append(ConstMatMul(n.name, n.output[0], b, inits[b]))
+        elif b in inits:
+            odd.append((n.name, f"weight {b} is {len(inits[b])}-D (the quantizer takes 2-D weights)"))
+        elif b in producers and all(i in inits or i == "" for i in producers[b].input):
+            odd.append((n.name, f"weight computed from constants by {producers[b].op_type} (not folded)"))
+    for n in graph.node:
+        if n.domain == "com.microsoft" and n.op_type == "MoE":
+            odd.append((n.name, "com.microsoft.MoE: expert weights kept float (ORT's QMoE, the quantized MoE kernel, is not used)"))
+    return found, odd
+
+
+def parameter_slices(graph: onnx.GraphProto, matmuls: list[ConstMatMul], model: nn.Module) -> dict[str, list[Slice]]:
+    """{MatMul output name: column slices of its weight, each a parameter's transpose}; weights that do not
+    split exactly into parameters are left out."""
+    params: dict[bytes, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    linear = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    named = sorted(model.named_parameters(remove_duplicate=False), key=lambda kv: kv[0] not in linear)
+    for name, p in named:  # a tied head appears under its own (Linear) name too, and is preferred
+        a = p.detach().cpu().numpy()
+        if p.ndim == 2:
+            params[a[0].tobytes()].append((name, a))
+        elif p.ndim == 3:  # stacked experts (E, out, in): the graph multiplies by one expert at a time
+            for e in range(len(a)):
+                params[a[e, 0].tobytes()].append((f"{name}[{e}]", a[e]))
+    inits = {i.name: i for i in graph.initializer}
+    out: dict[str, list[Slice]] = {}
+    for mm in matmuls:
+        w = numpy_helper.to_array(inits[mm.weight])
+        slices, col = [], 0
+        while col < w.shape[1]:
+            match = next(
+                (
+                    (name, a)
+                    for name, a in params.get(np.ascontiguousarray(w[:, col]).tobytes(), [])
+                    if a.shape[1] == w.shape[0] and col + a.shape[0] <= w.shape[1] and np.array_equal(w[:, col : col + a.shape[0]], a.T)
+                ),
+                None,
+            )
+            if match is None:
+                break
+            slices.append((match[0], col, col + match[1].shape[0]))
+            col += match[1].shape[0]
+        if slices and col == w.shape[1]:
+            out[mm.output] = slices
+    return out
