@@ -113,7 +113,7 @@ def _incremental_row(ep: str, stepper: GraphStepper, steps: list[StepLogits], to
 
 
 def _tokens_row(ep: str, steps: list[StepLogits], tol: Tolerance) -> CheckResult:
-    agree = sum((token_agreement(s.ref, s.got, s.valid) for s in steps), TokenAgreement(0, 0, 0))
+    agree = sum((token_agreement(s.ref, s.got, s.valid, tol.tie_gap(s.ref)) for s in steps), TokenAgreement(0, 0, 0))
     if tol.min_agreement >= 1.0:
         measured, ok = f"{agree.disagreements} of {agree.compared} differ", agree.disagreements == 0
     else:
@@ -122,7 +122,8 @@ def _tokens_row(ep: str, steps: list[StepLogits], tol: Tolerance) -> CheckResult
             agree.agreement >= tol.min_agreement,
         )
     ties = agree.near_ties
-    detail = f"{ties} near-tie{'s' if ties != 1 else ''} skipped (top-2 gap ≤ {TOP2_GAP:.0e})" if ties else ""
+    bound = f"{TOP2_GAP:.0e}" if tol.metric == "max_rel" else f"max({TOP2_GAP:.0e}, 2·{tol.base:g}·rms(logits))"
+    detail = f"{ties} near-tie{'s' if ties != 1 else ''} skipped (top-2 gap ≤ {bound})" if ties else ""
     return CheckResult(TOKENS, ep, PASS if ok else FAIL, measured, tol.describe_tokens(), agree.agreement, tol.min_agreement, detail)
 
 

@@ -107,6 +107,15 @@ class Tolerance:
             return f"{self.label()} ≤ {self.limit(keys):.1e} (ε·√{self.layers}·({FP32_HEADROOM:g}·√{self.width} + {keys}))"
         return f"{self.label()} ≤ {self.limit(keys):.0e}"
 
+    def tie_gap(self, ref: np.ndarray) -> np.ndarray:
+        """Per position (ref's leading dims), the top-2 gap under which a greedy flip is within tolerance: fp32
+        graphs, TOP2_GAP; a relative-L2 bound (half precision, quantized activations) allows each logit an error
+        of about base·rms(row), so two of them can close a gap of 2·base·rms(row)."""
+        if self.metric == "max_rel":
+            return np.full(ref.shape[:-1], TOP2_GAP)
+        rms = np.sqrt(np.mean(np.square(ref.astype(np.float64)), axis=-1))
+        return np.maximum(TOP2_GAP, 2 * self.base * rms)
+
     def describe_tokens(self) -> str:
         return "identical" if self.min_agreement >= 1.0 else f"≥ {self.min_agreement:.0%} agree"
 
@@ -167,14 +176,16 @@ def rel_l2(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
     return diff / norm if norm else diff
 
 
-def token_agreement(ref: np.ndarray, got: np.ndarray, valid: np.ndarray, min_gap: float = TOP2_GAP) -> TokenAgreement:
-    """Greedy (top-1) tokens of both sides at every valid position."""
+def token_agreement(ref: np.ndarray, got: np.ndarray, valid: np.ndarray, min_gap: float | np.ndarray = TOP2_GAP) -> TokenAgreement:
+    """Greedy (top-1) tokens of both sides at every valid position; ``min_gap``: a float, or one per position
+    (ref's leading dims), under which the reference's top-2 gap is a near tie and not compared."""
     sel = valid.astype(bool)
     r, g = ref[sel], got[sel]  # (n, V)
     if not len(r):
         return TokenAgreement(0, 0, 0)
+    gap = np.broadcast_to(min_gap, ref.shape[:-1])[sel]
     top2 = np.partition(r, -2, axis=-1)[:, -2:]  # (n, 2): second best, best
-    decided = (top2[:, 1] - top2[:, 0]) > min_gap
+    decided = (top2[:, 1] - top2[:, 0]) > gap
     differ = (r.argmax(-1) != g.argmax(-1)) & decided
     return TokenAgreement(int(decided.sum()), int(differ.sum()), int((~decided).sum()))
 

@@ -86,7 +86,7 @@ def weights_row(folder: Path, model: torch.nn.Module, contract: IOContract, leng
     value = max(tol.measure(s.ref, s.got, s.valid) for s in steps)
     measured = f"{tol.label()} {value:.2e}" if np.isfinite(value) else "NaN/inf in output"
     detail = "MatMulNBits at accuracy level 1 (fp32), prefill + 1 decode step"
-    return CheckResult(WEIGHTS, "cpu", PASS if tol.ok(value) else FAIL, measured, tol.describe(), value, tol.limit, detail)
+    return CheckResult(WEIGHTS, "cpu", PASS if tol.ok(value, 0) else FAIL, measured, tol.describe(0), value, tol.limit(0), detail)
 
 
 def dequantized_reference(quant: dict, model: torch.nn.Module, target: str, dtype: str) -> torch.nn.Module:
