@@ -146,7 +146,9 @@ def quant_ratios(report: dict, ppl: dict[str, float]) -> dict:
 def quant_md(q: dict) -> str:
     lines = ["| ratio (higher is better) | measured | target | |", "|---|---|---|---|"]
     for key, v in q.items():
-        if key != "perplexity":
+        if key != "perplexity" and math.isnan(v["ratio"]):
+            lines.append(f"| {key.replace('_', ' ')} | not measured | ≥ {v['target']:.1f}x | |")
+        elif key != "perplexity":
             ok = v["ratio"] >= v["target"]
             lines.append(f"| {key.replace('_', ' ')} | {v['ratio']:.2f}x | ≥ {v['target']:.1f}x | {'met' if ok else 'not met'} |")
     lines += ["", "perplexity on the English text: " + ", ".join(f"{k} {p:.2f}" for k, p in q["perplexity"].items())]

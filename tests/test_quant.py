@@ -129,7 +129,7 @@ def test_dequantizer_equals_ort_matmul_nbits(bits, zero_points, k):
 
 
 def test_onnx_target_int4_is_blocked_dequantize_linear_that_ort_fuses(built, reference, tmp_path):
-    folder, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", target="onnx", lm_head="int4")
+    folder, summary = quantized_copy(built, reference, tmp_path, "tiny-llama", target="onnx", lm_head="int4", ffn_down="int4")
     graph = onnx.load(folder / "model.onnx", load_external_data=False).graph
     dq = [n for n in graph.node if n.op_type == "DequantizeLinear"]
     inits = {i.name: i for i in graph.initializer}

@@ -54,7 +54,7 @@ def test_quantized_folder_validates_both_ways(quantized, tmp_path, case):
     result, rows = _validate(folder, tmp_path / "rep")
     assert result.exit_code == 0, result.output
     assert all(rows[c]["status"] == "pass" for c in (*EXPORT_CHECKS, "weights"))
-    assert rows["prefill"]["tolerance"] == "‖Δ‖/‖ref‖ ≤ 3e-02"  # accuracy level 4
+    assert rows["prefill"]["tolerance"] == "‖Δ‖/‖ref‖ ≤ 8e-02"  # accuracy level 4
     quality = rows["quality"]
     assert quality["status"] == "pass" and "KL" in quality["measured"] and "ppl" in quality["measured"]
     assert "english.txt" in quality["detail"]
