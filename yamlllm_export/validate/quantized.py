@@ -39,7 +39,7 @@ from yamlllm_export.validate.parity import Tolerance, padded_batch, trace
 from yamlllm_export.validate.quality import mean_kl, perplexity, top1_agreement
 from yamlllm_export.validate.report import FAIL, PASS, CheckResult
 
-TEXT = Path(__file__).with_name("english.txt")  # the same text as tests/data/english.txt
+TEXT = Path(__file__).with_name("english.txt")  # the fixed English text of the quality row and the SmolLM2 tests
 MAX_TEXT_TOKENS = 512
 # accuracy_level → max ‖Δ‖/‖ref‖ of the logits against the dequantized-weight reference
 REL_L2 = {0: 1e-4, 1: 1e-4, 2: 1e-2, 3: 1e-2, 4: 8e-2}
