@@ -117,6 +117,32 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "Olmo2Config",
         {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
     ),
+    # Qwen3, Phi-3 (hf/families/qwen3.py, phi3.py)
+    "qwen3-head-dim": ("Qwen3Config", {**LLAMA, "head_dim": 24}),
+    "qwen3-window-bias": (
+        "Qwen3Config",
+        {
+            **LLAMA,
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "max_window_layers": 1,
+            "attention_bias": True,
+            "num_key_value_heads": 1,
+        },
+    ),
+    "phi3": ("Phi3Config", {**LLAMA, "pad_token_id": 0, "eos_token_id": 2}),
+    "phi3-partial-rotary-window-tied": (
+        "Phi3Config",
+        {
+            **LLAMA,
+            "pad_token_id": 0,
+            "eos_token_id": 2,
+            "partial_rotary_factor": 0.75,
+            "sliding_window": 5,
+            "tie_word_embeddings": True,
+            "num_key_value_heads": 1,
+        },
+    ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

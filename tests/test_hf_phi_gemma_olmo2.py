@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -65,3 +65,18 @@ def test_gemma2_without_layer_types_slides_on_even_layers(tmp_path):
 def test_gemma2_refuses_a_query_scalar_other_than_head_dim(tmp_path):
     with pytest.raises(BuildError, match="query_pre_attn_scalar=144 is not supported"):
         imported(tmp_path, model_type="gemma2", head_dim=16, query_pre_attn_scalar=144)
+
+
+@pytest.mark.parametrize(
+    ("config", "head_dim"), [({}, 128), ({"head_dim": 24}, 24), ({"head_dim": None}, 128)], ids=["absent", "set", "null"]
+)
+def test_qwen3_head_dim_defaults_to_128(tmp_path, config, head_dim):
+    """Qwen3Config's own default: a config.json without head_dim means 128, not hidden_size / heads (16 here)."""
+    att = imported(tmp_path, model_type="qwen3", **config)["layer"]["attention"]
+    assert att["head_dim"] == head_dim and att["qk_norm"]["scope"] == "head"
+
+
+def test_phi3_refuses_longrope_written_as_rope_scaling(tmp_path):
+    """Hub configs of the 128k Phi-3 models (transformers 4.x layout)."""
+    with pytest.raises(BuildError, match=r"config\.json: rope_scaling=.*'longrope'.* is not supported \(only the 4k-context"):
+        imported(tmp_path, model_type="phi3", rope_scaling={"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8})

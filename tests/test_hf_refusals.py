@@ -22,6 +22,12 @@ REFUSED = {
     "deepseek-biased-full-rank-query": ("deepseek_v2_lite", {"attention_bias": True}, "attention_bias"),
     "deepseek-latent-eps": ("deepseek_v2_lite", {"rms_norm_eps": 1e-5}, "rms_norm_eps"),
     "mixtral-gelu-experts": ("mixtral", {"hidden_act": "gelu"}, "hidden_act"),
+    "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
+    "phi3-longrope": (
+        "phi3",
+        {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},
+        "rope_parameters",
+    ),
 }
 
 
