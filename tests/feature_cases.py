@@ -129,9 +129,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "lm-head-bias-tied": case("lm_head_bias", True, "tie_word_embeddings", True),
     },
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
-    "Per-layer overrides (window size, logit softcap)": {
+    "Per-layer overrides (window size, logit softcap, NoPE)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
+    "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
 }
 # validate reports "incremental" n/a there: dynamic NTK's cached keys keep the base of their own step, and a
 # bidirectional model's cached token never saw the tokens after it

@@ -29,6 +29,7 @@ DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed exper
     **LLAMA, "num_key_value_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 12,
     "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
 }  # fmt: skip
+SMOL_TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}  # SmolLM3Config's defaults lie outside VOCAB
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
 HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -141,6 +142,22 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "sliding_window": 5,
             "tie_word_embeddings": True,
             "num_key_value_heads": 1,
+        },
+    ),
+    # SmolLM3 (hf/families/smollm3.py): RoPE-free layers
+    "smollm3-nope-every-2nd": ("SmolLM3Config", {**LLAMA, "num_hidden_layers": 4, "no_rope_layer_interval": 2, **SMOL_TOKENS}),
+    "smollm3-window-bias-untied": (
+        "SmolLM3Config",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "no_rope_layers": [1, 0, 0],
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": False,
+            **SMOL_TOKENS,
         },
     ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)

@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Phi-3, Qwen3, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -80,3 +80,18 @@ def test_phi3_refuses_longrope_written_as_rope_scaling(tmp_path):
     """Hub configs of the 128k Phi-3 models (transformers 4.x layout)."""
     with pytest.raises(BuildError, match=r"config\.json: rope_scaling=.*'longrope'.* is not supported \(only the 4k-context"):
         imported(tmp_path, model_type="phi3", rope_scaling={"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8})
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides"),
+    [
+        ({}, [{"layers": [3], "attention": {"nope": True}}]),  # SmolLM3Config's default: every 4th layer
+        ({"use_sliding_window": True, "sliding_window": 8}, [  # its default layer_types: the window on the NoPE layers
+            {"layers": [3], "attention": {"window_size": 8}}, {"layers": [3], "attention": {"nope": True}}]),
+        ({"no_rope_layers": [1, 1, 1, 1]}, None),
+    ],
+    ids=["interval-4", "window-on-nope-layers", "all-rotate"],
+)  # fmt: skip
+def test_smollm3_rope_free_layers(tmp_path, config, overrides):
+    spec = imported(tmp_path, model_type="smollm3", num_hidden_layers=4, **config)
+    assert spec.get("layer_overrides") == overrides and spec["tie_word_embeddings"] is True

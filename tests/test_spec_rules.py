@@ -35,6 +35,18 @@ RULES = {
         case("layer.attention.use_flash_attention", True),
         "layer.attention.use_flash_attention: has no effect: the attention kernel follows build --target",
     ),
+    "nope-without-rope": (
+        case("embedding.positional_encoding", {"type": "learned"}, "layer_overrides", [{"layers": [1], "attention": {"nope": True}}]),
+        "layer_overrides[0].attention.nope: needs embedding.positional_encoding.type rope (it is learned)",
+    ),
+    "nope-everywhere-with-alibi": (
+        case("embedding.positional_encoding", {"type": "alibi"}, "layer.attention.mechanism", "alibi", "layer.attention.nope", True),
+        "layer.attention.nope: needs embedding.positional_encoding.type rope (it is alibi)",
+    ),
+    "nope-with-mla": (
+        case(*MLA, "layer_overrides", [{"layers": [0], "attention": {"nope": True}}]),
+        "layer_overrides[0].attention.nope: MLA's decoupled rotary part cannot be switched off per layer",
+    ),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),

@@ -105,6 +105,7 @@ def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec 
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
+    rotary = None if att.nope else rotary
     attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary)
     if lay.parallel:
         ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None

@@ -47,6 +47,8 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         )
     if att["window_size"] is not None and not att["causal"]:
         yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+    if att["nope"]:
+        yield from _nope(d, "layer.attention.nope")
     if att["mechanism"] == "complex" and _head_dim(d) % 2:
         yield "layer.attention.head_dim", f"{_head_dim(d)} is odd; complex attention pairs real and imaginary halves"
     pe = d["embedding"]["positional_encoding"]
@@ -223,6 +225,17 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
         window = entry.get("attention", {}).get("window_size")
         if window is not None and not layer["attention"]["causal"]:
             yield f"layer_overrides[{k}].attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+        if entry.get("attention", {}).get("nope"):
+            yield from _nope(d, f"layer_overrides[{k}].attention.nope")
+
+
+def _nope(d: dict[str, Any], path: str) -> Iterator[Problem]:
+    """A RoPE-free layer needs RoPE elsewhere to be free of, and an attention that rotates q and k itself."""
+    kind = d["embedding"]["positional_encoding"]["type"]
+    if kind != "rope":
+        yield path, f"needs embedding.positional_encoding.type rope (it is {kind}); without RoPE every layer is RoPE-free"
+    elif d["layer"]["attention"]["mechanism"] == "mla":
+        yield path, "MLA's decoupled rotary part cannot be switched off per layer"
 
 
 def _tokens(d: dict[str, Any]) -> Iterator[Problem]:

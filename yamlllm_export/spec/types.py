@@ -63,6 +63,7 @@ class AttentionSpec:
     causal: bool
     window_size: int | None
     logit_softcap: float | None
+    nope: bool  # this layer's q and k are not rotated (RoPE-free layers among RoPE ones)
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
@@ -120,6 +121,7 @@ class LayerSpec:
 class OverrideAttentionSpec:
     window_size: int | None = None
     logit_softcap: float | None = None
+    nope: bool = False
     fields: tuple[str, ...] = ()  # which of the above the entry sets (None is a value: "no window here")
 
 
