@@ -132,6 +132,12 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Per-layer overrides (window size, logit softcap, NoPE)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
+    "Attention softmax scale": {"softmax-scale": case(f"{ATT}.softmax_scale", 0.5)},
+    "Residual branch scale": {
+        "residual-scale": case("layer.residual_scale", 0.3),
+        "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
+    },
+    "Final logit scale": {"final-logit-scale": case("final_logit_scale", 0.25, "final_logit_softcap", 0.5)},
     "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
 }
 # validate reports "incremental" n/a there: dynamic NTK's cached keys keep the base of their own step, and a

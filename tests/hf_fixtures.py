@@ -160,6 +160,12 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             **SMOL_TOKENS,
         },
     ),
+    # Granite (hf/families/granite.py): embedding, attention, residual and logit multipliers
+    "granite": (
+        "GraniteConfig",
+        {**LLAMA, "embedding_multiplier": 12.0, "attention_multiplier": 0.1, "residual_multiplier": 0.22, "logits_scaling": 8.0},
+    ),
+    "granite-defaults-bias-tied": ("GraniteConfig", {**LLAMA, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

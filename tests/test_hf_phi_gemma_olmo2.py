@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -95,3 +95,16 @@ def test_phi3_refuses_longrope_written_as_rope_scaling(tmp_path):
 def test_smollm3_rope_free_layers(tmp_path, config, overrides):
     spec = imported(tmp_path, model_type="smollm3", num_hidden_layers=4, **config)
     assert spec.get("layer_overrides") == overrides and spec["tie_word_embeddings"] is True
+
+
+@pytest.mark.parametrize("key", ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"])
+def test_granite_refuses_a_multiplier_not_above_zero(tmp_path, key):
+    with pytest.raises(BuildError, match=rf"config\.json: {key}=0 is not supported"):
+        imported(tmp_path, model_type="granite", **{key: 0})
+
+
+def test_granite_default_multipliers_keep_only_the_attention_scale(tmp_path):
+    """GraniteConfig's attention_multiplier defaults to 1.0, a softmax scale of 1 (not 1/sqrt(head_dim))."""
+    spec = imported(tmp_path, model_type="granite")
+    assert spec["layer"]["attention"]["softmax_scale"] == 1.0
+    assert "scale" not in spec["embedding"] and "residual_scale" not in spec["layer"] and "final_logit_scale" not in spec

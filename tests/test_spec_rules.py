@@ -47,6 +47,10 @@ RULES = {
         case(*MLA, "layer_overrides", [{"layers": [0], "attention": {"nope": True}}]),
         "layer_overrides[0].attention.nope: MLA's decoupled rotary part cannot be switched off per layer",
     ),
+    "softmax-scale-with-mla": (
+        case(*MLA, "layer.attention.softmax_scale", 0.1),
+        "layer.attention.softmax_scale: MLA derives its scale from the head sizes and YaRN's mscale_all_dim",
+    ),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),

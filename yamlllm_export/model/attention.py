@@ -55,6 +55,7 @@ class SelfAttention(nn.Module):
         window_size: int = 0,
         causal: bool = True,
         softcap: float = 0.0,
+        scale: float | None = None,
         kernel: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.attention,
     ) -> None:
         super().__init__()
@@ -68,6 +69,7 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; holds buffers only
         self.window_size, self.causal, self.softcap, self.kernel = window_size, causal, softcap, kernel
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)  # softmax(q·kᵀ·scale)
         self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
@@ -82,6 +84,6 @@ class SelfAttention(nn.Module):
         out, present_k, present_v = self.kernel(
             query=q, key=k, value=self.v_proj(x), past_key=past_key, past_value=past_value, attention_bias=bias,
             cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
-            scale=1.0 / math.sqrt(self.head_dim), window_size=self.window_size, causal=self.causal, softcap=self.softcap,
+            scale=self.scale, window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

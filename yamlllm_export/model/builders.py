@@ -36,7 +36,7 @@ PLACEMENTS = {"pre": ("pre",), "post": ("after",), "sandwich": ("pre", "post"), 
 
 def _residual(lay: LayerSpec) -> Residual:
     norms = {slot: _norm(lay.layer_norm, lay.hidden_dim) for slot in PLACEMENTS[lay.norm_placement]}
-    return Residual(**norms, dropout=lay.residual_dropout)
+    return Residual(**norms, dropout=lay.residual_dropout, scale=lay.residual_scale)
 
 
 def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
@@ -97,6 +97,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
         q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
         k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
+        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim),
         kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 
@@ -109,7 +110,9 @@ def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec 
     attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary)
     if lay.parallel:
         ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
-        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout)
+        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout,
+            scale=lay.residual_scale,
+        )  # fmt: skip
     return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
 
 
@@ -123,6 +126,7 @@ def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
         "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
         "embed_norm": _norm(spec.embedding_layer_norm, d) if spec.embedding_layer_norm is not None else None,
         "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
+        "logit_scale": Scale(spec.final_logit_scale) if spec.final_logit_scale not in (None, 1.0) else None,
         "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
     }
 

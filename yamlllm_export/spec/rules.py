@@ -47,6 +47,8 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         )
     if att["window_size"] is not None and not att["causal"]:
         yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+    if att["softmax_scale"] is not None and att["mechanism"] == "mla":
+        yield "layer.attention.softmax_scale", "MLA derives its scale from the head sizes and YaRN's mscale_all_dim"
     if att["nope"]:
         yield from _nope(d, "layer.attention.nope")
     if att["mechanism"] == "complex" and _head_dim(d) % 2:

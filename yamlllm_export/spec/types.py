@@ -64,6 +64,7 @@ class AttentionSpec:
     window_size: int | None
     logit_softcap: float | None
     nope: bool  # this layer's q and k are not rotated (RoPE-free layers among RoPE ones)
+    softmax_scale: float | None  # None: 1/sqrt(head_dim)
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
@@ -115,6 +116,7 @@ class LayerSpec:
     parallel: bool  # PaLM: x + Attn(N(x)) + FFN(N(x))
     parallel_norms: str  # shared | separate (GPT-NeoX, Falcon: x + Attn(N1(x)) + FFN(N2(x)))
     residual_dropout: float
+    residual_scale: float  # x + c·F(x)
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class ModelSpec:
     tie_word_embeddings: bool
     lm_head_bias: bool
     final_logit_softcap: float | None
+    final_logit_scale: float | None  # logits · c before the soft-cap; None = 1
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
     tokens: TokensSpec

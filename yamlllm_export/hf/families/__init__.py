@@ -12,6 +12,7 @@ from yamlllm_export.hf.families import (
     gemma2,
     gpt2,
     gpt_neox,
+    granite,
     llama,
     mixtral,
     olmo2,
@@ -22,7 +23,7 @@ from yamlllm_export.hf.families import (
 )
 from yamlllm_export.hf.families.base import Family
 
-MODULES = (llama, mixtral, deepseek_v2, gpt2, bloom, falcon, gpt_neox, phi, phi3, gemma, gemma2, olmo2, qwen3, smollm3)
+MODULES = (llama, mixtral, deepseek_v2, gpt2, bloom, falcon, gpt_neox, phi, phi3, gemma, gemma2, olmo2, qwen3, smollm3, granite)
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
 
