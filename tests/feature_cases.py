@@ -138,6 +138,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
     },
     "Final logit scale": {"final-logit-scale": case("final_logit_scale", 0.25, "final_logit_softcap", 0.5)},
+    "QKV clipping": {"qkv-clip": case(f"{ATT}.qkv_clip", 0.05), "qkv-clip-qk-norm": case(f"{ATT}.qkv_clip", 0.05, f"{ATT}.qk_norm", {})},
     "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
 }
 # validate reports "incremental" n/a there: dynamic NTK's cached keys keep the base of their own step, and a

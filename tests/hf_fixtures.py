@@ -166,6 +166,12 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         {**LLAMA, "embedding_multiplier": 12.0, "attention_multiplier": 0.1, "residual_multiplier": 0.22, "logits_scaling": 8.0},
     ),
     "granite-defaults-bias-tied": ("GraniteConfig", {**LLAMA, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}),
+    # OLMo 1 (hf/families/olmo.py): weightless LayerNorms, clamped q/k/v (a clip the noise reaches)
+    "olmo-clip-qkv": ("OlmoConfig", {**LLAMA, "clip_qkv": 0.3, "pad_token_id": 1, "eos_token_id": 2}),
+    "olmo-mha-bias-tied": (
+        "OlmoConfig",
+        {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "pad_token_id": 1, "eos_token_id": 2},
+    ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

@@ -24,6 +24,7 @@ REFUSED = {
     "mixtral-gelu-experts": ("mixtral", {"hidden_act": "gelu"}, "hidden_act"),
     "smollm3-rope-flags-per-layer": ("smollm3-nope-every-2nd", {"no_rope_layers": [1, 0]}, "no_rope_layers"),
     "smollm3-gelu-mlp": ("smollm3-nope-every-2nd", {"hidden_act": "gelu"}, "hidden_act"),
+    "olmo-gelu-mlp": ("olmo-clip-qkv", {"hidden_act": "gelu"}, "hidden_act"),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
     "phi3-longrope": (
         "phi3",

@@ -51,6 +51,7 @@ RULES = {
         case(*MLA, "layer.attention.softmax_scale", 0.1),
         "layer.attention.softmax_scale: MLA derives its scale from the head sizes and YaRN's mscale_all_dim",
     ),
+    "qkv-clip-with-mla": (case(*MLA, "layer.attention.qkv_clip", 1.0), "layer.attention.qkv_clip: MLA has no per-head q/k/v projections"),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),

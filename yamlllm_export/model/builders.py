@@ -97,7 +97,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
         q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
         k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
-        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim),
+        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim), clip=att.qkv_clip,
         kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 

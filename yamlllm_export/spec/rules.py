@@ -49,6 +49,8 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
     if att["softmax_scale"] is not None and att["mechanism"] == "mla":
         yield "layer.attention.softmax_scale", "MLA derives its scale from the head sizes and YaRN's mscale_all_dim"
+    if att["qkv_clip"] is not None and att["mechanism"] == "mla":
+        yield "layer.attention.qkv_clip", "MLA has no per-head q/k/v projections to clip"
     if att["nope"]:
         yield from _nope(d, "layer.attention.nope")
     if att["mechanism"] == "complex" and _head_dim(d) % 2:

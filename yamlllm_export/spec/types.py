@@ -65,6 +65,7 @@ class AttentionSpec:
     logit_softcap: float | None
     nope: bool  # this layer's q and k are not rotated (RoPE-free layers among RoPE ones)
     softmax_scale: float | None  # None: 1/sqrt(head_dim)
+    qkv_clip: float | None  # clamp q, k, v projections to [-c, c] (OLMo)
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
