@@ -172,6 +172,21 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "OlmoConfig",
         {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "pad_token_id": 1, "eos_token_id": 2},
     ),
+    # Nemotron (hf/families/nemotron.py): layernorm1p, squared-ReLU MLP without gate, half rotary
+    "nemotron": ("NemotronConfig", {**LLAMA, "bos_token_id": 1, "eos_token_id": 2}),
+    "nemotron-bias-head-dim-tied": (
+        "NemotronConfig",
+        {
+            **LLAMA,
+            "head_dim": 24,
+            "partial_rotary_factor": 0.75,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": True,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Nemotron, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -108,3 +108,15 @@ def test_granite_default_multipliers_keep_only_the_attention_scale(tmp_path):
     spec = imported(tmp_path, model_type="granite")
     assert spec["layer"]["attention"]["softmax_scale"] == 1.0
     assert "scale" not in spec["embedding"] and "residual_scale" not in spec["layer"] and "final_logit_scale" not in spec
+
+
+@pytest.mark.parametrize(
+    ("config", "rotary_dim"),
+    [({}, 8), ({"partial_rotary_factor": 0.25}, 4), ({"rope_parameters": {"rope_theta": 1e4, "partial_rotary_factor": 1.0}}, None)],
+    ids=["default-half", "top-level", "rope-parameters"],
+)
+def test_nemotron_partial_rotary(tmp_path, config, rotary_dim):
+    """NemotronConfig rotates half of each head (16 dims here) when the config names no factor."""
+    spec = imported(tmp_path, model_type="nemotron", **config)
+    assert spec["embedding"]["positional_encoding"].get("rotary_dim") == rotary_dim
+    assert spec["layer"]["layer_norm"]["unit_offset"] and spec["layer"]["ffn"]["activation"] == "squared_relu"

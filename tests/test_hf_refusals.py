@@ -25,6 +25,7 @@ REFUSED = {
     "smollm3-rope-flags-per-layer": ("smollm3-nope-every-2nd", {"no_rope_layers": [1, 0]}, "no_rope_layers"),
     "smollm3-gelu-mlp": ("smollm3-nope-every-2nd", {"hidden_act": "gelu"}, "hidden_act"),
     "olmo-gelu-mlp": ("olmo-clip-qkv", {"hidden_act": "gelu"}, "hidden_act"),
+    "nemotron-quick-gelu": ("nemotron", {"hidden_act": "quick_gelu"}, "hidden_act"),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
     "phi3-longrope": (
         "phi3",

@@ -15,6 +15,7 @@ from yamlllm_export.hf.families import (
     granite,
     llama,
     mixtral,
+    nemotron,
     olmo,
     olmo2,
     phi,
@@ -24,7 +25,25 @@ from yamlllm_export.hf.families import (
 )
 from yamlllm_export.hf.families.base import Family
 
-MODULES = (llama, mixtral, deepseek_v2, gpt2, bloom, falcon, gpt_neox, phi, phi3, gemma, gemma2, olmo2, qwen3, smollm3, granite, olmo)
+MODULES = (
+    llama,
+    mixtral,
+    deepseek_v2,
+    gpt2,
+    bloom,
+    falcon,
+    gpt_neox,
+    phi,
+    phi3,
+    gemma,
+    gemma2,
+    olmo2,
+    qwen3,
+    smollm3,
+    granite,
+    olmo,
+    nemotron,
+)
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
 
