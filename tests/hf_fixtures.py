@@ -187,6 +187,34 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "eos_token_id": 2,
         },
     ),
+    # Qwen3-MoE (hf/families/qwen3_moe.py)
+    "qwen3-moe": (
+        "Qwen3MoeConfig",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "head_dim": 24,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "mlp_only_layers": [0],
+        },
+    ),
+    "qwen3-moe-normalised-every-2nd-window": (
+        "Qwen3MoeConfig",
+        {
+            **LLAMA,
+            "head_dim": 16,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "norm_topk_prob": True,
+            "decoder_sparse_step": 2,
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "attention_bias": True,
+        },
+    ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Nemotron, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Nemotron, Qwen3-MoE, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -120,3 +120,13 @@ def test_nemotron_partial_rotary(tmp_path, config, rotary_dim):
     spec = imported(tmp_path, model_type="nemotron", **config)
     assert spec["embedding"]["positional_encoding"].get("rotary_dim") == rotary_dim
     assert spec["layer"]["layer_norm"]["unit_offset"] and spec["layer"]["ffn"]["activation"] == "squared_relu"
+
+
+@pytest.mark.parametrize("key", ["num_experts", "num_local_experts"])
+def test_qwen3_moe_reads_either_expert_count(tmp_path, key):
+    """The hub's configs say num_experts; transformers 5 saves the same value as num_local_experts."""
+    moe = {key: 4, "moe_intermediate_size": 32, "num_experts_per_tok": 2, "mlp_only_layers": [0]}
+    spec = imported(tmp_path, model_type="qwen3_moe", **moe)
+    assert spec["layer"]["ffn"]["moe"] == {
+        "num_experts": 4, "top_k": 2, "intermediate_size": 32, "normalize_top_k": False, "frequency": 1, "first_dense_layers": 1,
+    }  # fmt: skip

@@ -21,6 +21,7 @@ from yamlllm_export.hf.families import (
     phi,
     phi3,
     qwen3,
+    qwen3_moe,
     smollm3,
 )
 from yamlllm_export.hf.families.base import Family
@@ -43,6 +44,7 @@ MODULES = (
     granite,
     olmo,
     nemotron,
+    qwen3_moe,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
