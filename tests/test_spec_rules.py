@@ -45,7 +45,7 @@ RULES = {
     ),
     "nope-with-mla": (
         case(*MLA, "layer_overrides", [{"layers": [0], "attention": {"nope": True}}]),
-        "layer_overrides[0].attention.nope: MLA's decoupled rotary part cannot be switched off per layer",
+        "layer_overrides[0].attention.nope: MLA's decoupled rotary part cannot be changed per layer",
     ),
     "softmax-scale-with-mla": (
         case(*MLA, "layer.attention.softmax_scale", 0.1),

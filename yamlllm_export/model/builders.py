@@ -6,6 +6,7 @@ twice (a 7 B model needs its weights' bytes once, not twice).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -142,11 +143,13 @@ def rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     )  # fmt: skip
 
 
-def _rotary(emb: EmbeddingSpec) -> RotaryCache | DynamicNTKRotary | None:
-    """RoPE tables shared by every layer: static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
+def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = False) -> RotaryCache | DynamicNTKRotary | None:
+    """RoPE tables shared by the layers with the same base and scaling (``theta`` / ``unscaled``: a layer's
+    own): static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
     pe = emb.positional_encoding
     if pe.type != "rope":
         return None
+    pe = dataclasses.replace(pe, rope_theta=theta or pe.rope_theta, rope_scaling=None if unscaled else pe.rope_scaling)
     scaling = rope_scaling(pe.rope_scaling)
     if scaling is not None and scaling.type == "dynamic":
         return DynamicNTKRotary(
@@ -168,7 +171,10 @@ def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | Sinu
 def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
-    rotary = _rotary(emb)
+    tables: dict[tuple[float | None, bool], RotaryCache | DynamicNTKRotary | None] = {}
+    for att in (layer.attention for layer in spec.layer_specs()):  # one table per distinct (base, scaled)
+        key = (att.rope_theta, att.rope_unscaled)
+        tables.setdefault(key, _rotary(emb, *key))
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
     lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
@@ -177,7 +183,10 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         embed=embed,
         positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
-        blocks=[_block(layer, rotary, emb.positional_encoding.rope_scaling) for layer in spec.layer_specs()],
+        blocks=[
+            _block(layer, tables[layer.attention.rope_theta, layer.attention.rope_unscaled], emb.positional_encoding.rope_scaling)
+            for layer in spec.layer_specs()
+        ],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,

@@ -64,6 +64,8 @@ class AttentionSpec:
     window_size: int | None
     logit_softcap: float | None
     nope: bool  # this layer's q and k are not rotated (RoPE-free layers among RoPE ones)
+    rope_theta: float | None  # this layer's RoPE base; None: the embedding's
+    rope_unscaled: bool  # this layer's RoPE ignores the embedding's rope_scaling
     softmax_scale: float | None  # None: 1/sqrt(head_dim)
     qkv_clip: float | None  # clamp q, k, v projections to [-c, c] (OLMo)
     qk_norm: QKNormSpec | None
@@ -125,6 +127,8 @@ class OverrideAttentionSpec:
     window_size: int | None = None
     logit_softcap: float | None = None
     nope: bool = False
+    rope_theta: float | None = None
+    rope_unscaled: bool = False
     fields: tuple[str, ...] = ()  # which of the above the entry sets (None is a value: "no window here")
 
 
