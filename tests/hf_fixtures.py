@@ -215,6 +215,23 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "attention_bias": True,
         },
     ),
+    # Gemma 3 text (hf/families/gemma3.py): per-layer-kind RoPE, scaling on the global layers only
+    "gemma3-text": (
+        "Gemma3TextConfig",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 12,
+            "sliding_window": 5,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            "rope_parameters": {
+                "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+            },
+            **SMOL_TOKENS,
+        },
+    ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (
         "MixtralConfig",

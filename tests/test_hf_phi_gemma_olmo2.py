@@ -1,4 +1,4 @@
-"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Nemotron, Qwen3-MoE, Gemma and OLMo-2 mappings that the parity cases do not reach: refusals,
+"""Config readings of the Phi, Phi-3, Qwen3, SmolLM3, Granite, Nemotron, Qwen3-MoE, Gemma 1-3 and OLMo-2 mappings that the parity cases do not reach: refusals,
 and which Gemma key names the activation."""
 
 from __future__ import annotations
@@ -130,3 +130,20 @@ def test_qwen3_moe_reads_either_expert_count(tmp_path, key):
     assert spec["layer"]["ffn"]["moe"] == {
         "num_experts": 4, "top_k": 2, "intermediate_size": 32, "normalize_top_k": False, "frequency": 1, "first_dense_layers": 1,
     }  # fmt: skip
+
+
+def test_gemma3_reads_the_4x_rope_keys(tmp_path):
+    """Hub configs written by transformers 4.x: rope_theta (global), rope_local_base_freq, rope_scaling."""
+    config = {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8, "sliding_window_pattern": 2, "rope_theta": 1e6}
+    config |= {"rope_local_base_freq": 1e4, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}
+    spec = imported(tmp_path, model_type="gemma3_text", num_hidden_layers=4, **config)
+    assert spec["embedding"]["positional_encoding"] == {
+        "type": "rope",
+        "rope_theta": 1e6,
+        "rope_scaling": {"type": "linear", "factor": 8.0},
+    }
+    assert spec["layer_overrides"] == [
+        {"layers": [0, 2], "attention": {"window_size": 8}},
+        {"layers": [0, 2], "attention": {"rope_theta": 1e4, "rope_unscaled": True}},
+    ]
+    assert spec["layer"]["attention"]["softmax_scale"] == 0.25

@@ -28,6 +28,12 @@ REFUSED = {
     "nemotron-quick-gelu": ("nemotron", {"hidden_act": "quick_gelu"}, "hidden_act"),
     "qwen3-moe-dense-layer-in-the-middle": ("qwen3-moe", {"mlp_only_layers": [1]}, "mlp_only_layers"),
     "qwen3-moe-gelu-experts": ("qwen3-moe", {"hidden_act": "gelu"}, "hidden_act"),
+    "gemma3-softcapped-attention": ("gemma3-text", {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping"),
+    "gemma3-scaled-local-rope": (
+        "gemma3-text",
+        {"rope_parameters": {"sliding_attention": {"rope_type": "linear", "factor": 2.0}, "full_attention": {"rope_type": "default"}}},
+        "rope_parameters",
+    ),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
     "phi3-longrope": (
         "phi3",

@@ -10,6 +10,7 @@ from yamlllm_export.hf.families import (
     falcon,
     gemma,
     gemma2,
+    gemma3,
     gpt2,
     gpt_neox,
     granite,
@@ -45,6 +46,7 @@ MODULES = (
     olmo,
     nemotron,
     qwen3_moe,
+    gemma3,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
