@@ -129,9 +129,26 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "lm-head-bias-tied": case("lm_head_bias", True, "tie_word_embeddings", True),
     },
     "Final logit soft-capping": {"final-softcap": case("final_logit_softcap", 0.5)},
-    "Per-layer overrides (window size, logit softcap)": {
+    "Per-layer RoPE base": {"rope-theta-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"rope_theta": 100.0}}])},
+    "RoPE scaling on some layers only": {
+        "rope-unscaled-layer-0": case(
+            ROPE,
+            {"type": "rope", "rope_scaling": {"type": "linear", "factor": 4.0}},
+            "layer_overrides",
+            [{"layers": [0], "attention": {"rope_unscaled": True, "rope_theta": 500.0}}],
+        )
+    },  # fmt: skip
+    "Per-layer overrides (window size, logit softcap, NoPE, RoPE base and scaling)": {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
+    "Attention softmax scale": {"softmax-scale": case(f"{ATT}.softmax_scale", 0.5)},
+    "Residual branch scale": {
+        "residual-scale": case("layer.residual_scale", 0.3),
+        "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
+    },
+    "Final logit scale": {"final-logit-scale": case("final_logit_scale", 0.25, "final_logit_softcap", 0.5)},
+    "QKV clipping": {"qkv-clip": case(f"{ATT}.qkv_clip", 0.05), "qkv-clip-qk-norm": case(f"{ATT}.qkv_clip", 0.05, f"{ATT}.qk_norm", {})},
+    "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
 }
 # validate reports "incremental" n/a there: dynamic NTK's cached keys keep the base of their own step, and a
 # bidirectional model's cached token never saw the tokens after it

@@ -16,7 +16,6 @@ from tests.hf_fixtures import HF_CASES, LLAMA
 
 # GGUF has no sliding-window key for Qwen2: its case attends fully
 HF_CASES["qwen2-full-attention"] = ("Qwen2Config", {**LLAMA, "num_key_value_heads": 1})
-HF_CASES["phi3"] = ("Phi3Config", {**LLAMA, "pad_token_id": 0})
 # hf_fixtures case → GGUF architecture
 GGUF_CASES = {
     "llama": "llama",

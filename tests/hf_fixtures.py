@@ -29,6 +29,7 @@ DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed exper
     **LLAMA, "num_key_value_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 12,
     "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
 }  # fmt: skip
+SMOL_TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}  # SmolLM3Config's defaults lie outside VOCAB
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
 HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -116,6 +117,120 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "olmo2-mha-bias-tied": (
         "Olmo2Config",
         {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "eos_token_id": 2},
+    ),
+    # Qwen3, Phi-3 (hf/families/qwen3.py, phi3.py)
+    "qwen3-head-dim": ("Qwen3Config", {**LLAMA, "head_dim": 24}),
+    "qwen3-window-bias": (
+        "Qwen3Config",
+        {
+            **LLAMA,
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "max_window_layers": 1,
+            "attention_bias": True,
+            "num_key_value_heads": 1,
+        },
+    ),
+    "phi3": ("Phi3Config", {**LLAMA, "pad_token_id": 0, "eos_token_id": 2}),
+    "phi3-partial-rotary-window-tied": (
+        "Phi3Config",
+        {
+            **LLAMA,
+            "pad_token_id": 0,
+            "eos_token_id": 2,
+            "partial_rotary_factor": 0.75,
+            "sliding_window": 5,
+            "tie_word_embeddings": True,
+            "num_key_value_heads": 1,
+        },
+    ),
+    # SmolLM3 (hf/families/smollm3.py): RoPE-free layers
+    "smollm3-nope-every-2nd": ("SmolLM3Config", {**LLAMA, "num_hidden_layers": 4, "no_rope_layer_interval": 2, **SMOL_TOKENS}),
+    "smollm3-window-bias-untied": (
+        "SmolLM3Config",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "no_rope_layers": [1, 0, 0],
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": False,
+            **SMOL_TOKENS,
+        },
+    ),
+    # Granite (hf/families/granite.py): embedding, attention, residual and logit multipliers
+    "granite": (
+        "GraniteConfig",
+        {**LLAMA, "embedding_multiplier": 12.0, "attention_multiplier": 0.1, "residual_multiplier": 0.22, "logits_scaling": 8.0},
+    ),
+    "granite-defaults-bias-tied": ("GraniteConfig", {**LLAMA, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}),
+    # OLMo 1 (hf/families/olmo.py): weightless LayerNorms, clamped q/k/v (a clip the noise reaches)
+    "olmo-clip-qkv": ("OlmoConfig", {**LLAMA, "clip_qkv": 0.3, "pad_token_id": 1, "eos_token_id": 2}),
+    "olmo-mha-bias-tied": (
+        "OlmoConfig",
+        {**LLAMA, "num_key_value_heads": 4, "attention_bias": True, "tie_word_embeddings": True, "pad_token_id": 1, "eos_token_id": 2},
+    ),
+    # Nemotron (hf/families/nemotron.py): layernorm1p, squared-ReLU MLP without gate, half rotary
+    "nemotron": ("NemotronConfig", {**LLAMA, "bos_token_id": 1, "eos_token_id": 2}),
+    "nemotron-bias-head-dim-tied": (
+        "NemotronConfig",
+        {
+            **LLAMA,
+            "head_dim": 24,
+            "partial_rotary_factor": 0.75,
+            "attention_bias": True,
+            "mlp_bias": True,
+            "tie_word_embeddings": True,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    ),
+    # Qwen3-MoE (hf/families/qwen3_moe.py)
+    "qwen3-moe": (
+        "Qwen3MoeConfig",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "head_dim": 24,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "mlp_only_layers": [0],
+        },
+    ),
+    "qwen3-moe-normalised-every-2nd-window": (
+        "Qwen3MoeConfig",
+        {
+            **LLAMA,
+            "head_dim": 16,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 32,
+            "norm_topk_prob": True,
+            "decoder_sparse_step": 2,
+            "use_sliding_window": True,
+            "sliding_window": 5,
+            "attention_bias": True,
+        },
+    ),
+    # Gemma 3 text (hf/families/gemma3.py): per-layer-kind RoPE, scaling on the global layers only
+    "gemma3-text": (
+        "Gemma3TextConfig",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "head_dim": 16,
+            "query_pre_attn_scalar": 12,
+            "sliding_window": 5,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            "rope_parameters": {
+                "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+            },
+            **SMOL_TOKENS,
+        },
     ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
     "mixtral": (

@@ -4,7 +4,9 @@ and their ORT CPU logits compared with transformers' own (fp32 max |Δ| ≤ 1e-4
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from tests.hf_fixtures import HF_CASES, hf_parity, make_hf_model
@@ -56,3 +58,27 @@ def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
 def test_parameter_count_matches_transformers(case, hf_case):
     model, hf_dir, _ = hf_case(case)
     assert load_spec(import_hf(hf_dir)[0]).parameter_count() == sum(p.numel() for p in model.parameters())
+
+
+# per-layer RoPE (base, scaling, none) and the multipliers: what genai's decoder runs from our graph alone
+GENAI_CASES = ["gemma3-text", "smollm3-window-bias-untied", "granite"]
+
+
+@pytest.mark.parametrize("case", GENAI_CASES)
+def test_genai_greedy_equals_transformers(case, hf_case, tmp_path):
+    og = pytest.importorskip("onnxruntime_genai")
+    model, hf_dir, yaml_path = hf_case(case)
+    folder = export_onnx(yaml_path, tmp_path / "out", target="ort", weights=hf_dir)
+    prompt, steps = [5, 17, 42, 8, 60, 33], 8
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    params = og.GeneratorParams(og_model := og.Model(str(folder)))
+    params.set_search_options(max_length=len(prompt) + steps)
+    generator = og.Generator(og_model, params)
+    generator.append_tokens(np.array([prompt], dtype=np.int32))
+    while not generator.is_done():
+        generator.generate_next_token()
+    got = [int(t) for t in generator.get_sequence(0)][len(prompt) :]
+    assert got and got == ids[len(prompt) :][: len(got)], f"{case}: genai {got}, transformers {ids[len(prompt) :]}"

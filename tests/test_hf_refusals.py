@@ -22,6 +22,24 @@ REFUSED = {
     "deepseek-biased-full-rank-query": ("deepseek_v2_lite", {"attention_bias": True}, "attention_bias"),
     "deepseek-latent-eps": ("deepseek_v2_lite", {"rms_norm_eps": 1e-5}, "rms_norm_eps"),
     "mixtral-gelu-experts": ("mixtral", {"hidden_act": "gelu"}, "hidden_act"),
+    "smollm3-rope-flags-per-layer": ("smollm3-nope-every-2nd", {"no_rope_layers": [1, 0]}, "no_rope_layers"),
+    "smollm3-gelu-mlp": ("smollm3-nope-every-2nd", {"hidden_act": "gelu"}, "hidden_act"),
+    "olmo-gelu-mlp": ("olmo-clip-qkv", {"hidden_act": "gelu"}, "hidden_act"),
+    "nemotron-quick-gelu": ("nemotron", {"hidden_act": "quick_gelu"}, "hidden_act"),
+    "qwen3-moe-dense-layer-in-the-middle": ("qwen3-moe", {"mlp_only_layers": [1]}, "mlp_only_layers"),
+    "qwen3-moe-gelu-experts": ("qwen3-moe", {"hidden_act": "gelu"}, "hidden_act"),
+    "gemma3-softcapped-attention": ("gemma3-text", {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping"),
+    "gemma3-scaled-local-rope": (
+        "gemma3-text",
+        {"rope_parameters": {"sliding_attention": {"rope_type": "linear", "factor": 2.0}, "full_attention": {"rope_type": "default"}}},
+        "rope_parameters",
+    ),
+    "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
+    "phi3-longrope": (
+        "phi3",
+        {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},
+        "rope_parameters",
+    ),
 }
 
 

@@ -35,6 +35,23 @@ RULES = {
         case("layer.attention.use_flash_attention", True),
         "layer.attention.use_flash_attention: has no effect: the attention kernel follows build --target",
     ),
+    "nope-without-rope": (
+        case("embedding.positional_encoding", {"type": "learned"}, "layer_overrides", [{"layers": [1], "attention": {"nope": True}}]),
+        "layer_overrides[0].attention.nope: needs embedding.positional_encoding.type rope (it is learned)",
+    ),
+    "nope-everywhere-with-alibi": (
+        case("embedding.positional_encoding", {"type": "alibi"}, "layer.attention.mechanism", "alibi", "layer.attention.nope", True),
+        "layer.attention.nope: needs embedding.positional_encoding.type rope (it is alibi)",
+    ),
+    "nope-with-mla": (
+        case(*MLA, "layer_overrides", [{"layers": [0], "attention": {"nope": True}}]),
+        "layer_overrides[0].attention.nope: MLA's decoupled rotary part cannot be changed per layer",
+    ),
+    "softmax-scale-with-mla": (
+        case(*MLA, "layer.attention.softmax_scale", 0.1),
+        "layer.attention.softmax_scale: MLA derives its scale from the head sizes and YaRN's mscale_all_dim",
+    ),
+    "qkv-clip-with-mla": (case(*MLA, "layer.attention.qkv_clip", 1.0), "layer.attention.qkv_clip: MLA has no per-head q/k/v projections"),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),

@@ -35,7 +35,7 @@ class PerHead(nn.Module):
 
 class SelfAttention(nn.Module):
     """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
-    the kernel applies), as in OLMo-2, Qwen3 and Gemma 3."""
+    the kernel applies), as in OLMo-2, Qwen3 and Gemma 3; an optional clamp of q, k, v comes first (OLMo)."""
 
     RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
 
@@ -55,6 +55,8 @@ class SelfAttention(nn.Module):
         window_size: int = 0,
         causal: bool = True,
         softcap: float = 0.0,
+        scale: float | None = None,
+        clip: float | None = None,
         kernel: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.attention,
     ) -> None:
         super().__init__()
@@ -68,6 +70,8 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.rotary = rotary  # shared across layers; holds buffers only
         self.window_size, self.causal, self.softcap, self.kernel = window_size, causal, softcap, kernel
+        self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)  # softmax(q·kᵀ·scale)
+        self.clip = clip  # q, k, v clamped to [-clip, clip] (OLMo); None: not clipped
         self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
@@ -77,11 +81,13 @@ class SelfAttention(nn.Module):
         cos, sin, pos = None, None, None
         if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
             cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
-        q = self.q_norm(self.q_proj(x))  # (B, S, nh·hs)
-        k = self.k_norm(self.k_proj(x))  # (B, S, nkv·hs)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, S, nh·hs), (B, S, nkv·hs) ×2
+        if self.clip is not None:
+            q, k, v = (t.clamp(-self.clip, self.clip) for t in (q, k, v))
+        q, k = self.q_norm(q), self.k_norm(k)
         out, present_k, present_v = self.kernel(
-            query=q, key=k, value=self.v_proj(x), past_key=past_key, past_value=past_value, attention_bias=bias,
+            query=q, key=k, value=v, past_key=past_key, past_value=past_value, attention_bias=bias,
             cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
-            scale=1.0 / math.sqrt(self.head_dim), window_size=self.window_size, causal=self.causal, softcap=self.softcap,
+            scale=self.scale, window_size=self.window_size, causal=self.causal, softcap=self.softcap,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

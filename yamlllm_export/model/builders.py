@@ -6,6 +6,7 @@ twice (a 7 B model needs its weights' bytes once, not twice).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -36,7 +37,7 @@ PLACEMENTS = {"pre": ("pre",), "post": ("after",), "sandwich": ("pre", "post"), 
 
 def _residual(lay: LayerSpec) -> Residual:
     norms = {slot: _norm(lay.layer_norm, lay.hidden_dim) for slot in PLACEMENTS[lay.norm_placement]}
-    return Residual(**norms, dropout=lay.residual_dropout)
+    return Residual(**norms, dropout=lay.residual_dropout, scale=lay.residual_scale)
 
 
 def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
@@ -97,6 +98,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
         q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
         k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
+        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim), clip=att.qkv_clip,
         kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 
@@ -105,10 +107,13 @@ def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec 
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
+    rotary = None if att.nope else rotary
     attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary)
     if lay.parallel:
         ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
-        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout)
+        return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout,
+            scale=lay.residual_scale,
+        )  # fmt: skip
     return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
 
 
@@ -122,6 +127,7 @@ def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
         "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
         "embed_norm": _norm(spec.embedding_layer_norm, d) if spec.embedding_layer_norm is not None else None,
         "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
+        "logit_scale": Scale(spec.final_logit_scale) if spec.final_logit_scale not in (None, 1.0) else None,
         "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
     }
 
@@ -137,11 +143,13 @@ def rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     )  # fmt: skip
 
 
-def _rotary(emb: EmbeddingSpec) -> RotaryCache | DynamicNTKRotary | None:
-    """RoPE tables shared by every layer: static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
+def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = False) -> RotaryCache | DynamicNTKRotary | None:
+    """RoPE tables shared by the layers with the same base and scaling (``theta`` / ``unscaled``: a layer's
+    own): static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
     pe = emb.positional_encoding
     if pe.type != "rope":
         return None
+    pe = dataclasses.replace(pe, rope_theta=theta or pe.rope_theta, rope_scaling=None if unscaled else pe.rope_scaling)
     scaling = rope_scaling(pe.rope_scaling)
     if scaling is not None and scaling.type == "dynamic":
         return DynamicNTKRotary(
@@ -163,7 +171,10 @@ def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | Sinu
 def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
-    rotary = _rotary(emb)
+    tables: dict[tuple[float | None, bool], RotaryCache | DynamicNTKRotary | None] = {}
+    for att in (layer.attention for layer in spec.layer_specs()):  # one table per distinct (base, scaled)
+        key = (att.rope_theta, att.rope_unscaled)
+        tables.setdefault(key, _rotary(emb, *key))
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
     lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
@@ -172,7 +183,10 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         embed=embed,
         positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
-        blocks=[_block(layer, rotary, emb.positional_encoding.rope_scaling) for layer in spec.layer_specs()],
+        blocks=[
+            _block(layer, tables[layer.attention.rope_theta, layer.attention.rope_unscaled], emb.positional_encoding.rope_scaling)
+            for layer in spec.layer_specs()
+        ],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,

@@ -27,15 +27,22 @@ class Residual(nn.Module):
     output x + N(F(x)) (OLMo-2). ``builders.PLACEMENTS`` says which slots each placement fills."""
 
     def __init__(
-        self, *, pre: nn.Module | None = None, post: nn.Module | None = None, after: nn.Module | None = None, dropout: float
+        self,
+        *,
+        pre: nn.Module | None = None,
+        post: nn.Module | None = None,
+        after: nn.Module | None = None,
+        dropout: float,
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.pre, self.post, self.after = (m if m is not None else nn.Identity() for m in (pre, post, after))
         self.dropout = nn.Dropout(dropout)
+        self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # Granite's residual_multiplier
 
     def close(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The residual add of sub-layer output ``h`` = F(pre(x)) onto ``x``."""
-        return self.after(x + self.dropout(self.post(h)))
+        return self.after(x + self.scale(self.dropout(self.post(h))))
 
 
 class Block(nn.Module):
@@ -55,17 +62,20 @@ class ParallelBlock(nn.Module):
     """PaLM's parallel layer (Chowdhery et al. 2022): x + Attn(N(x)) + FFN(N(x)), one shared norm; with
     ``ffn_norm`` the FFN has its own, x + Attn(N(x)) + FFN(N2(x)) (GPT-NeoX, Falcon's new architecture)."""
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None) -> None:
+    def __init__(
+        self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.attn, self.ffn, self.norm = attn, ffn, norm
         self.ffn_norm = ffn_norm  # None: the FFN reads the shared norm's output
         self.dropout = nn.Dropout(dropout)
+        self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # on both branches, as Residual does
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
         h, k, v = self.attn(n, bias, position_ids, *past)
         m = n if self.ffn_norm is None else self.ffn_norm(x)
-        return x + self.dropout(h) + self.dropout(self.ffn(m)), (k, v)
+        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(self.ffn(m))), (k, v)
 
 
 class Softcap(nn.Module):
@@ -93,7 +103,7 @@ class Scale(nn.Module):
 
 class DecoderLM(nn.Module):
     """tokens → embed (· scale, → project to d when factorized) → + positions → (norm) → blocks → final norm →
-    (project back to the embedding size) → LM head → (softcap) → logits. Absent pieces are Identity."""
+    (project back to the embedding size) → LM head → (· scale) → (softcap) → logits. Absent pieces are Identity."""
 
     def __init__(
         self,
@@ -109,6 +119,7 @@ class DecoderLM(nn.Module):
         embed_proj: nn.Module | None = None,
         embed_norm: nn.Module | None = None,
         head_proj: nn.Module | None = None,
+        logit_scale: nn.Module | None = None,
         logit_softcap: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -117,6 +128,7 @@ class DecoderLM(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.final_norm = _or_identity(final_norm)
         self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
+        self.logit_scale = _or_identity(logit_scale)
         self.dropout = nn.Dropout(dropout)
 
     def empty_cache(self, batch: int) -> list[KV]:
@@ -160,7 +172,7 @@ class DecoderLM(nn.Module):
             presents.append(present)
         if last_logits:
             x = x.gather(1, last_real(attention_mask, S)[:, None, None].expand(-1, 1, x.shape[-1]))  # (B, 1, d)
-        return self.logit_softcap(self.lm_head(self.head_proj(self.final_norm(x)))), presents
+        return self.logit_softcap(self.logit_scale(self.lm_head(self.head_proj(self.final_norm(x))))), presents
 
 
 def last_real(attention_mask: torch.Tensor, new: int) -> torch.Tensor:

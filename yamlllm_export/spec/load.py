@@ -199,6 +199,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         tie_word_embeddings=d["tie_word_embeddings"],
         lm_head_bias=d["lm_head_bias"],
         final_logit_softcap=d["final_logit_softcap"],
+        final_logit_scale=d["final_logit_scale"],
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
         tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),

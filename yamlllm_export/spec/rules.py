@@ -47,6 +47,13 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         )
     if att["window_size"] is not None and not att["causal"]:
         yield "layer.attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+    if att["softmax_scale"] is not None and att["mechanism"] == "mla":
+        yield "layer.attention.softmax_scale", "MLA derives its scale from the head sizes and YaRN's mscale_all_dim"
+    if att["qkv_clip"] is not None and att["mechanism"] == "mla":
+        yield "layer.attention.qkv_clip", "MLA has no per-head q/k/v projections to clip"
+    for key in ("nope", "rope_theta", "rope_unscaled"):
+        if att[key]:
+            yield from _nope(d, f"layer.attention.{key}")
     if att["mechanism"] == "complex" and _head_dim(d) % 2:
         yield "layer.attention.head_dim", f"{_head_dim(d)} is odd; complex attention pairs real and imaginary halves"
     pe = d["embedding"]["positional_encoding"]
@@ -223,6 +230,19 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
         window = entry.get("attention", {}).get("window_size")
         if window is not None and not layer["attention"]["causal"]:
             yield f"layer_overrides[{k}].attention.window_size", "a sliding window needs causal attention (attention.causal is false)"
+        for key in ("nope", "rope_theta", "rope_unscaled"):
+            if entry.get("attention", {}).get(key):
+                yield from _nope(d, f"layer_overrides[{k}].attention.{key}")
+
+
+def _nope(d: dict[str, Any], path: str) -> Iterator[Problem]:
+    """Per-layer RoPE settings (none, another base, unscaled) need RoPE to change, in an attention that
+    rotates q and k itself."""
+    kind = d["embedding"]["positional_encoding"]["type"]
+    if kind != "rope":
+        yield path, f"needs embedding.positional_encoding.type rope (it is {kind})"
+    elif d["layer"]["attention"]["mechanism"] == "mla":
+        yield path, "MLA's decoupled rotary part cannot be changed per layer"
 
 
 def _tokens(d: dict[str, Any]) -> Iterator[Problem]:

@@ -63,6 +63,11 @@ class AttentionSpec:
     causal: bool
     window_size: int | None
     logit_softcap: float | None
+    nope: bool  # this layer's q and k are not rotated (RoPE-free layers among RoPE ones)
+    rope_theta: float | None  # this layer's RoPE base; None: the embedding's
+    rope_unscaled: bool  # this layer's RoPE ignores the embedding's rope_scaling
+    softmax_scale: float | None  # None: 1/sqrt(head_dim)
+    qkv_clip: float | None  # clamp q, k, v projections to [-c, c] (OLMo)
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
@@ -114,12 +119,16 @@ class LayerSpec:
     parallel: bool  # PaLM: x + Attn(N(x)) + FFN(N(x))
     parallel_norms: str  # shared | separate (GPT-NeoX, Falcon: x + Attn(N1(x)) + FFN(N2(x)))
     residual_dropout: float
+    residual_scale: float  # x + c·F(x)
 
 
 @dataclass(frozen=True)
 class OverrideAttentionSpec:
     window_size: int | None = None
     logit_softcap: float | None = None
+    nope: bool = False
+    rope_theta: float | None = None
+    rope_unscaled: bool = False
     fields: tuple[str, ...] = ()  # which of the above the entry sets (None is a value: "no window here")
 
 
@@ -157,6 +166,7 @@ class ModelSpec:
     tie_word_embeddings: bool
     lm_head_bias: bool
     final_logit_softcap: float | None
+    final_logit_scale: float | None  # logits · c before the soft-cap; None = 1
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
     tokens: TokensSpec

@@ -4,10 +4,50 @@ from __future__ import annotations
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.hf.config import HFConfig
-from yamlllm_export.hf.families import bloom, deepseek_v2, falcon, gemma, gemma2, gpt2, gpt_neox, llama, mixtral, olmo2, phi
+from yamlllm_export.hf.families import (
+    bloom,
+    deepseek_v2,
+    falcon,
+    gemma,
+    gemma2,
+    gemma3,
+    gpt2,
+    gpt_neox,
+    granite,
+    llama,
+    mixtral,
+    nemotron,
+    olmo,
+    olmo2,
+    phi,
+    phi3,
+    qwen3,
+    qwen3_moe,
+    smollm3,
+)
 from yamlllm_export.hf.families.base import Family
 
-MODULES = (llama, mixtral, deepseek_v2, gpt2, bloom, falcon, gpt_neox, phi, gemma, gemma2, olmo2)
+MODULES = (
+    llama,
+    mixtral,
+    deepseek_v2,
+    gpt2,
+    bloom,
+    falcon,
+    gpt_neox,
+    phi,
+    phi3,
+    gemma,
+    gemma2,
+    olmo2,
+    qwen3,
+    smollm3,
+    granite,
+    olmo,
+    nemotron,
+    qwen3_moe,
+    gemma3,
+)
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
 

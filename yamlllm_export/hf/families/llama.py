@@ -42,7 +42,7 @@ def llama_spec(cfg: HFConfig) -> dict[str, Any]:
     dims = attention_dims(cfg)
     d, layers = cfg.require("hidden_size"), cfg.require("num_hidden_layers")
     head_dim = dims.get("head_dim", d // dims["num_heads"])
-    qwen = cfg.model_type == "qwen2"
+    qwen = cfg.model_type in ("qwen2", "qwen3")
     window = cfg.get("sliding_window") if (cfg.model_type == "mistral" or cfg.get("use_sliding_window", False)) else None
     kinds = None
     if qwen and window:  # transformers' Qwen2Config without layer_types: the window only on layers ≥ max_window_layers
@@ -50,7 +50,12 @@ def llama_spec(cfg: HFConfig) -> dict[str, Any]:
         kinds = ["sliding_attention" if i >= first else "full_attention" for i in range(layers)]
     window, overrides = window_overrides(cfg, window, layers, kinds)
     bias = bool(cfg.get("attention_bias", False))
-    attention = {**dims, "bias": bias, **({"qkv_bias": True, "out_bias": False} if qwen else {}), "window_size": window}
+    attention = {
+        **dims,
+        "bias": bias,
+        **({"qkv_bias": True, "out_bias": False} if cfg.model_type == "qwen2" else {}),
+        "window_size": window,
+    }
     spec = {
         "embedding": {
             "vocab_size": cfg.require("vocab_size"),

@@ -25,7 +25,7 @@ RULES = [
 ]
 
 
-def _rotary_dim(cfg: HFConfig, head_dim: int) -> int:
+def partial_rotary_dim(cfg: HFConfig, head_dim: int) -> int:
     """HF rotates int(head_dim · partial_rotary_factor) dims; the factor sits at the top level (4.x) or in
     rope_parameters (5.x)."""
     factor = (cfg.get("rope_parameters") or {}).get("partial_rotary_factor") or cfg.get("partial_rotary_factor", 1.0)
@@ -44,7 +44,7 @@ def phi_spec(cfg: HFConfig) -> dict[str, Any]:
     if qk_norm and head_dim != d // dims["num_heads"]:
         raise cfg.refuse("qk_layernorm", "HF sizes the q/k LayerNorm hidden_size / num_attention_heads, not head_dim")
     return {
-        "embedding": rope_embedding(cfg, head_dim, rotary_dim=_rotary_dim(cfg, head_dim)),
+        "embedding": rope_embedding(cfg, head_dim, rotary_dim=partial_rotary_dim(cfg, head_dim)),
         "num_layers": cfg.require("num_hidden_layers"),
         "layer": {
             "hidden_dim": d,
