@@ -31,6 +31,13 @@ def _inputs(rd: int, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
+def _call(op, t: dict[str, torch.Tensor], **options):
+    """``op`` (a keyword-only op wrapper) on ``_inputs``'s tensors; ``options`` add or override arguments."""
+    args = dict(query=t["q"], key=t["k"], value=t["v"], past_key=t["pk"], past_value=t["pv"], attention_bias=t["bias"])
+    args |= dict(cos_cache=t["cos"], sin_cache=t["sin"], position_ids=t["pos"], num_heads=NH, num_kv_heads=NKV, scale=SCALE)
+    return op(**(args | options))
+
+
 def _rotate_np(x: np.ndarray, pos: np.ndarray, rd: int) -> np.ndarray:
     """x (B, S, n, hs): pair feature i with i + rd/2 for i < rd/2, angle pos · θ^(-2i/rd)."""
     out = x.copy()
@@ -96,23 +103,7 @@ VARIANTS = [
 def test_attention_matches_formula(rd, window, causal, softcap):
     t = _inputs(rd)
     with torch.no_grad():
-        out, _, _ = ops.attention(
-            query=t["q"],
-            key=t["k"],
-            value=t["v"],
-            past_key=t["pk"],
-            past_value=t["pv"],
-            attention_bias=t["bias"],
-            cos_cache=t["cos"],
-            sin_cache=t["sin"],
-            position_ids=t["pos"],
-            num_heads=NH,
-            num_kv_heads=NKV,
-            scale=SCALE,
-            window_size=window,
-            causal=causal,
-            softcap=softcap,
-        )
+        out, _, _ = _call(ops.attention, t, window_size=window, causal=causal, softcap=softcap)
     np.testing.assert_allclose(out.numpy(), _reference(t, rd, window=window, causal=causal, softcap=softcap), atol=2e-5, equal_nan=False)
 
 
@@ -120,23 +111,7 @@ def test_attention_matches_formula(rd, window, causal, softcap):
 def test_complex_attention_matches_complex_formula(window, causal, softcap):
     t = _inputs(HS)
     with torch.no_grad():
-        out, present_k, _ = ops.complex_attention(
-            query=t["q"],
-            key=t["k"],
-            value=t["v"],
-            past_key=t["pk"],
-            past_value=t["pv"],
-            attention_bias=t["bias"],
-            cos_cache=t["cos"],
-            sin_cache=t["sin"],
-            position_ids=t["pos"],
-            num_heads=NH,
-            num_kv_heads=NKV,
-            scale=SCALE,
-            window_size=window,
-            causal=causal,
-            softcap=softcap,
-        )
+        out, present_k, _ = _call(ops.complex_attention, t, window_size=window, causal=causal, softcap=softcap)
     ref = _reference(t, HS, window=window, causal=causal, softcap=softcap, complex_qk=True)
     np.testing.assert_allclose(out.numpy(), ref, atol=2e-5, equal_nan=False)
     assert torch.equal(present_k[:, :, :P], t["pk"])  # past ++ new, in the real layout
@@ -145,17 +120,4 @@ def test_complex_attention_matches_complex_formula(window, causal, softcap):
 def test_complex_attention_refuses_partial_rotary():
     t = _inputs(4)
     with pytest.raises(RuntimeError, match="rotary_dim = head_dim"), torch.no_grad():
-        ops.complex_attention(
-            query=t["q"],
-            key=t["k"],
-            value=t["v"],
-            past_key=t["pk"],
-            past_value=t["pv"],
-            attention_bias=None,
-            cos_cache=t["cos"],
-            sin_cache=t["sin"],
-            position_ids=t["pos"],
-            num_heads=NH,
-            num_kv_heads=NKV,
-            scale=SCALE,
-        )
+        _call(ops.complex_attention, t, attention_bias=None)
