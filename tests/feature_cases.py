@@ -111,6 +111,15 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "moe-first-dense-layer": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 1}),
         "moe-group-limited": case(f"{FFN}.moe", {"num_experts": 8, "top_k": 3, "num_groups": 4, "top_groups": 2, "normalize_top_k": False}),
     },
+    "MoE SparseMixer routing (Phi-3.5-MoE)": {
+        # a threshold that masks some experts and keeps others, so both the mask and the softmax show
+        "sparsemixer-top2": case(
+            f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "routing": "sparsemixer", "jitter_eps": 0.2, "normalize_top_k": False}
+        ),
+        "sparsemixer-top3-normalized-geglu": case(
+            f"{FFN}.activation", "geglu", f"{FFN}.moe", {"num_experts": 6, "top_k": 3, "routing": "sparsemixer", "jitter_eps": 0.5}
+        ),
+    },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
     "Norm scale with unit offset (Gemma)": {"unit-offset": case("layer.layer_norm.unit_offset", True)},

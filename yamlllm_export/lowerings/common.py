@@ -56,21 +56,51 @@ def _group_limited(op: Any, probs: Any, experts: int, groups: int, top_groups: i
     return op.Reshape(op.Mul(grouped, op.Unsqueeze(keep, op.Constant(value_ints=[-1]))), op.Shape(probs))  # (B, S, E)
 
 
+def _sparsemixer(op: Any, scores: Any, top_k: int, jitter_eps: float) -> tuple[Any, Any]:
+    """``ops/moe.py:sparsemixer`` on float scores (B, S, E): k passes, each picking the best expert left and
+    weighing it by its probability among the experts within 2·jitter_eps of it. Returns (weights, experts),
+    each (B, S, k)."""
+    neg_inf, one = op.Constant(value_float=float("-inf")), op.Constant(value_ints=[1])
+    weights, experts, left = [], [], scores
+    for _ in range(top_k):
+        best, index = op.TopK(left, one, axis=-1)  # (B, S, 1)
+        far = op.Greater(op.Div(op.Sub(best, scores), op.Max(op.Abs(scores), best)), op.Constant(value_float=2 * jitter_eps))
+        gates = op.Softmax(op.Where(far, neg_inf, left), axis=-1)  # (B, S, E)
+        weights.append(op.GatherElements(gates, index, axis=-1))
+        experts.append(index)
+        left = op.ScatterElements(left, index, op.Expand(neg_inf, op.Shape(index)), axis=-1)
+    return op.Concat(*weights, axis=-1), op.Concat(*experts, axis=-1)
+
+
+def route(
+    op: Any, logits: Any, experts: int, top_k: int, normalize: bool, groups: int, top_groups: int, routing: str, jitter_eps: float
+) -> Any:
+    """``ops/moe.py:route``: router logits (B, S, E) → float32 gate weights (B, S, E), zero outside the top-k."""
+    scores = op.Cast(logits, to=ir.DataType.FLOAT)
+    if routing == "sparsemixer":
+        top, index = _sparsemixer(op, scores, top_k, jitter_eps)  # (B, S, k)
+    else:
+        probs = op.Softmax(scores, axis=-1)  # (B, S, E)
+        if 0 < top_groups < groups:
+            probs = _group_limited(op, probs, experts, groups, top_groups)
+        top, index = op.TopK(probs, op.Constant(value_ints=[top_k]), axis=-1)  # (B, S, k)
+    if normalize:
+        top = op.Div(top, op.ReduceSum(top, op.Constant(value_ints=[-1]), keepdims=1))
+    return op.ScatterElements(op.Mul(scores, op.Constant(value_float=0.0)), index, top, axis=-1)  # (B, S, E)
+
+
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
-    groups: int = 1, top_groups: int = 0,
+    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` densely in plain opset-18 ops (every expert on every token, weighed by the top-k
     gate), mirroring the eager reference in ``ops/moe.py``; the fallback of every target."""
     op = opset18
-    probs = op.Softmax(op.Cast(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), to=ir.DataType.FLOAT), axis=-1)  # (B, S, E)
-    if 0 < top_groups < groups:
-        probs = _group_limited(op, probs, router_weight.shape[0], groups, top_groups)
-    top, index = op.TopK(probs, op.Constant(value_ints=[top_k]), axis=-1)  # (B, S, k)
-    if normalize:
-        top = op.Div(top, op.ReduceSum(top, op.Constant(value_ints=[-1]), keepdims=1))
-    gates = op.CastLike(op.ScatterElements(op.Mul(probs, op.Constant(value_float=0.0)), index, top, axis=-1), x)  # (B, S, E)
+    logits = op.MatMul(x, op.Transpose(router_weight, perm=[1, 0]))  # (B, S, E)
+    gates = op.CastLike(
+        route(op, logits, router_weight.shape[0], top_k, normalize, groups, top_groups, routing, jitter_eps), x
+    )  # (B, S, E)
     x2 = op.Reshape(x, op.Concat(op.Constant(value_ints=[-1]), dim(op, x, -1), axis=0))  # (B·S, d)
     gates = op.Reshape(gates, op.Concat(op.Constant(value_ints=[-1]), dim(op, gates, -1), axis=0))  # (B·S, E)
     y = None

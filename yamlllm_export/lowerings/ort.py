@@ -98,7 +98,7 @@ def _interleave(op: Any, gate: Any, up: Any, axis: int) -> Any:
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
-    groups: int = 1, top_groups: int = 0,
+    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` → com.microsoft.MoE (sparse: each token runs only its top-k experts; the router
     logits go in as ``router_probs``, softmax / top-k / renormalisation happen inside). Activations its
@@ -106,24 +106,40 @@ def moe(
     unnormalised top-k weights: with ``normalize_routing_weights=0`` the node alone matches the eager
     op to 1e-7, but inside a decoder ORT 1.32's CPU run gives logits off by ~1 unless the MoE input or
     output is also a graph output (a buffer-reuse problem, reproduced with graph optimisations off). The
-    kernel has no group-limited routing either."""
+    kernel has no group-limited routing either.
+
+    SparseMixer: the CPU kernel ignores ``use_sparse_mixer`` (checked on ORT 1.31: softmax routing either
+    way), so the gates w (k non-zero per token, each > 0) are computed in plain ops and fed in as
+    ``router_probs = log w``: the kernel's softmax and renormalisation give w / Σw on the same k experts,
+    and the output, linear in the weights, is multiplied back by Σw."""
     kind = MOE_ACTIVATIONS.get(activation)
     grouped = 0 < top_groups < groups
-    if kind is None or not normalize or grouped:  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
+    mixer = routing == "sparsemixer"
+    if (
+        kind is None or (not normalize and not mixer) or grouped
+    ):  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
         return common.moe(
             x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation,
-            groups, top_groups,
+            groups, top_groups, routing, jitter_eps,
         )  # fmt: skip
     fc1, fc1_bias = up_weight, up_bias
     if gate_weight is not None:
         fc1 = _interleave(op, gate_weight, up_weight, 1)  # (E, 2h, d)
         fc1_bias = _interleave(op, gate_bias, up_bias, 1) if up_bias is not None else None  # (E, 2h); both or neither
+    experts = router_weight.shape[0]
     rows = op.Concat(op.Constant(value_ints=[-1]), dim(op, router_weight, 0), axis=0)
     logits = op.Reshape(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), rows)  # (B·S, E)
-    return msft.MoE(
-        x, logits, fc1, fc1_bias, down_weight, down_bias, k=top_k, normalize_routing_weights=int(normalize),
+    if mixer:
+        gates = common.route(op, logits, experts, top_k, normalize, groups, top_groups, routing, jitter_eps)  # (B·S, E)
+        total = op.CastLike(op.ReduceSum(gates, op.Constant(value_ints=[-1]), keepdims=1), x)  # (B·S, 1)
+        logits = op.CastLike(op.Log(gates), x)  # log 0 = -inf: the kernel's softmax gives those experts 0
+    y = msft.MoE(
+        x, logits, fc1, fc1_bias, down_weight, down_bias, k=top_k, normalize_routing_weights=1,
         activation_type=kind, swiglu_fusion=1 if kind == "swiglu" else 0, activation_alpha=1.0, activation_beta=0.0,
     )  # fmt: skip
+    if not mixer:
+        return y
+    return op.Mul(y, op.Reshape(total, op.Concat(op.Shape(x, end=-1), op.Constant(value_ints=[1]), axis=0)))  # (B, S, d)
 
 
 TABLE = {

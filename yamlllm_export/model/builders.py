@@ -55,6 +55,7 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     return MoE(
         d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
         shared=shared, dropout=ffn.dropout, groups=moe.num_groups, top_groups=moe.top_groups or 0,
+        routing=moe.routing, jitter_eps=moe.jitter_eps or 0.0,
     )  # fmt: skip
 
 

@@ -6,7 +6,9 @@ Notation: B batch, S tokens, d hidden size, E experts, k experts per token.
     p = softmax(router(x))                       (B, S, E), router = Linear(d, E, bias=False), float32
     w = p on each token's k largest entries, 0 elsewhere;  normalize_top_k: w / Σ w (Mixtral),
         otherwise the softmax probabilities as they are (Switch, DeepSeek-V2); group-limited routing
-        (DeepSeek-V2): the k largest among the experts of the best-scoring expert groups only
+        (DeepSeek-V2): the k largest among the experts of the best-scoring expert groups only;
+        SparseMixer routing (Phi-3.5-MoE): k passes over the logits, each weighing its pick by a softmax
+        over the experts that score close to it (``ops/moe.py:sparsemixer``)
     y = Σ_e w_e · expert_e(x)  [+ shared(x)]
 
 The routed part is one custom op, ``yamlllm::moe`` (``ops/moe.py``). Its eager reference and its plain-op
@@ -82,19 +84,22 @@ class MoE(nn.Module):
 
     def __init__(
         self, dim: int, *, experts: Experts, activation: str, top_k: int, normalize_top_k: bool, shared: nn.Module | None, dropout: float,
-        groups: int = 1, top_groups: int = 0,
+        groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
     ) -> None:  # fmt: skip
-        """``groups`` / ``top_groups``: DeepSeek-V2's group-limited routing (top-k within the best groups; 0: off)."""
+        """``groups`` / ``top_groups``: DeepSeek-V2's group-limited routing (top-k within the best groups; 0: off).
+        ``routing``: softmax, or sparsemixer with its threshold ``jitter_eps``."""
         super().__init__()
         self.router = nn.Linear(dim, experts.up.weight.shape[0], bias=False)
         self.experts, self.shared = experts, shared
         self.activation, self.top_k, self.normalize_top_k = activation, top_k, normalize_top_k
         self.groups, self.top_groups = groups, top_groups
+        self.routing, self.jitter_eps = routing, jitter_eps
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         routed = ops.moe(
-            x, self.router.weight, *self.experts.tensors(), self.top_k, self.normalize_top_k, self.activation, self.groups, self.top_groups
-        )
+            x, self.router.weight, *self.experts.tensors(), self.top_k, self.normalize_top_k, self.activation, self.groups, self.top_groups,
+            self.routing, self.jitter_eps,
+        )  # fmt: skip
         y = self.dropout(routed)  # (B, S, d)
         return y if self.shared is None else y + self.shared(x)

@@ -1,7 +1,8 @@
 """``yamlllm::moe``: a mixture-of-experts FFN layer, routed top-k (see ``model/moe.py`` for the maths).
 
     p = softmax(x · routerᵀ) (float32); w = p on each token's top-k (÷ their sum when ``normalize``), 0 elsewhere;
-        with 0 < top_groups < groups the top-k is taken among the experts of the top_groups best groups only
+        with 0 < top_groups < groups the top-k is taken among the experts of the top_groups best groups only;
+        routing "sparsemixer" (Phi-3.5-MoE): the k weights come from ``sparsemixer`` instead of one softmax
     y = Σ_e w_e · down_e(act(gate_e(x)) ⊙ up_e(x))      (gated; plain: down_e(act(up_e(x))))
 
 Shapes: x (B, S, d); router_weight (E, d); gate_weight, up_weight (E, h, d) (gate None for a plain MLP);
@@ -9,7 +10,7 @@ down_weight (E, d, h); biases (E, h) / (E, d) or None. ``activation``: a key of 
 gated layer the name of the GLU, e.g. ``swiglu``).
 
 Lowers to ``com.microsoft.MoE`` on target ``ort`` where its CPU kernel computes the same function
-(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``; no group-limited routing), and to the dense formulation in plain
+(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``; no group-limited or sparsemixer routing), and to the dense formulation in plain
 ops everywhere else (``lowerings/common.py``). The eager reference is the dense formulation.
 """
 
@@ -52,16 +53,44 @@ def group_limited(probs: torch.Tensor, groups: int, top_groups: int) -> torch.Te
     return (grouped * keep.unsqueeze(-1)).flatten(-2)  # (B, S, E)
 
 
-def route(logits: torch.Tensor, *, top_k: int, normalize: bool, groups: int = 1, top_groups: int = 0) -> torch.Tensor:
+def sparsemixer(scores: torch.Tensor, top_k: int, jitter_eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseMixer's inference routing (GRIN, Liu et al. 2024; transformers' ``sparsemixer`` in eval mode), k
+    passes over the router scores s (B, S, E): pass i picks the best expert m not yet chosen, masks every
+    expert j with (s_m - s_j) / max(|s_j|, s_m) > 2·jitter_eps (and the chosen ones) to -inf, and weighs m
+    by its probability in the softmax of what is left. transformers always runs two passes (top_k 2).
+    Returns (weights, experts), each (B, S, k)."""
+    weights, experts, left = [], [], scores
+    for _ in range(top_k):
+        best, index = left.max(dim=-1, keepdim=True)  # (B, S, 1)
+        far = (best - scores) / scores.abs().clamp(min=best) > 2 * jitter_eps  # (B, S, E)
+        gates = left.masked_fill(far, float("-inf")).softmax(dim=-1)
+        weights.append(gates.gather(-1, index))
+        experts.append(index)
+        left = left.scatter(-1, index, float("-inf"))
+    return torch.cat(weights, dim=-1), torch.cat(experts, dim=-1)
+
+
+ROUTINGS = ("softmax", "sparsemixer")
+
+
+def route(
+    logits: torch.Tensor, *, top_k: int, normalize: bool, groups: int = 1, top_groups: int = 0, routing: str = "softmax",
+    jitter_eps: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
     """Router logits (B, S, E) → gate weights (B, S, E), float32, zero outside each token's top-k (chosen
-    within the ``top_groups`` best of ``groups`` expert groups when 0 < top_groups < groups).
+    within the ``top_groups`` best of ``groups`` expert groups when 0 < top_groups < groups; by
+    ``sparsemixer`` when ``routing`` says so).
 
     Exact ties: ONNX ``TopK`` keeps the lower index, PyTorch does not promise an order; with real-valued
     router weights two experts never score exactly alike in practice (the tests rely on that)."""
-    probs = logits.float().softmax(dim=-1)  # (B, S, E)
-    if 0 < top_groups < groups:
-        probs = group_limited(probs, groups, top_groups)
-    top, index = probs.topk(top_k, dim=-1)  # (B, S, k)
+    if routing == "sparsemixer":
+        top, index = sparsemixer(logits.float(), top_k, jitter_eps)  # (B, S, k)
+        probs = logits.float()
+    else:
+        probs = logits.float().softmax(dim=-1)  # (B, S, E)
+        if 0 < top_groups < groups:
+            probs = group_limited(probs, groups, top_groups)
+        top, index = probs.topk(top_k, dim=-1)  # (B, S, k)
     if normalize:
         top = top / top.sum(dim=-1, keepdim=True)
     return torch.zeros_like(probs).scatter(-1, index, top)
@@ -86,9 +115,13 @@ def moe(
     activation: str,
     groups: int = 1,
     top_groups: int = 0,
+    routing: str = "softmax",
+    jitter_eps: float = 0.0,
 ) -> torch.Tensor:
     act = ACTIVATIONS[activation]
-    w = route(F.linear(x, router_weight), top_k=top_k, normalize=normalize, groups=groups, top_groups=top_groups).to(x.dtype)  # (B, S, E)
+    logits = F.linear(x, router_weight)  # (B, S, E)
+    w = route(logits, top_k=top_k, normalize=normalize, groups=groups, top_groups=top_groups, routing=routing, jitter_eps=jitter_eps)
+    w = w.to(x.dtype)
     y = torch.zeros_like(x)
     for e in range(router_weight.shape[0]):
         up = F.linear(x, up_weight[e], _bias(up_bias, e))  # (B, S, h)
@@ -101,6 +134,6 @@ def moe(
 def _(
     x: torch.Tensor, router_weight: torch.Tensor, gate_weight: torch.Tensor | None, up_weight: torch.Tensor, down_weight: torch.Tensor,
     gate_bias: torch.Tensor | None, up_bias: torch.Tensor | None, down_bias: torch.Tensor | None, top_k: int, normalize: bool,
-    activation: str, groups: int = 1, top_groups: int = 0,
+    activation: str, groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
 ) -> torch.Tensor:  # fmt: skip
     return torch.empty_like(x)

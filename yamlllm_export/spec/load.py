@@ -140,6 +140,8 @@ def _derive(d: dict[str, Any]) -> None:
         ffn["intermediate_size"] = ffn_size(layer["hidden_dim"], ffn)
     if ffn["moe"] is not None and ffn["moe"]["intermediate_size"] is None:
         ffn["moe"]["intermediate_size"] = ffn["intermediate_size"]
+    if ffn["moe"] is not None and ffn["moe"]["routing"] == "sparsemixer" and ffn["moe"]["jitter_eps"] is None:
+        ffn["moe"]["jitter_eps"] = 0.01  # transformers' PhimoeConfig.router_jitter_noise default
     if "final_layer_norm" not in d:  # post-norm models end on a norm already
         d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
     pe.pop("max_position_embeddings", None)

@@ -197,6 +197,7 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
                 f"{moe['first_dense_layers']} dense layers leave no MoE layer (num_layers {d['num_layers']}, frequency {moe['frequency']})",
             )
         yield from _moe_groups(moe)
+        yield from _moe_routing(moe)
 
 
 def _moe_groups(moe: dict[str, Any]) -> Iterator[Problem]:
@@ -208,6 +209,14 @@ def _moe_groups(moe: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.ffn.moe.top_groups", f"{top} exceeds num_groups {groups}"
     elif top is not None and moe["top_k"] > top * (experts // groups):
         yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds the {top * (experts // groups)} experts of top_groups {top} groups"
+
+
+def _moe_routing(moe: dict[str, Any]) -> Iterator[Problem]:
+    """SparseMixer picks its experts pass by pass over all of them: no groups; its threshold only applies to it."""
+    if moe["routing"] == "sparsemixer" and moe["num_groups"] != 1:
+        yield "layer.ffn.moe.num_groups", f"{moe['num_groups']} groups with routing sparsemixer (group-limited routing is softmax's)"
+    if moe["routing"] != "sparsemixer" and moe["jitter_eps"] is not None:
+        yield "layer.ffn.moe.jitter_eps", f"applies to routing sparsemixer, not {moe['routing']}"
 
 
 def _layout(d: dict[str, Any]) -> Iterator[Problem]:

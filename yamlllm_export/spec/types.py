@@ -86,6 +86,8 @@ class MoESpec:
     first_dense_layers: int  # layers 0 .. first_dense_layers-1 keep the dense FFN
     num_groups: int  # group-limited routing (DeepSeek-V2): 1 = none
     top_groups: int | None  # groups a token's experts may come from; None = all
+    routing: str  # softmax | sparsemixer (Phi-3.5-MoE)
+    jitter_eps: float | None  # sparsemixer's threshold; derived 0.01 for it, None otherwise
 
 
 @dataclass(frozen=True)
