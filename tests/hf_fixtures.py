@@ -29,6 +29,7 @@ DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed exper
     **LLAMA, "num_key_value_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 12,
     "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
 }  # fmt: skip
+PHIMOE = {**LLAMA, "intermediate_size": 32, "num_local_experts": 4, "attention_bias": True, "lm_head_bias": True}
 SMOL_TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}  # SmolLM3Config's defaults lie outside VOCAB
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
@@ -259,6 +260,12 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
                 "mscale_all_dim": 0.8,
             },
         },
+    ),
+    # Phi-3.5-MoE (hf/families/phimoe.py): SparseMixer routing, LayerNorm with bias, attention and LM head bias
+    "phimoe": ("PhimoeConfig", {**PHIMOE, "router_jitter_noise": 0.3}),  # a threshold that keeps some second choices
+    "phimoe-default-eps-window-tied": (
+        "PhimoeConfig",
+        {**PHIMOE, "attention_bias": False, "lm_head_bias": False, "sliding_window": 5, "tie_word_embeddings": True, "rope_theta": 1e4},
     ),
     "deepseek_v2_lite": ("DeepseekV2Config", {**DEEPSEEK, "q_lora_rank": None, "n_shared_experts": 2, "tie_word_embeddings": True}),
 }

@@ -35,6 +35,24 @@ REFUSED = {
         "rope_parameters",
     ),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
+    "phimoe-longrope": (
+        "phimoe",
+        {
+            "rope_parameters": {
+                "rope_type": "longrope",
+                "rope_theta": 1e4,
+                "short_factor": [1.0] * 8,
+                "long_factor": [2.0] * 8,
+                "short_mscale": 1.2,
+                "long_mscale": 1.2,
+                "original_max_position_embeddings": 16,
+            }
+        },
+        "rope_parameters",
+    ),  # fmt: skip
+    "phimoe-top-3": ("phimoe", {"num_experts_per_tok": 3}, "num_experts_per_tok"),
+    "phimoe-partial-rotary": ("phimoe", {"partial_rotary_factor": 0.5}, "partial_rotary_factor"),
+    "phimoe-gelu-experts": ("phimoe", {"hidden_act": "gelu"}, "hidden_act"),
     "phi3-longrope": (
         "phi3",
         {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},

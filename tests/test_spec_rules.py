@@ -121,6 +121,14 @@ RULES = {
         case("layer.ffn.moe", {"num_experts": 6, "top_k": 3, "num_groups": 3, "top_groups": 1}),
         "layer.ffn.moe.top_k: 3 exceeds the 2 experts of top_groups 1 groups",
     ),
+    "sparsemixer-with-groups": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "routing": "sparsemixer", "num_groups": 2, "top_groups": 1}),
+        "layer.ffn.moe.num_groups: 2 groups with routing sparsemixer (group-limited routing is softmax's)",
+    ),
+    "jitter-eps-outside-sparsemixer": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "jitter_eps": 0.1}),
+        "layer.ffn.moe.jitter_eps: applies to routing sparsemixer, not softmax",
+    ),
     "mscale-outside-yarn": (
         case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "mscale_all_dim": 1.0}),
         "rope_scaling.mscale_all_dim: applies to yarn scaling, not linear",
@@ -194,6 +202,8 @@ DERIVED = {
     "qkv-bias-follows-bias": (case("layer.attention.bias", True), "layer.attention.qkv_bias", True),
     "out-bias-own-value": (case("layer.attention.bias", True, "layer.attention.out_bias", False), "layer.attention.out_bias", False),
     "moe-expert-size": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 2}), "layer.ffn.moe.intermediate_size", 128),
+    "sparsemixer-eps": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "routing": "sparsemixer"}), "layer.ffn.moe.jitter_eps", 0.01),
+    "softmax-no-eps": (case("layer.ffn.moe", {"num_experts": 4, "top_k": 2}), "layer.ffn.moe.jitter_eps", None),
     "mla-defaults": (case(*MLA), "layer.attention.mla_rope_head_dim", 8),
     "mla-without-rope-has-no-rotary-part": (
         case(*MLA, "embedding.positional_encoding", {"type": "learned"}),

@@ -21,6 +21,7 @@ from yamlllm_export.hf.families import (
     olmo2,
     phi,
     phi3,
+    phimoe,
     qwen3,
     qwen3_moe,
     smollm3,
@@ -47,6 +48,7 @@ MODULES = (
     nemotron,
     qwen3_moe,
     gemma3,
+    phimoe,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
