@@ -14,6 +14,7 @@ from yamlllm_export.hf.families import (
     gpt2,
     gpt_neox,
     granite,
+    internlm2,
     llama,
     mixtral,
     nemotron,
@@ -49,6 +50,7 @@ MODULES = (
     qwen3_moe,
     gemma3,
     phimoe,
+    internlm2,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
