@@ -109,6 +109,17 @@ def test_group_limited_route_picks_within_the_best_groups():
     assert route(logits, top_k=3, normalize=False).nonzero()[:, -1].tolist() == [0, 2, 5]  # ungrouped: expert 2
 
 
+def test_sparsemixer_route_weighs_each_pick_among_its_close_rivals():
+    """Scores 2.0, 1.9, 0, -1 with jitter_eps 0.05 (threshold 0.1): the first pass keeps experts 0 and 1
+    ((2 - 1.9) / 2 = 0.05), so expert 0 weighs sigmoid(0.1); the second pass, expert 0 gone, keeps expert 1
+    alone, which weighs 1. The softmax route would give the two all-expert probabilities instead."""
+    logits = torch.tensor([[[2.0, 1.9, 0.0, -1.0]]])
+    gates = route(logits, top_k=2, normalize=False, routing="sparsemixer", jitter_eps=0.05)
+    torch.testing.assert_close(gates[0, 0], torch.tensor([torch.sigmoid(torch.tensor(0.1)).item(), 1.0, 0.0, 0.0]))
+    normalized = route(logits, top_k=2, normalize=True, routing="sparsemixer", jitter_eps=0.05)
+    torch.testing.assert_close(normalized[0, 0].sum(), torch.tensor(1.0))
+
+
 @pytest.mark.parametrize("kind", ["rmsnorm", "layernorm"])
 def test_unit_offset_norm_scales_by_one_plus_w(kind):
     norm = make_norm(kind, 16, eps=1e-6, affine=True, unit_offset=True)

@@ -15,7 +15,7 @@ from yamlllm_export.hf.families import family_for
 from yamlllm_export.hf.weights import read_hf_state
 
 pytest.importorskip("transformers")
-MOE_CASES = ["mixtral", "deepseek_v2", "qwen3-moe"]
+MOE_CASES = ["mixtral", "deepseek_v2", "qwen3-moe", "phimoe"]
 
 
 @pytest.mark.parametrize("case", MOE_CASES)
