@@ -4,10 +4,12 @@ routing is swapped for a plain softmax top-2 must miss transformers' logits by f
 
 from __future__ import annotations
 
+import onnx
 import pytest
 import torch
 import yaml
 
+from tests.feature_cases import CASES_BY_ID
 from tests.hf_fixtures import hf_parity, make_hf_model
 from yamlllm_export import export_onnx
 from yamlllm_export.hf import import_hf, render_yaml
@@ -41,3 +43,15 @@ def test_a_wrong_routing_misses_transformers(routing, tmp_path):
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(d))
     parity = hf_parity(model, export_onnx(tmp_path / "model.yaml", tmp_path / "out", target="portable", weights=tmp_path / "hf"))
     assert min(parity.prefill, parity.decode) > 100 * TOLERANCE, parity
+
+
+@pytest.mark.parametrize(
+    ("cid", "sparse"), [("sparsemixer-top2", True), ("sparsemixer-top3-normalized-geglu", False)], ids=["swiglu", "geglu"]
+)
+@pytest.mark.xdist_group(name="sparsemixer")
+def test_ort_runs_sparsemixer_in_the_moe_kernel_where_it_has_the_activation(export_case, cid, sparse):
+    """SwiGLU experts go through com.microsoft.MoE (gates in as log w, output × Σw); GeGLU, which the kernel
+    lacks, stays dense. Parity of both is the feature grid's (tests/test_feature_matrix.py)."""
+    folder = export_case(cid, CASES_BY_ID[cid], "ort")
+    ops = {n.op_type for n in onnx.load(folder / "model.onnx", load_external_data=False).graph.node}
+    assert ("MoE" in ops) == sparse and ("Log" in ops) == sparse, sorted(ops)
