@@ -13,6 +13,7 @@ from yamlllm_export.hf.families import (
     gemma3,
     gpt2,
     gpt_neox,
+    gpt_oss,
     granite,
     llama,
     mixtral,
@@ -47,6 +48,7 @@ MODULES = (
     nemotron,
     qwen3_moe,
     gemma3,
+    gpt_oss,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
