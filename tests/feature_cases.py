@@ -111,6 +111,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "moe-first-dense-layer": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 1}),
         "moe-group-limited": case(f"{FFN}.moe", {"num_experts": 8, "top_k": 3, "num_groups": 4, "top_groups": 2, "normalize_top_k": False}),
     },
+    "MoE router bias": {"moe-router-bias": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "router_bias": True})},
+    "Clamped SwiGLU experts (GPT-OSS)": {  # a limit the gate and up projections cross (their std is ~0.6 here)
+        "moe-clamped-swiglu": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "clamped_swiglu": {"limit": 0.5}})
+    },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
     "Norm scale with unit offset (Gemma)": {"unit-offset": case("layer.layer_norm.unit_offset", True)},
@@ -142,6 +146,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
     "Attention softmax scale": {"softmax-scale": case(f"{ATT}.softmax_scale", 0.5)},
+    "Attention sinks": {
+        "sinks": case(f"{ATT}.sinks", True),
+        "sinks-layer-1-window": case("layer_overrides", [{"layers": [1], "attention": {"sinks": True, "window_size": 8}}]),
+    },
     "Residual branch scale": {
         "residual-scale": case("layer.residual_scale", 0.3),
         "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
@@ -162,6 +170,9 @@ LIVE_BASELINE = {
     "geglu-tanh": "geglu",
     "rope-yarn-mscale-mla": "mla",
     "moe-first-dense-layer": "moe-top2",
+    "moe-router-bias": "moe-top2",
+    "moe-clamped-swiglu": "moe-top2",
+    "sinks-layer-1-window": "override-window-layer-1",
 }
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)
