@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import MODELS
+from tests.feature_cases import CASES_BY_ID
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.schema import schema
@@ -84,6 +85,14 @@ def test_positional_max_positions_accepted_when_equal():
     assert load_spec(d).embedding.max_position_embeddings == 8
     with pytest.raises(SpecError, match="disagrees"):
         load_spec({**d, "embedding": {**d["embedding"], "positional_encoding": {**pe, "max_position_embeddings": 9}}})
+
+
+@pytest.mark.parametrize("cid", ["sinks", "sinks-layer-1-window", "moe-router-bias", "moe-clamped-swiglu"])
+def test_parameter_count_counts_sinks_per_layer_and_router_bias(cid):
+    from yamlllm_export import build_model
+
+    spec = load_spec(CASES_BY_ID[cid])
+    assert sum(p.numel() for p in build_model(spec).parameters()) == spec.parameter_count()
 
 
 def test_parameter_count_matches_built_model():
