@@ -146,10 +146,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
     "Attention softmax scale": {"softmax-scale": case(f"{ATT}.softmax_scale", 0.5)},
-    "Attention sinks": {
-        "sinks": case(f"{ATT}.sinks", True),
-        "sinks-layer-1-window": case("layer_overrides", [{"layers": [1], "attention": {"sinks": True, "window_size": 8}}]),
-    },
+    "Attention sinks": {"sinks": case(f"{ATT}.sinks", True)},  # with a window, softcap, per layer: tests/test_features_sinks.py
     "Residual branch scale": {
         "residual-scale": case("layer.residual_scale", 0.3),
         "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
@@ -172,7 +169,6 @@ LIVE_BASELINE = {
     "moe-first-dense-layer": "moe-top2",
     "moe-router-bias": "moe-top2",
     "moe-clamped-swiglu": "moe-top2",
-    "sinks-layer-1-window": "override-window-layer-1",
 }
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)
