@@ -120,6 +120,10 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
             f"{FFN}.activation", "geglu", f"{FFN}.moe", {"num_experts": 6, "top_k": 3, "routing": "sparsemixer", "jitter_eps": 0.5}
         ),
     },
+    "MoE router bias": {"moe-router-bias": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "router_bias": True})},
+    "Clamped SwiGLU experts (GPT-OSS)": {  # a limit the gate and up projections cross (their std is ~0.6 here)
+        "moe-clamped-swiglu": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "clamped_swiglu": {"limit": 0.5}})
+    },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
     "Norm scale with unit offset (Gemma)": {"unit-offset": case("layer.layer_norm.unit_offset", True)},
@@ -151,6 +155,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "override-window-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}])
     },
     "Attention softmax scale": {"softmax-scale": case(f"{ATT}.softmax_scale", 0.5)},
+    "Attention sinks": {"sinks": case(f"{ATT}.sinks", True)},  # with a window, softcap, per layer: tests/test_features_sinks.py
     "Residual branch scale": {
         "residual-scale": case("layer.residual_scale", 0.3),
         "residual-scale-parallel": case("layer.residual_scale", 0.3, "layer.parallel", True),
@@ -171,6 +176,8 @@ LIVE_BASELINE = {
     "geglu-tanh": "geglu",
     "rope-yarn-mscale-mla": "mla",
     "moe-first-dense-layer": "moe-top2",
+    "moe-router-bias": "moe-top2",
+    "moe-clamped-swiglu": "moe-top2",
 }
 # Cases that legitimately compute the same function as their baseline: dropout in an eval-mode model (its
 # parity case shows that), and complex attention, which in our layout (real parts, then imaginary parts)

@@ -30,6 +30,16 @@ DEEPSEEK = {  # MLA with distinct nope / rope / value head sizes, 4 routed exper
     "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
 }  # fmt: skip
 PHIMOE = {**LLAMA, "intermediate_size": 32, "num_local_experts": 4, "attention_bias": True, "lm_head_bias": True}
+# GptOssConfig's YaRN, with a training context that puts the ramp's bounds between dims (1.56 and 3.88 of 8 with
+# head_dim 16 and theta 150 000): truncation would move them, so a truncated table fails parity
+GPT_OSS_YARN = {
+    "rope_type": "yarn",
+    "factor": 4.0,
+    "beta_fast": 32.0,
+    "beta_slow": 1.0,
+    "truncate": False,
+    "original_max_position_embeddings": 2048,
+}
 SMOL_TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}  # SmolLM3Config's defaults lie outside VOCAB
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
@@ -266,6 +276,34 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "phimoe-default-eps-window-tied": (
         "PhimoeConfig",
         {**PHIMOE, "attention_bias": False, "lm_head_bias": False, "sliding_window": 5, "tie_word_embeddings": True, "rope_theta": 1e4},
+    ),
+    # GPT-OSS (hf/families/gpt_oss.py): attention sinks, clamped SwiGLU experts with biases, YaRN without truncation
+    "gpt-oss": (
+        "GptOssConfig",
+        {
+            **LLAMA,
+            "intermediate_size": 32,
+            "head_dim": 16,
+            "num_local_experts": 4,
+            "num_experts_per_tok": 2,
+            "sliding_window": 5,
+            "rope_parameters": {**GPT_OSS_YARN, "rope_theta": 150000.0},
+        },
+    ),
+    "gpt-oss-mha-unbiased-top1": (
+        "GptOssConfig",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "intermediate_size": 24,
+            "head_dim": 16,
+            "num_key_value_heads": 4,
+            "num_local_experts": 3,
+            "num_experts_per_tok": 1,
+            "sliding_window": 3,
+            "attention_bias": False,
+            "rope_parameters": {**GPT_OSS_YARN, "rope_theta": 10000.0, "beta_fast": 8.0, "original_max_position_embeddings": 256},
+        },
     ),
     "deepseek_v2_lite": ("DeepseekV2Config", {**DEEPSEEK, "q_lora_rank": None, "n_shared_experts": 2, "tie_word_embeddings": True}),
 }

@@ -105,6 +105,23 @@ def test_yarn_ramp_and_attention_factor() -> None:
     assert kinds == {"fast", "slow"}
 
 
+@pytest.mark.parametrize("truncate", [True, False], ids=["truncated", "fractional-bounds"])
+def test_yarn_matches_transformers(truncate: bool) -> None:
+    """GPT-OSS's YaRN (head_dim 64, base 150 000, factor 32 over 4096) against transformers' own table, with the
+    ramp's bounds rounded outward (HF's default) and left fractional (``truncate: false``, GPT-OSS's)."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    params = {"factor": 32.0, "original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0}
+    config = transformers.GptOssConfig(
+        head_dim=64, rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "truncate": truncate, **params}
+    )
+    expected, attention_factor = ROPE_INIT_FUNCTIONS["yarn"](config, None)
+    cache = RotaryCache(8, 64, theta=150000.0, scaling=scaling("yarn", 32.0, 4096, beta_fast=32.0, beta_slow=1.0, truncate=truncate))
+    torch.testing.assert_close(freqs_of(cache), expected.double(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(cache.cos[0].double(), torch.full((32,), attention_factor, dtype=torch.float64), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [

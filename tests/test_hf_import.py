@@ -60,8 +60,8 @@ def test_parameter_count_matches_transformers(case, hf_case):
     assert load_spec(import_hf(hf_dir)[0]).parameter_count() == sum(p.numel() for p in model.parameters())
 
 
-# per-layer RoPE (base, scaling, none), the multipliers and SparseMixer MoE: what genai's decoder runs from our graph alone
-GENAI_CASES = ["gemma3-text", "smollm3-window-bias-untied", "granite", "phimoe"]
+# per-layer RoPE (base, scaling, none), the multipliers, SparseMixer MoE, attention sinks and clamped experts (GPT-OSS): what genai runs from our graph alone
+GENAI_CASES = ["gemma3-text", "smollm3-window-bias-untied", "granite", "phimoe", "gpt-oss"]
 
 
 @pytest.mark.parametrize("case", GENAI_CASES)

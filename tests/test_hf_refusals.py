@@ -58,6 +58,9 @@ REFUSED = {
         {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},
         "rope_parameters",
     ),
+    "gpt-oss-mxfp4": ("gpt-oss", {"quantization_config": {"quant_method": "mxfp4"}}, "quantization_config"),
+    "gpt-oss-other-swiglu-limit": ("gpt-oss", {"swiglu_limit": 5.0}, "swiglu_limit"),
+    "gpt-oss-chunked-attention-layer": ("gpt-oss", {"layer_types": ["chunked_attention", "full_attention"]}, "layer_types"),
 }
 
 
@@ -70,10 +73,10 @@ def test_unsupported_option_is_refused(case, changes, key, tmp_path):
         import_hf(tmp_path)
 
 
-def test_yarn_without_truncation_is_refused(tmp_path):
+def test_yarn_without_truncation_is_mapped(tmp_path):
+    """transformers' ``truncate: false`` (GPT-OSS) becomes ours; tests/test_features_positions.py checks the table."""
     make_hf_model("deepseek_v2", tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     config["rope_parameters"]["truncate"] = False
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BuildError, match="truncate=false is not supported"):
-        import_hf(tmp_path)
+    assert import_hf(tmp_path)[0]["embedding"]["positional_encoding"]["rope_scaling"]["truncate"] is False

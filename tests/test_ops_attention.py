@@ -28,6 +28,7 @@ def _inputs(rd: int, seed: int = 0) -> dict[str, torch.Tensor]:
         "cos": cos,
         "sin": sin,
         "pos": torch.arange(P, P + S).expand(B, -1) + torch.tensor([[0], [3]]),
+        "sinks": torch.randn(NH, generator=g) * 2,
     }
 
 
@@ -49,7 +50,10 @@ def _rotate_np(x: np.ndarray, pos: np.ndarray, rd: int) -> np.ndarray:
     return out
 
 
-def _reference(t: dict[str, torch.Tensor], rd: int, *, window: int, causal: bool, softcap: float, complex_qk: bool = False) -> np.ndarray:
+def _reference(
+    t: dict[str, torch.Tensor], rd: int, *, window: int, causal: bool, softcap: float, complex_qk: bool = False, sinks: bool = False
+) -> np.ndarray:
+    """``sinks``: each head's logit t["sinks"][h] joins the softmax's denominator (GPT-OSS), not its numerator."""
     d = {k: v.double().numpy() for k, v in t.items()}
     pos = t["pos"].numpy()
     q = d["q"].reshape(B, S, NH, HS)
@@ -84,8 +88,10 @@ def _reference(t: dict[str, torch.Tensor], rd: int, *, window: int, causal: bool
                 if window:
                     seen &= j > P + i - window
                 s = np.where(seen, s, -np.inf)
-                p = np.exp(s - s.max())
-                out[b, i, h] = (p / p.sum()) @ vals[b, g]
+                sink = d["sinks"][h] if sinks else -np.inf
+                top = max(s.max(), sink)
+                p = np.exp(s - top)
+                out[b, i, h] = (p / (p.sum() + np.exp(sink - top))) @ vals[b, g]
     return out.reshape(B, S, NH * HS)
 
 
@@ -98,21 +104,29 @@ VARIANTS = [
 ]
 
 
+SINKS = pytest.mark.parametrize("sinks", [False, True], ids=["no-sinks", "sinks"])
+
+
+@SINKS
 @pytest.mark.parametrize("rd", [HS, 4], ids=["full-rotary", "partial-rotary"])
 @pytest.mark.parametrize(("window", "causal", "softcap"), VARIANTS)
-def test_attention_matches_formula(rd, window, causal, softcap):
+def test_attention_matches_formula(rd, window, causal, softcap, sinks):
     t = _inputs(rd)
     with torch.no_grad():
-        out, _, _ = _call(ops.attention, t, window_size=window, causal=causal, softcap=softcap)
-    np.testing.assert_allclose(out.numpy(), _reference(t, rd, window=window, causal=causal, softcap=softcap), atol=2e-5, equal_nan=False)
+        out, _, _ = _call(ops.attention, t, window_size=window, causal=causal, softcap=softcap, sinks=t["sinks"] if sinks else None)
+    ref = _reference(t, rd, window=window, causal=causal, softcap=softcap, sinks=sinks)
+    np.testing.assert_allclose(out.numpy(), ref, atol=2e-5, equal_nan=False)
 
 
+@SINKS
 @pytest.mark.parametrize(("window", "causal", "softcap"), VARIANTS)
-def test_complex_attention_matches_complex_formula(window, causal, softcap):
+def test_complex_attention_matches_complex_formula(window, causal, softcap, sinks):
     t = _inputs(HS)
     with torch.no_grad():
-        out, present_k, _ = _call(ops.complex_attention, t, window_size=window, causal=causal, softcap=softcap)
-    ref = _reference(t, HS, window=window, causal=causal, softcap=softcap, complex_qk=True)
+        out, present_k, _ = _call(
+            ops.complex_attention, t, window_size=window, causal=causal, softcap=softcap, sinks=t["sinks"] if sinks else None
+        )
+    ref = _reference(t, HS, window=window, causal=causal, softcap=softcap, complex_qk=True, sinks=sinks)
     np.testing.assert_allclose(out.numpy(), ref, atol=2e-5, equal_nan=False)
     assert torch.equal(present_k[:, :, :P], t["pk"])  # past ++ new, in the real layout
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import MODELS
+from tests.feature_cases import CASES_BY_ID, case
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.schema import schema
@@ -84,6 +85,19 @@ def test_positional_max_positions_accepted_when_equal():
     assert load_spec(d).embedding.max_position_embeddings == 8
     with pytest.raises(SpecError, match="disagrees"):
         load_spec({**d, "embedding": {**d["embedding"], "positional_encoding": {**pe, "max_position_embeddings": 9}}})
+
+
+SINKS_ON_LAYER_1 = case("layer_overrides", [{"layers": [1], "attention": {"sinks": True}}])
+
+
+@pytest.mark.parametrize(
+    "spec", [CASES_BY_ID["sinks"], SINKS_ON_LAYER_1, CASES_BY_ID["moe-router-bias"]], ids=["sinks", "layer-1", "router"]
+)
+def test_parameter_count_counts_sinks_per_layer_and_router_bias(spec):
+    from yamlllm_export import build_model
+
+    spec = load_spec(spec)
+    assert sum(p.numel() for p in build_model(spec).parameters()) == spec.parameter_count()
 
 
 def test_parameter_count_matches_built_model():

@@ -52,6 +52,11 @@ RULES = {
         "layer.attention.softmax_scale: MLA derives its scale from the head sizes and YaRN's mscale_all_dim",
     ),
     "qkv-clip-with-mla": (case(*MLA, "layer.attention.qkv_clip", 1.0), "layer.attention.qkv_clip: MLA has no per-head q/k/v projections"),
+    "sinks-with-mla": (case(*MLA, "layer.attention.sinks", True), "layer.attention.sinks: not available with mechanism 'mla'"),
+    "override-sinks-with-mla": (
+        case(*MLA, "layer_overrides", [{"layers": [1], "attention": {"sinks": True}}]),
+        "layer_overrides[0].attention.sinks: not available with mechanism 'mla'",
+    ),
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),
@@ -128,6 +133,14 @@ RULES = {
     "jitter-eps-outside-sparsemixer": (
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "jitter_eps": 0.1}),
         "layer.ffn.moe.jitter_eps: applies to routing sparsemixer, not softmax",
+    ),
+    "clamped-swiglu-needs-swiglu": (
+        case("layer.ffn.activation", "geglu", "layer.ffn.moe", {"num_experts": 4, "top_k": 2, "clamped_swiglu": {"limit": 7.0}}),
+        "layer.ffn.moe.clamped_swiglu: clamps a SwiGLU's gate and up projections; layer.ffn.activation is 'geglu', not 'swiglu'",
+    ),
+    "truncate-outside-yarn": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "truncate": False}),
+        "rope_scaling.truncate: applies to yarn scaling, not linear",
     ),
     "mscale-outside-yarn": (
         case("embedding.positional_encoding.rope_scaling", {"type": "linear", "factor": 2, "mscale_all_dim": 1.0}),

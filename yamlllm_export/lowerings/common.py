@@ -89,15 +89,32 @@ def route(
     return op.ScatterElements(op.Mul(scores, op.Constant(value_float=0.0)), index, top, axis=-1)  # (B, S, E)
 
 
+def router_logits(op: Any, x: Any, router_weight: Any, router_bias: Any) -> Any:
+    """x · routerᵀ (+ bias): (B, S, E)."""
+    logits = op.MatMul(x, op.Transpose(router_weight, perm=[1, 0]))
+    return op.Add(logits, router_bias) if router_bias is not None else logits
+
+
+def _swiglu(op: Any, gate: Any, up: Any, limit: float, alpha: float, beta: float) -> Any:
+    """``ops/moe.py:swiglu``: g · σ(alpha · g) · (u + beta), g ≤ limit and |u| ≤ limit when limit > 0."""
+    if limit > 0:
+        gate = op.Min(gate, op.CastLike(op.Constant(value_float=limit), gate))
+        up = op.Clip(up, op.CastLike(op.Constant(value_float=-limit), up), op.CastLike(op.Constant(value_float=limit), up))
+    slope = gate if alpha == 1.0 else op.Mul(gate, op.CastLike(op.Constant(value_float=alpha), gate))
+    shifted = up if not beta else op.Add(up, op.CastLike(op.Constant(value_float=beta), up))
+    return op.Mul(op.Mul(gate, op.Sigmoid(slope)), shifted)
+
+
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
-    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
+    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0, router_bias: Any = None,
+    swiglu_limit: float = 0.0, swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` densely in plain opset-18 ops (every expert on every token, weighed by the top-k
     gate), mirroring the eager reference in ``ops/moe.py``; the fallback of every target."""
     op = opset18
-    logits = op.MatMul(x, op.Transpose(router_weight, perm=[1, 0]))  # (B, S, E)
+    logits = router_logits(op, x, router_weight, router_bias)  # (B, S, E)
     gates = op.CastLike(
         route(op, logits, router_weight.shape[0], top_k, normalize, groups, top_groups, routing, jitter_eps), x
     )  # (B, S, E)
@@ -106,11 +123,12 @@ def moe(
     y = None
     for e in range(router_weight.shape[0]):
         up = _linear(op, x2, up_weight, up_bias, e)  # (B·S, h)
-        h = (
-            _activation(op, up, activation)
-            if gate_weight is None
-            else op.Mul(_activation(op, _linear(op, x2, gate_weight, gate_bias, e), activation), up)
-        )
+        if gate_weight is None:
+            h = _activation(op, up, activation)
+        elif activation == "swiglu":
+            h = _swiglu(op, _linear(op, x2, gate_weight, gate_bias, e), up, swiglu_limit, swiglu_alpha, swiglu_beta)
+        else:
+            h = op.Mul(_activation(op, _linear(op, x2, gate_weight, gate_bias, e), activation), up)
         w_e = op.Slice(gates, op.Constant(value_ints=[e]), op.Constant(value_ints=[e + 1]), op.Constant(value_ints=[-1]))  # (B·S, 1)
         term = op.Mul(w_e, _linear(op, h, down_weight, down_bias, e))
         y = term if y is None else op.Add(y, term)

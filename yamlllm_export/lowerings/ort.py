@@ -39,13 +39,15 @@ msft = values.Opset("com.microsoft", 1)
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
-    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: Any = None,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) →
     com.microsoft.GroupQueryAttention (see module docstring). Variants map to GQA attributes, each checked
     on ORT CPU against the eager op: ``local_window_size`` (keys j > i − w, Mistral), ``softcap`` (before
     attention_bias), ``causal=0`` (bidirectional, also with a past; GQA refuses it together with a window, as
-    the spec does). Partial rotary sets RotaryEmbedding's ``rotary_embedding_dim``."""
+    the spec does). Partial rotary sets RotaryEmbedding's ``rotary_embedding_dim``. Sinks are GQA's
+    ``head_sink`` input (one logit per head in the softmax's denominator; checked on ORT 1.31 CPU, also with
+    padding, a window and softcap)."""
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
     if cos_cache is not None:
@@ -67,8 +69,9 @@ def attention(
         variants["softcap"] = softcap
     if not causal:
         variants["causal"] = 0
+    head_sink = op.CastLike(sinks, query) if sinks is not None else None
     return msft.GroupQueryAttention(
-        query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias,
+        query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias, head_sink,
         num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
     )  # fmt: skip
 
@@ -98,7 +101,8 @@ def _interleave(op: Any, gate: Any, up: Any, axis: int) -> Any:
 def moe(
     x: Any, router_weight: Any, gate_weight: Any, up_weight: Any, down_weight: Any,
     gate_bias: Any, up_bias: Any, down_bias: Any, top_k: int, normalize: bool, activation: str,
-    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
+    groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0, router_bias: Any = None,
+    swiglu_limit: float = 0.0, swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
 ) -> Any:  # fmt: skip
     """``yamlllm::moe`` → com.microsoft.MoE (sparse: each token runs only its top-k experts; the router
     logits go in as ``router_probs``, softmax / top-k / renormalisation happen inside). Activations its
@@ -106,7 +110,8 @@ def moe(
     unnormalised top-k weights: with ``normalize_routing_weights=0`` the node alone matches the eager
     op to 1e-7, but inside a decoder ORT 1.32's CPU run gives logits off by ~1 unless the MoE input or
     output is also a graph output (a buffer-reuse problem, reproduced with graph optimisations off). The
-    kernel has no group-limited routing either.
+    kernel has no group-limited routing either. SwiGLU's alpha, beta and limit (GPT-OSS's clamped experts)
+    are the kernel's ``activation_alpha``, ``activation_beta`` and ``swiglu_limit``.
 
     SparseMixer: the CPU kernel ignores ``use_sparse_mixer`` (checked on ORT 1.31: softmax routing either
     way), so the gates w (k non-zero per token, each > 0) are computed in plain ops and fed in as
@@ -120,7 +125,7 @@ def moe(
     ):  # normalize_routing_weights=0: wrong logits in a whole graph (ORT 1.32 CPU)
         return common.moe(
             x, router_weight, gate_weight, up_weight, down_weight, gate_bias, up_bias, down_bias, top_k, normalize, activation,
-            groups, top_groups, routing, jitter_eps,
+            groups, top_groups, routing, jitter_eps, router_bias, swiglu_limit, swiglu_alpha, swiglu_beta,
         )  # fmt: skip
     fc1, fc1_bias = up_weight, up_bias
     if gate_weight is not None:
@@ -128,14 +133,18 @@ def moe(
         fc1_bias = _interleave(op, gate_bias, up_bias, 1) if up_bias is not None else None  # (E, 2h); both or neither
     experts = router_weight.shape[0]
     rows = op.Concat(op.Constant(value_ints=[-1]), dim(op, router_weight, 0), axis=0)
-    logits = op.Reshape(op.MatMul(x, op.Transpose(router_weight, perm=[1, 0])), rows)  # (B·S, E)
+    logits = op.Reshape(common.router_logits(op, x, router_weight, router_bias), rows)  # (B·S, E)
     if mixer:
         gates = common.route(op, logits, experts, top_k, normalize, groups, top_groups, routing, jitter_eps)  # (B·S, E)
         total = op.CastLike(op.ReduceSum(gates, op.Constant(value_ints=[-1]), keepdims=1), x)  # (B·S, 1)
         logits = op.CastLike(op.Log(gates), x)  # log 0 = -inf: the kernel's softmax gives those experts 0
+    params = {"activation_alpha": 1.0, "activation_beta": 0.0, "swiglu_fusion": 0}
+    if kind == "swiglu":  # g·σ(alpha·g)·(u + beta), clamped at swiglu_limit when given
+        params = {"activation_alpha": swiglu_alpha, "activation_beta": swiglu_beta, "swiglu_fusion": 1}
+        params |= {"swiglu_limit": swiglu_limit} if swiglu_limit > 0 else {}
     y = msft.MoE(
-        x, logits, fc1, fc1_bias, down_weight, down_bias, k=top_k, normalize_routing_weights=1,
-        activation_type=kind, swiglu_fusion=1 if kind == "swiglu" else 0, activation_alpha=1.0, activation_beta=0.0,
+        x, logits, fc1, fc1_bias, down_weight, down_bias, k=top_k, normalize_routing_weights=1, activation_type=kind,
+        **params,
     )  # fmt: skip
     if not mixer:
         return y

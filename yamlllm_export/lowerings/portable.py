@@ -13,6 +13,7 @@ from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.masking import visibility_mask
 from yamlllm_export.lowerings.rotary import apply_rotary
+from yamlllm_export.lowerings.sinks import sink_column
 
 OPSET = 18
 
@@ -20,11 +21,12 @@ OPSET = 18
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
-    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: Any = None,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) as MatMul/Softmax.
     Query heads are grouped as (nkv, G) and K/V broadcast over G, so grouped KV heads are never
-    materialised nh times. Every variant (window, bidirectional, softcap, partial rotary) is plain ops."""
+    materialised nh times. Every variant (window, bidirectional, softcap, partial rotary) is plain ops; sinks
+    are one more score column, dropped after the softmax."""
     G = num_heads // num_kv_heads
     q = op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1]))  # (B, S, nh, hs)
     k = op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1]))  # (B, S, nkv, hs)
@@ -48,7 +50,12 @@ def attention(
         scores = op.Add(scores, mask)
     if attention_bias is not None:
         scores = op.Add(scores, op.CastLike(attention_bias, query))
-    probs = op.Reshape(op.Softmax(scores, axis=-1), op.Concat(B, op.Constant(value_ints=[num_kv_heads, G]), S, T, axis=0))
+    if sinks is None:
+        probs = op.Softmax(scores, axis=-1)
+    else:  # (B, nh, S, T + 1) → softmax → the first T columns: the sink's exp stays in the denominator
+        probs = op.Softmax(op.Concat(scores, sink_column(op, sinks, query, B, S, num_heads), axis=-1), axis=-1)
+        probs = op.Slice(probs, op.Constant(value_ints=[0]), T, op.Constant(value_ints=[-1]))
+    probs = op.Reshape(probs, op.Concat(B, op.Constant(value_ints=[num_kv_heads, G]), S, T, axis=0))
     out = op.MatMul(probs, op.Unsqueeze(present_v, op.Constant(value_ints=[2])))  # (B, nkv, G, S, hs)
     out = op.Reshape(out, op.Concat(B, op.Constant(value_ints=[num_heads]), S, op.Constant(value_ints=[-1]), axis=0))
     out = op.Reshape(op.Transpose(out, perm=[0, 2, 1, 3]), op.Constant(value_ints=[0, 0, -1]))  # (B, S, nh·hs)

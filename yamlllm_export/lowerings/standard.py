@@ -22,6 +22,7 @@ from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.masking import visibility_mask, with_bias
 from yamlllm_export.lowerings.rotary import rotary_dim
+from yamlllm_export.lowerings.sinks import sink_column
 
 OPSET = 23
 
@@ -29,10 +30,12 @@ OPSET = 23
 def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
-    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: Any = None,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) → ONNX
-    ``Attention`` (see module docstring). Every variant is expressible: nothing falls back."""
+    ``Attention`` (see module docstring). Every variant is expressible: nothing falls back. Sinks, which the
+    op has no input for, are one extra key: zero, so its score is 0 (also after softcap), with a zero value, and
+    a mask column holding each head's sink logit, so exp(sink) joins the denominator and adds nothing to the output."""
     if cos_cache is not None:
         rd = rotary_dim(cos_cache)
         query = op.RotaryEmbedding(query, cos_cache, sin_cache, position_ids, num_heads=num_heads, rotary_embedding_dim=rd)
@@ -46,13 +49,28 @@ def attention(
         op, dim(op, query, 1), dim(op, past_key, 2), causal=causal, window_size=window_size, like=query
     )  # (S, T) or None
     mask = with_bias(op, mask, attention_bias, query)  # + (B, 1|nh, S, T)
+    keys, values = present_k, present_v
+    if sinks is not None:
+        keys, values, mask = _with_sink_key(op, present_k, present_v, mask, sinks, query, num_heads)
     variants = {"softcap": softcap} if softcap > 0 else {}
-    out = op.Attention(q, present_k, present_v, mask, scale=scale, **variants)
+    out = op.Attention(q, keys, values, mask, scale=scale, **variants)
     out = out[0] if isinstance(out, tuple) else out  # (B, nh, S, hs); the optional outputs stay unbound
     out = op.Reshape(
         op.Transpose(out, perm=[0, 2, 1, 3]), op.Concat(dim(op, query, 0), dim(op, query, 1), op.Constant(value_ints=[-1]), axis=0)
     )
     return out, present_k, present_v
+
+
+def _with_sink_key(op: Any, present_k: Any, present_v: Any, mask: Any, sinks: Any, like: Any, num_heads: int) -> tuple[Any, Any, Any]:
+    """Keys and values (B, nkv, T + 1, hs) with a zero entry appended, and the mask (B, nh, S, T + 1) with the
+    sink logits as its last column (the cache itself, present_k / present_v, stays T long)."""
+    B, S, T = dim(op, present_k, 0), dim(op, like, 1), dim(op, present_k, 2)
+    zero_shape = op.Concat(B, dim(op, present_k, 1), op.Constant(value_ints=[1]), dim(op, present_k, 3), axis=0)
+    zero = op.Expand(op.CastLike(op.Constant(value_float=0.0), like), zero_shape)  # (B, nkv, 1, hs)
+    scores_shape = op.Concat(B, op.Constant(value_ints=[num_heads]), S, T, axis=0)
+    full = op.Expand(mask if mask is not None else op.CastLike(op.Constant(value_float=0.0), like), scores_shape)  # (B, nh, S, T)
+    mask = op.Concat(full, sink_column(op, sinks, like, B, S, num_heads), axis=-1)
+    return op.Concat(present_k, zero, axis=2), op.Concat(present_v, zero, axis=2), mask
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:

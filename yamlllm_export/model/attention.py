@@ -35,7 +35,8 @@ class PerHead(nn.Module):
 
 class SelfAttention(nn.Module):
     """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
-    the kernel applies), as in OLMo-2, Qwen3 and Gemma 3; an optional clamp of q, k, v comes first (OLMo)."""
+    the kernel applies), as in OLMo-2, Qwen3 and Gemma 3; an optional clamp of q, k, v comes first (OLMo);
+    optional sinks (GPT-OSS) are a learned logit per query head that the kernel adds to the softmax's denominator."""
 
     RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
 
@@ -57,6 +58,7 @@ class SelfAttention(nn.Module):
         softcap: float = 0.0,
         scale: float | None = None,
         clip: float | None = None,
+        sinks: bool = False,
         kernel: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.attention,
     ) -> None:
         super().__init__()
@@ -72,6 +74,8 @@ class SelfAttention(nn.Module):
         self.window_size, self.causal, self.softcap, self.kernel = window_size, causal, softcap, kernel
         self.scale = scale if scale is not None else 1.0 / math.sqrt(head_dim)  # softmax(q·kᵀ·scale)
         self.clip = clip  # q, k, v clamped to [-clip, clip] (OLMo); None: not clipped
+        # attention sinks (GPT-OSS): one logit per query head in the softmax's denominator; None: no sinks
+        self.sinks = nn.Parameter(torch.zeros(num_heads)) if sinks else None
         self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
@@ -88,6 +92,6 @@ class SelfAttention(nn.Module):
         out, present_k, present_v = self.kernel(
             query=q, key=k, value=v, past_key=past_key, past_value=past_value, attention_bias=bias,
             cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
-            scale=self.scale, window_size=self.window_size, causal=self.causal, softcap=self.softcap,
+            scale=self.scale, window_size=self.window_size, causal=self.causal, softcap=self.softcap, sinks=self.sinks,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

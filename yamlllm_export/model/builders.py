@@ -22,7 +22,17 @@ from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
 from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
-from yamlllm_export.spec.types import AttentionSpec, EmbeddingSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec, QKNormSpec, RopeScalingSpec
+from yamlllm_export.spec.types import (
+    AttentionSpec,
+    ClampedSwiGLUSpec,
+    EmbeddingSpec,
+    FFNSpec,
+    LayerSpec,
+    ModelSpec,
+    NormSpec,
+    QKNormSpec,
+    RopeScalingSpec,
+)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -55,8 +65,13 @@ def _ffn(lay: LayerSpec) -> nn.Module:
     return MoE(
         d, experts=experts, activation=ffn.activation, top_k=moe.top_k, normalize_top_k=moe.normalize_top_k,
         shared=shared, dropout=ffn.dropout, groups=moe.num_groups, top_groups=moe.top_groups or 0,
-        routing=moe.routing, jitter_eps=moe.jitter_eps or 0.0,
+        routing=moe.routing, jitter_eps=moe.jitter_eps or 0.0, router_bias=moe.router_bias, swiglu=_swiglu(moe.clamped_swiglu),
     )  # fmt: skip
+
+
+def _swiglu(clamped: ClampedSwiGLUSpec | None) -> tuple[float, float, float]:
+    """(limit, alpha, beta) of the experts' SwiGLU: GPT-OSS's clamped form, or plain silu(g)·u."""
+    return (clamped.limit, clamped.alpha, clamped.beta) if clamped is not None else (0.0, 1.0, 0.0)
 
 
 def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
@@ -99,7 +114,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
         q_norm=_qk_norm(att.qk_norm, att.num_heads, att.head_dim),
         k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
-        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim), clip=att.qkv_clip,
+        scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim), clip=att.qkv_clip, sinks=att.sinks,
         kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 
@@ -140,7 +155,7 @@ def rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     return RopeScaling(
         s.type, s.factor, s.original_max_position_embeddings, low_freq_factor=s.low_freq_factor,
         high_freq_factor=s.high_freq_factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow, attention_factor=s.attention_factor,
-        mscale=s.mscale, mscale_all_dim=s.mscale_all_dim,
+        mscale=s.mscale, mscale_all_dim=s.mscale_all_dim, truncate=s.truncate,
     )  # fmt: skip
 
 

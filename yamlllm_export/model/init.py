@@ -12,7 +12,8 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
-starts at 0); a ``padding_idx`` row is zeroed.
+starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
+softmax's denominator (the "off-by-one" softmax), which training moves per head.
 """
 
 from __future__ import annotations
@@ -88,5 +89,8 @@ def init_weights(
                     nn.init.zeros_(p)
                 else:  # norm scales
                     nn.init.ones_(p)
+    for module in model.modules():
+        if getattr(module, "sinks", None) is not None:
+            module.sinks.zero_()
     if padding_idx is not None:
         model.embed.weight[padding_idx].zero_()

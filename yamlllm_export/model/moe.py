@@ -3,7 +3,7 @@ al. 2024) with an optional always-on shared expert (DeepSeekMoE, Dai et al. 2024
 
 Notation: B batch, S tokens, d hidden size, E experts, k experts per token.
 
-    p = softmax(router(x))                       (B, S, E), router = Linear(d, E, bias=False), float32
+    p = softmax(router(x))                       (B, S, E), router = Linear(d, E) (bias: GPT-OSS), float32
     w = p on each token's k largest entries, 0 elsewhere;  normalize_top_k: w / Σ w (Mixtral),
         otherwise the softmax probabilities as they are (Switch, DeepSeek-V2); group-limited routing
         (DeepSeek-V2): the k largest among the experts of the best-scoring expert groups only;
@@ -84,22 +84,25 @@ class MoE(nn.Module):
 
     def __init__(
         self, dim: int, *, experts: Experts, activation: str, top_k: int, normalize_top_k: bool, shared: nn.Module | None, dropout: float,
-        groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
+        groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0, router_bias: bool = False,
+        swiglu: tuple[float, float, float] = (0.0, 1.0, 0.0),
     ) -> None:  # fmt: skip
         """``groups`` / ``top_groups``: DeepSeek-V2's group-limited routing (top-k within the best groups; 0: off).
-        ``routing``: softmax, or sparsemixer with its threshold ``jitter_eps``."""
+        ``routing``: softmax, or sparsemixer with its threshold ``jitter_eps``.
+        ``swiglu``: (limit, alpha, beta) of the experts' SwiGLU, g·σ(alpha·g)·(u + beta) clamped at limit (0: not
+        clamped; GPT-OSS: (7, 1.702, 1)); the default is plain SwiGLU."""
         super().__init__()
-        self.router = nn.Linear(dim, experts.up.weight.shape[0], bias=False)
+        self.router = nn.Linear(dim, experts.up.weight.shape[0], bias=router_bias)
         self.experts, self.shared = experts, shared
         self.activation, self.top_k, self.normalize_top_k = activation, top_k, normalize_top_k
-        self.groups, self.top_groups = groups, top_groups
+        self.groups, self.top_groups, self.swiglu = groups, top_groups, swiglu
         self.routing, self.jitter_eps = routing, jitter_eps
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         routed = ops.moe(
             x, self.router.weight, *self.experts.tensors(), self.top_k, self.normalize_top_k, self.activation, self.groups, self.top_groups,
-            self.routing, self.jitter_eps,
+            self.routing, self.jitter_eps, self.router.bias, *self.swiglu,
         )  # fmt: skip
         y = self.dropout(routed)  # (B, S, d)
         return y if self.shared is None else y + self.shared(x)

@@ -21,6 +21,11 @@ job, which makes left and right padding equally correct (see ``lowerings/ort.py`
 
 ``softcap`` > 0 caps the scaled scores, ``softcap · tanh(scores / softcap)``, before the mask and bias
 are added (Gemma 2), the order of GroupQueryAttention's and ONNX Attention's ``softcap``.
+
+``sinks`` (nh,) or None: attention sinks (GPT-OSS), one learned logit per query head that joins the
+softmax's denominator and attends to nothing, p_j = exp(s_j) / (exp(sink_h) + Σ_k exp(s_k)): the scores
+get a sink column, the softmax runs over T + 1 entries and the column is dropped. The sink is not capped,
+masked or biased; a row whose keys are all masked gives ~0 (the sink takes it all), never NaN.
 """
 
 from __future__ import annotations
@@ -33,15 +38,21 @@ from yamlllm_export.ops.registry import custom_op
 from yamlllm_export.ops.rotary import apply_rotary
 
 
-def attend_scores(scores: torch.Tensor, bias: torch.Tensor | None, *, causal: bool, window_size: int, softcap: float) -> torch.Tensor:
-    """softmax(cap(scores) + mask + bias) over keys; scores (B, nh, S, T) already scaled."""
+def attend_scores(
+    scores: torch.Tensor, bias: torch.Tensor | None, *, causal: bool, window_size: int, softcap: float, sinks: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softmax(cap(scores) + mask + bias) over keys, with each head's sink logit in the denominator when
+    ``sinks`` (nh,) is given; scores (B, nh, S, T) already scaled."""
     S, T = scores.shape[-2:]
     if softcap > 0:
         scores = softcap * torch.tanh(scores / softcap)
     scores = scores + visibility_mask(S, T - S, causal=causal, window_size=window_size, dtype=scores.dtype, device=scores.device)
     if bias is not None:
         scores = scores + bias.to(scores.dtype)  # (B, 1|nh, S, T)
-    return scores.softmax(-1)
+    if sinks is None:
+        return scores.softmax(-1)
+    sink = sinks.to(scores.dtype).view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)  # (B, nh, S, 1)
+    return torch.cat([scores, sink], dim=-1).softmax(-1)[..., :T]  # the sink's share is dropped
 
 
 def attend(
@@ -54,18 +65,20 @@ def attend(
     causal: bool,
     window_size: int,
     softcap: float,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(cap(q·kᵀ·scale) + mask + bias)·v; q (B, nh, S, hs), k (B, nkv, T, hs), v (B, nkv, T, dv)
+    """softmax(cap(q·kᵀ·scale) + mask + bias [‖ sinks])·v; q (B, nh, S, hs), k (B, nkv, T, hs), v (B, nkv, T, dv)
     → (B, nh, S, dv). MLA's eager reference uses it too (nkv = nh there, dv ≠ hs)."""
     S, T = q.shape[2], k.shape[2]
     G = q.shape[1] // k.shape[1]
-    if softcap <= 0:  # the fused kernel, when no cap sits between the product and the mask
+    if softcap <= 0 and sinks is None:  # the fused kernel, when nothing sits between the product and the mask
         mask = visibility_mask(S, T - S, causal=causal, window_size=window_size, dtype=q.dtype, device=q.device)
         if bias is not None:
             mask = mask + bias.to(q.dtype)  # (B, 1|nh, S, T)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=G != 1)
     k, v = k.repeat_interleave(G, dim=1), v.repeat_interleave(G, dim=1)  # (B, nh, T, hs)
-    return attend_scores(q @ k.transpose(-1, -2) * scale, bias, causal=causal, window_size=window_size, softcap=softcap) @ v
+    probs = attend_scores(q @ k.transpose(-1, -2) * scale, bias, causal=causal, window_size=window_size, softcap=softcap, sinks=sinks)
+    return probs @ v
 
 
 @custom_op("attention")
@@ -85,6 +98,7 @@ def attention_op(
     window_size: int = 0,
     causal: bool = True,
     softcap: float = 0.0,
+    sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, S, _ = query.shape
     hs = past_key.shape[-1]
@@ -96,7 +110,7 @@ def attention_op(
     q = q.transpose(1, 2)  # (B, nh, S, hs)
     k = torch.cat([past_key, k.transpose(1, 2)], dim=2)  # (B, nkv, T, hs)
     v = torch.cat([past_value, value.view(B, S, num_kv_heads, hs).transpose(1, 2)], dim=2)
-    out = attend(q, k, v, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap)
+    out = attend(q, k, v, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap, sinks=sinks)
     return out.transpose(1, 2).reshape(B, S, num_heads * hs), k, v
 
 
@@ -104,7 +118,7 @@ def attention_fake(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor,
     attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
     position_ids: torch.Tensor | None, num_heads: int, num_kv_heads: int, scale: float,
-    window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+    window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Output shapes of ``attention`` (and ``complex_attention``, which has the same signature)."""
     B, S, _ = query.shape
@@ -132,6 +146,7 @@ def attention(
     window_size: int = 0,
     causal: bool = True,
     softcap: float = 0.0,
+    sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``yamlllm::attention`` by keyword: the op's schema is positional (torch custom ops cannot take tensors by
     keyword only), so call sites go through here and name every argument; two of one type (``window_size``
@@ -152,4 +167,5 @@ def attention(
         window_size,
         causal,
         softcap,
+        sinks,
     )

@@ -47,6 +47,7 @@ def complex_attention_op(
     window_size: int = 0,
     causal: bool = True,
     softcap: float = 0.0,
+    sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, S, _ = query.shape
     hs = past_key.shape[-1]
@@ -61,7 +62,7 @@ def complex_attention_op(
     G = num_heads // num_kv_heads
     kc = as_complex(present_k).repeat_interleave(G, dim=1)  # (B, nh, T, hs/2)
     scores = (q.transpose(1, 2) @ kc.conj().transpose(-1, -2)).real * scale  # Re(q·conj(k)), (B, nh, S, T)
-    probs = attend_scores(scores, attention_bias, causal=causal, window_size=window_size, softcap=softcap)
+    probs = attend_scores(scores, attention_bias, causal=causal, window_size=window_size, softcap=softcap, sinks=sinks)
     out = probs.to(query.dtype) @ present_v.repeat_interleave(G, dim=1)  # (B, nh, S, hs)
     return out.transpose(1, 2).reshape(B, S, num_heads * hs), present_k, present_v
 
@@ -86,6 +87,7 @@ def complex_attention(
     window_size: int = 0,
     causal: bool = True,
     softcap: float = 0.0,
+    sinks: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``yamlllm::complex_attention`` by keyword: the op's schema is positional (torch custom ops cannot take tensors by
     keyword only), so call sites go through here and name every argument; two of one type (``window_size``
@@ -106,4 +108,5 @@ def complex_attention(
         window_size,
         causal,
         softcap,
+        sinks,
     )

@@ -1,16 +1,23 @@
 """``yamlllm::moe``: a mixture-of-experts FFN layer, routed top-k (see ``model/moe.py`` for the maths).
 
-    p = softmax(x · routerᵀ) (float32); w = p on each token's top-k (÷ their sum when ``normalize``), 0 elsewhere;
-        with 0 < top_groups < groups the top-k is taken among the experts of the top_groups best groups only;
-        routing "sparsemixer" (Phi-3.5-MoE): the k weights come from ``sparsemixer`` instead of one softmax
+    p = softmax(x · routerᵀ [+ router_bias]) (float32); w = p on each token's top-k (÷ their sum when
+        ``normalize``), 0 elsewhere; with 0 < top_groups < groups the top-k is taken among the experts of the
+        top_groups best groups only; routing "sparsemixer" (Phi-3.5-MoE): the k weights come from
+        ``sparsemixer`` instead of one softmax
     y = Σ_e w_e · down_e(act(gate_e(x)) ⊙ up_e(x))      (gated; plain: down_e(act(up_e(x))))
 
-Shapes: x (B, S, d); router_weight (E, d); gate_weight, up_weight (E, h, d) (gate None for a plain MLP);
-down_weight (E, d, h); biases (E, h) / (E, d) or None. ``activation``: a key of ``ACTIVATIONS`` (for a
-gated layer the name of the GLU, e.g. ``swiglu``).
+Shapes: x (B, S, d); router_weight (E, d); router_bias (E,) or None; gate_weight, up_weight (E, h, d) (gate
+None for a plain MLP); down_weight (E, d, h); biases (E, h) / (E, d) or None. ``activation``: a key of
+``ACTIVATIONS`` (for a gated layer the name of the GLU, e.g. ``swiglu``).
+
+SwiGLU's general form is ORT MoE's: g · σ(alpha · g) · (u + beta) with g = gate_e(x), u = up_e(x), each
+clamped first when swiglu_limit > 0 (g ≤ limit, −limit ≤ u ≤ limit). alpha 1, beta 0, no limit is plain
+SwiGLU; GPT-OSS's experts take alpha 1.702, beta 1, limit 7. A top-k of softmax(logits) renormalised equals
+a softmax over the top-k logits (GPT-OSS's router): the same function.
 
 Lowers to ``com.microsoft.MoE`` on target ``ort`` where its CPU kernel computes the same function
-(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1``; no group-limited or sparsemixer routing), and to the dense formulation in plain
+(relu, silu, gelu_tanh; swiglu as interleaved ``swiglu_fusion=1`` with its alpha, beta and limit; sparsemixer
+through log-gates, see ``lowerings/ort.py``; no group-limited routing), and to the dense formulation in plain
 ops everywhere else (``lowerings/common.py``). The eager reference is the dense formulation.
 """
 
@@ -100,6 +107,15 @@ def _bias(b: torch.Tensor | None, e: int) -> torch.Tensor | None:
     return b[e] if b is not None else None
 
 
+def swiglu(gate: torch.Tensor, up: torch.Tensor, *, limit: float, alpha: float, beta: float) -> torch.Tensor:
+    """g · σ(alpha · g) · (u + beta), g and u clamped when limit > 0 (g ≤ limit, |u| ≤ limit); the terms that
+    alpha 1, beta 0, no limit make idle are left out, so plain SwiGLU stays silu(g) · u."""
+    if limit > 0:
+        gate, up = gate.clamp(max=limit), up.clamp(-limit, limit)
+    glu = F.silu(gate) if alpha == 1.0 else gate * torch.sigmoid(alpha * gate)
+    return glu * (up + beta if beta else up)
+
+
 @custom_op("moe")
 def moe(
     x: torch.Tensor,
@@ -117,15 +133,24 @@ def moe(
     top_groups: int = 0,
     routing: str = "softmax",
     jitter_eps: float = 0.0,
+    router_bias: torch.Tensor | None = None,
+    swiglu_limit: float = 0.0,
+    swiglu_alpha: float = 1.0,
+    swiglu_beta: float = 0.0,
 ) -> torch.Tensor:
     act = ACTIVATIONS[activation]
-    logits = F.linear(x, router_weight)  # (B, S, E)
+    logits = F.linear(x, router_weight, router_bias)  # (B, S, E)
     w = route(logits, top_k=top_k, normalize=normalize, groups=groups, top_groups=top_groups, routing=routing, jitter_eps=jitter_eps)
     w = w.to(x.dtype)
     y = torch.zeros_like(x)
     for e in range(router_weight.shape[0]):
         up = F.linear(x, up_weight[e], _bias(up_bias, e))  # (B, S, h)
-        h = act(up) if gate_weight is None else act(F.linear(x, gate_weight[e], _bias(gate_bias, e))) * up
+        if gate_weight is None:
+            h = act(up)
+        elif activation == "swiglu":
+            h = swiglu(F.linear(x, gate_weight[e], _bias(gate_bias, e)), up, limit=swiglu_limit, alpha=swiglu_alpha, beta=swiglu_beta)
+        else:
+            h = act(F.linear(x, gate_weight[e], _bias(gate_bias, e))) * up
         y = y + w[..., e : e + 1] * F.linear(h, down_weight[e], _bias(down_bias, e))  # (B, S, 1) · (B, S, d)
     return y
 
@@ -135,5 +160,6 @@ def _(
     x: torch.Tensor, router_weight: torch.Tensor, gate_weight: torch.Tensor | None, up_weight: torch.Tensor, down_weight: torch.Tensor,
     gate_bias: torch.Tensor | None, up_bias: torch.Tensor | None, down_bias: torch.Tensor | None, top_k: int, normalize: bool,
     activation: str, groups: int = 1, top_groups: int = 0, routing: str = "softmax", jitter_eps: float = 0.0,
+    router_bias: torch.Tensor | None = None, swiglu_limit: float = 0.0, swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
 ) -> torch.Tensor:  # fmt: skip
     return torch.empty_like(x)

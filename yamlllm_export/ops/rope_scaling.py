@@ -41,6 +41,7 @@ class RopeScaling:
     mscale: float | None  # yarn (DeepSeek)
     mscale_all_dim: float | None  # yarn (DeepSeek)
     attention_factor: float | None  # yarn
+    truncate: bool  # yarn: floor / ceil the ramp's dimension bounds (HF's default; GPT-OSS: false)
 
 
 def default_inv_freq(rotary_dim: int, theta: float) -> torch.Tensor:
@@ -68,16 +69,21 @@ def llama3_inv_freq(
     return torch.where(wavelen < original_max / high_freq_factor, inv_freq, out)
 
 
-def yarn_inv_freq(rotary_dim: int, theta: float, *, factor: float, beta_fast: float, beta_slow: float, original_max: int) -> torch.Tensor:
+def yarn_inv_freq(
+    rotary_dim: int, theta: float, *, factor: float, beta_fast: float, beta_slow: float, original_max: int, truncate: bool = True
+) -> torch.Tensor:
     """YaRN "NTK-by-parts": a dimension pair that completes r = L_orig·θ/(2π) rotations over the training
     context keeps θ when r > beta_fast, becomes θ/factor when r < beta_slow, and is mixed linearly by dim
-    index in between. The dim bounds solve r(dim) = beta for dim, floored / ceiled as in HF (truncate)."""
+    index in between. The dim bounds solve r(dim) = beta for dim, floored / ceiled as in HF when ``truncate``
+    (its default), left fractional otherwise (GPT-OSS)."""
 
     def dim_for(rotations: float) -> float:  # the (fractional) dim index 2i at which r = rotations
         return rotary_dim * math.log(original_max / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
-    low = max(math.floor(dim_for(beta_fast)), 0)
-    high = min(math.ceil(dim_for(beta_slow)), rotary_dim - 1)
+    low, high = dim_for(beta_fast), dim_for(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rotary_dim - 1)
     if low == high:
         high += 0.001  # HF: avoid a zero-width ramp
     ramp = ((torch.arange(rotary_dim // 2, dtype=torch.float64, device="cpu") - low) / (high - low)).clamp(0, 1)
@@ -116,7 +122,7 @@ def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) 
     if s.type == "yarn":
         freq = yarn_inv_freq(
             rotary_dim, theta, factor=s.factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow,
-            original_max=s.original_max_position_embeddings,
+            original_max=s.original_max_position_embeddings, truncate=s.truncate,
         )  # fmt: skip
         return freq, yarn_attention_factor(s.factor, attention_factor=s.attention_factor, mscale=s.mscale, mscale_all_dim=s.mscale_all_dim)
     raise ValueError(f"rope_scaling.type {s.type!r} has no static table (choose from linear, llama3, yarn)")

@@ -19,6 +19,7 @@ from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import rules, schema
 from yamlllm_export.spec.types import (
     AttentionSpec,
+    ClampedSwiGLUSpec,
     EmbeddingSpec,
     FFNSpec,
     InitSpec,
@@ -175,6 +176,10 @@ def _optional(cls: type, value: dict[str, Any] | None) -> Any:
     return cls(**value) if value is not None else None
 
 
+def _moe(moe: dict[str, Any] | None) -> MoESpec | None:
+    return None if moe is None else MoESpec(**{**moe, "clamped_swiglu": _optional(ClampedSwiGLUSpec, moe["clamped_swiglu"])})
+
+
 def _freeze(d: dict[str, Any]) -> ModelSpec:
     emb, lay = d["embedding"], d["layer"]
     pe = emb["positional_encoding"]
@@ -192,7 +197,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _optional(MoESpec, ffn["moe"])}),
+                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),

@@ -51,6 +51,8 @@ def _attention(d: dict[str, Any]) -> Iterator[Problem]:
         yield "layer.attention.softmax_scale", "MLA derives its scale from the head sizes and YaRN's mscale_all_dim"
     if att["qkv_clip"] is not None and att["mechanism"] == "mla":
         yield "layer.attention.qkv_clip", "MLA has no per-head q/k/v projections to clip"
+    if att["sinks"] and att["mechanism"] == "mla":
+        yield "layer.attention.sinks", "not available with mechanism 'mla' (its kernel has no sink input)"
     for key in ("nope", "rope_theta", "rope_unscaled"):
         if att[key]:
             yield from _nope(d, f"layer.attention.{key}")
@@ -162,6 +164,8 @@ def _rope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
     for key in ("mscale", "mscale_all_dim"):
         if kind != "yarn" and scaling[key] is not None:
             yield f"{path}.rope_scaling.{key}", f"applies to yarn scaling, not {kind}"
+    if kind != "yarn" and not scaling["truncate"]:
+        yield f"{path}.rope_scaling.truncate", f"applies to yarn scaling, not {kind}"
     if kind == "yarn" and scaling["beta_fast"] <= scaling["beta_slow"]:
         yield f"{path}.rope_scaling.beta_fast", f"{scaling['beta_fast']} must exceed beta_slow {scaling['beta_slow']}"
 
@@ -198,6 +202,11 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
             )
         yield from _moe_groups(moe)
         yield from _moe_routing(moe)
+        if moe["clamped_swiglu"] is not None and act != "swiglu":
+            yield (
+                "layer.ffn.moe.clamped_swiglu",
+                f"clamps a SwiGLU's gate and up projections; layer.ffn.activation is '{act}', not 'swiglu'",
+            )
 
 
 def _moe_groups(moe: dict[str, Any]) -> Iterator[Problem]:
@@ -242,6 +251,8 @@ def _layout(d: dict[str, Any]) -> Iterator[Problem]:
         for key in ("nope", "rope_theta", "rope_unscaled"):
             if entry.get("attention", {}).get(key):
                 yield from _nope(d, f"layer_overrides[{k}].attention.{key}")
+        if entry.get("attention", {}).get("sinks") and layer["attention"]["mechanism"] == "mla":
+            yield f"layer_overrides[{k}].attention.sinks", "not available with mechanism 'mla' (its kernel has no sink input)"
 
 
 def _nope(d: dict[str, Any], path: str) -> Iterator[Problem]:

@@ -42,18 +42,24 @@ def _attention_params(att: AttentionSpec, d: int) -> int:
     return total
 
 
+def _sink_params(att: AttentionSpec) -> int:
+    """One sink logit per query head, on the layers that have sinks (layer_overrides can set them per layer)."""
+    return att.num_heads if att.sinks else 0
+
+
 def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
     n_in = 2 if ffn.use_gated_activation else 1
     return n_in * d * hidden + hidden * d + ((n_in * hidden + d) if ffn.bias else 0)
 
 
 def _ffn_params(ffn: FFNSpec, d: int) -> int:
-    """The dense MLP, or an MoE layer: router (d × E, no bias) + E experts + the optional shared expert."""
+    """The dense MLP, or an MoE layer: router (d × E, + E with router_bias) + E experts + the optional shared expert."""
     moe = ffn.moe
     if moe is None:
         return _mlp_params(ffn, d, ffn.intermediate_size)
     shared = _mlp_params(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else 0
-    return d * moe.num_experts + moe.num_experts * _mlp_params(ffn, d, moe.intermediate_size) + shared
+    router = (d + 1 if moe.router_bias else d) * moe.num_experts
+    return router + moe.num_experts * _mlp_params(ffn, d, moe.intermediate_size) + shared
 
 
 def _layer_norm_params(lay: LayerSpec) -> int:
@@ -66,7 +72,9 @@ def parameter_count(spec: ModelSpec) -> int:
     emb, lay = spec.embedding, spec.layer
     att, d, e = lay.attention, lay.hidden_dim, emb.embedding_dim
     attn = _mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)
-    layers = sum(attn + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs())
+    layers = sum(
+        attn + _sink_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs()
+    )
     total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d) + _norm_params(spec.embedding_layer_norm, d)
     if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head
         total += 2 * e * d

@@ -20,6 +20,7 @@ class RopeScalingSpec:
     attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1 (or the mscale ratio)
     mscale: float | None  # yarn (DeepSeek): numerator of the cos/sin scale
     mscale_all_dim: float | None  # yarn (DeepSeek): its denominator; MLA's softmax scale × m(mscale_all_dim)²
+    truncate: bool  # yarn: floor / ceil the ramp's dimension bounds (HF's default; GPT-OSS: false)
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,19 @@ class AttentionSpec:
     rope_unscaled: bool  # this layer's RoPE ignores the embedding's rope_scaling
     softmax_scale: float | None  # None: 1/sqrt(head_dim)
     qkv_clip: float | None  # clamp q, k, v projections to [-c, c] (OLMo)
+    sinks: bool  # a learned per-head logit in the softmax's denominator (GPT-OSS)
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
     mla_rope_head_dim: int | None  # derived for MLA: head_dim // 2
     mla_v_head_dim: int | None  # derived for MLA: head_dim
+
+
+@dataclass(frozen=True)
+class ClampedSwiGLUSpec:
+    limit: float  # gate ≤ limit, up in [-limit, limit]
+    alpha: float  # g · σ(alpha · g)
+    beta: float  # (up + beta)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class MoESpec:
     top_groups: int | None  # groups a token's experts may come from; None = all
     routing: str  # softmax | sparsemixer (Phi-3.5-MoE)
     jitter_eps: float | None  # sparsemixer's threshold; derived 0.01 for it, None otherwise
+    router_bias: bool
+    clamped_swiglu: ClampedSwiGLUSpec | None  # GPT-OSS's experts; None = plain SwiGLU
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ class OverrideAttentionSpec:
     nope: bool = False
     rope_theta: float | None = None
     rope_unscaled: bool = False
+    sinks: bool = False
     fields: tuple[str, ...] = ()  # which of the above the entry sets (None is a value: "no window here")
 
 

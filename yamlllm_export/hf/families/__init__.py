@@ -13,6 +13,7 @@ from yamlllm_export.hf.families import (
     gemma3,
     gpt2,
     gpt_neox,
+    gpt_oss,
     granite,
     internlm2,
     llama,
@@ -51,6 +52,7 @@ MODULES = (
     gemma3,
     phimoe,
     internlm2,
+    gpt_oss,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 

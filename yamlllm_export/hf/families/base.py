@@ -74,9 +74,9 @@ def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any]) -> dict[str, Any]:
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind not in _SCALING_KEYS:
         raise BuildError(f"{cfg.where}: rope scaling type {kind!r} is not supported (supported: {', '.join(_SCALING_KEYS)})")
-    if kind == "yarn" and scaling.get("truncate", True) is False:
-        raise BuildError(f"{cfg.where}: rope scaling truncate=false is not supported (our YaRN rounds the ramp's bounds, HF's default)")
     out = {"type": kind, **{k: scaling[k] for k in _SCALING_KEYS[kind] if scaling.get(k) is not None}}
+    if kind == "yarn" and scaling.get("truncate", True) is False:  # GPT-OSS: fractional ramp bounds
+        out["truncate"] = False
     if kind in ("dynamic", "yarn") and "original_max_position_embeddings" not in out:
         out["original_max_position_embeddings"] = cfg.require("max_position_embeddings")  # HF's fallback
     return out
