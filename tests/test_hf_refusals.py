@@ -35,11 +35,7 @@ REFUSED = {
         "rope_parameters",
     ),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
-    "phi3-longrope": (
-        "phi3",
-        {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},
-        "rope_parameters",
-    ),
+    "phi3-linear-rope": ("phi3", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}}, "rope_parameters"),
 }
 
 
