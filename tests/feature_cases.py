@@ -87,7 +87,7 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
                 "long_factor": [1.0, 2.0, 4.5, 9.0, 20.0, 45.0],
             },
         )
-    },  # fmt: skip
+    },
     "Embedding scale": {"embedding-scale": case("embedding.scale", "sqrt_hidden")},
     "MHA / GQA / MQA (num_kv_heads)": {"mha": case(f"{ATT}.num_kv_heads", ...), "mqa": case(f"{ATT}.num_kv_heads", 1)},
     "Separate QKV / output bias": {"qkv-bias-only": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False)},

@@ -11,6 +11,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -172,3 +173,20 @@ def test_phi4_mini_partial_rotary_takes_factors_per_rotated_pair():
     spec = phi3_spec(HFConfig(Path("/hf"), {**raw, "rope_scaling": {**WANT, "short_factor": [1.0] * 6, "long_factor": [2.0] * 6}}))
     assert spec["embedding"]["positional_encoding"]["rotary_dim"] == 12 and spec["tie_word_embeddings"]
     assert yaml.safe_load(render_yaml(spec, ""))["embedding"]["positional_encoding"]["rope_scaling"]["long_factor"] == [2.0] * 6
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gguf_longrope_reads_as_the_hf_folder(case, tmp_path):
+    """llama.cpp's rope_factors_{short,long} tensors and metadata give import-hf's rope_scaling, with llama.cpp's
+    attention factor written out (tests/test_gguf_import.py checks the logits)."""
+    pytest.importorskip("gguf")
+    from tests.gguf_fixtures import write_gguf
+    from yamlllm_export.gguf import import_gguf
+
+    model = make_hf_model(case, tmp_path / "hf")
+    from_gguf = import_gguf(write_gguf(model, "phi3", tmp_path / "model.gguf"))[0]["embedding"]["positional_encoding"]
+    from_hf = import_hf(tmp_path / "hf")[0]["embedding"]["positional_encoding"]
+    f32 = {k: [float(np.float32(x)) for x in v] if isinstance(v, list) else v for k, v in from_hf["rope_scaling"].items()}
+    attention = float(str(np.float32(math.sqrt(1 + math.log(4) / math.log(ORIGINAL)))))  # GGUF metadata is float32
+    assert from_gguf["rope_scaling"] == {**f32, "attention_factor": attention}
+    assert from_gguf.get("rotary_dim") == from_hf.get("rotary_dim")
