@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from tests.hf_fixtures import hf_parity, make_hf_model
@@ -105,6 +106,31 @@ def test_parity_fails_a_wrong_switch(mutation, longrope_build):
     for lengths in must_pass:
         parity = hf_parity(model, folder, lengths=LENGTHS[lengths])
         assert parity.prefill <= TOLERANCE and parity.decode <= TOLERANCE, f"{mutation}/{lengths}: {parity}"
+
+
+# genai prompt lengths: below the switch, and past it from the prompt on (every cached key long). A decode that
+# crosses it differs from transformers' recompute-per-token reference by design (cached keys stay short).
+GENAI_PROMPTS = {"short": 6, "long": 36}
+
+
+@pytest.mark.parametrize("prompt", list(GENAI_PROMPTS))
+@pytest.mark.xdist_group(name="longrope-phi3-longrope")
+def test_genai_greedy_equals_transformers(prompt, longrope_build):
+    og = pytest.importorskip("onnxruntime_genai")
+    model, folder = longrope_build("phi3-longrope", "ort")
+    ids = [int(t) for t in np.random.default_rng(1).integers(1, 96, GENAI_PROMPTS[prompt])]
+    n, steps = len(ids), 8
+    with torch.no_grad():
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    params = og.GeneratorParams(og_model := og.Model(str(folder)))
+    params.set_search_options(max_length=n + steps)
+    generator = og.Generator(og_model, params)
+    generator.append_tokens(np.array([ids[:n]], dtype=np.int32))
+    while not generator.is_done():
+        generator.generate_next_token()
+    got = [int(t) for t in generator.get_sequence(0)][n:]
+    assert got and got == ids[n:][: len(got)], f"{prompt}: genai {got}, transformers {ids[n:]}"
 
 
 # config.json (transformers 4.x layout) → our rope_scaling, without weights
