@@ -216,3 +216,15 @@ def test_gguf_longrope_reads_as_the_hf_folder(case, tmp_path):
     attention = float(str(np.float32(math.sqrt(1 + math.log(4) / math.log(ORIGINAL)))))  # GGUF metadata is float32
     assert from_gguf["rope_scaling"] == {**f32, "attention_factor": attention}
     assert from_gguf.get("rotary_dim") == from_hf.get("rotary_dim")
+
+
+def test_other_families_read_longrope_with_their_own_original_context():
+    """base.longrope_scaling serves every RoPE family (transformers' rotary classes all switch the same way):
+    LLaMA has no class default, so the parameters' original context holds (checked against transformers by
+    hand on ORT across the switch, as the Phi-3 cases here)."""
+    from yamlllm_export.hf.families.llama import llama_spec
+
+    params = {"rope_type": "longrope", "rope_theta": 1e4, **{k: WANT[k] for k in ("short_factor", "long_factor")}}
+    raw = {**PHI3_128K, "model_type": "llama", "original_max_position_embeddings": None, "rope_scaling": None}
+    spec = llama_spec(HFConfig(Path("/hf"), {**raw, "rope_parameters": {**params, "original_max_position_embeddings": 8192}}))
+    assert spec["embedding"]["positional_encoding"]["rope_scaling"] == {**WANT, "factor": 16.0, "original_max_position_embeddings": 8192}
