@@ -75,6 +75,19 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         # DeepSeek-V2: cos/sin × m(mscale)/m(mscale_all_dim), MLA's softmax scale × m(mscale_all_dim)²
         "rope-yarn-mscale-mla": case(*MLA, f"{ROPE}.rope_scaling", {"type": "yarn", **SCALING, "mscale": 0.5, "mscale_all_dim": 2.0}),
     },
+    "RoPE scaling: LongRoPE": {  # Phi-4-mini: partial rotary (12 of 16 dims: 6 factors); the long-context check crosses 32
+        "rope-longrope-partial": case(
+            f"{ROPE}.partial_rotary_factor",
+            0.75,
+            f"{ROPE}.rope_scaling",
+            {
+                "type": "longrope",
+                **SCALING,
+                "short_factor": [1.0, 1.05, 1.2, 1.4, 1.8, 2.2],
+                "long_factor": [1.0, 2.0, 4.5, 9.0, 20.0, 45.0],
+            },
+        )
+    },
     "Embedding scale": {"embedding-scale": case("embedding.scale", "sqrt_hidden")},
     "MHA / GQA / MQA (num_kv_heads)": {"mha": case(f"{ATT}.num_kv_heads", ...), "mqa": case(f"{ATT}.num_kv_heads", 1)},
     "Separate QKV / output bias": {"qkv-bias-only": case(f"{ATT}.qkv_bias", True, f"{ATT}.out_bias", False)},
@@ -164,9 +177,9 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "QKV clipping": {"qkv-clip": case(f"{ATT}.qkv_clip", 0.05), "qkv-clip-qk-norm": case(f"{ATT}.qkv_clip", 0.05, f"{ATT}.qk_norm", {})},
     "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
 }
-# validate reports "incremental" n/a there: dynamic NTK's cached keys keep the base of their own step, and a
-# bidirectional model's cached token never saw the tokens after it
-NOT_INCREMENTAL = {"rope-dynamic", "bidirectional"}
+# validate reports "incremental" n/a there: dynamic NTK's and LongRoPE's cached keys keep the rotation of their
+# own step, and a bidirectional model's cached token never saw the tokens after it
+NOT_INCREMENTAL = {"rope-dynamic", "rope-longrope-partial", "bidirectional"}
 # Case the "feature changes the model" test compares with, where BASE would differ for another reason
 # (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
 LIVE_BASELINE = {

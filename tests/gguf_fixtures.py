@@ -5,6 +5,7 @@ transposed). The import must undo all of it to match transformers on the same we
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ GGUF_CASES = {
     "gemma2": "gemma2",
     "phi": "phi2",
     "phi3": "phi3",
+    "phi4-mini-longrope-partial-tied": "phi3",
     "gpt2": "gpt2",
     "bloom-6-heads": "bloom",
     "falcon-multi-query": "falcon",
@@ -83,6 +85,12 @@ def write_gguf(hf_model: torch.nn.Module, arch: str, path: Path, *, quant: str |
     factor = rope.get("partial_rotary_factor")
     if factor:
         w.add_rope_dimension_count(int(head_dim * factor))
+    if rope.get("rope_type") == "longrope":  # convert_hf_to_gguf.py's Phi3MiniModel
+        orig, scale = c.original_max_position_embeddings, c.max_position_embeddings / c.original_max_position_embeddings
+        w.add_rope_scaling_orig_ctx_len(orig)
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
+        for kind in ("long", "short"):
+            w.add_tensor(f"rope_factors_{kind}.weight", np.array(rope[f"{kind}_factor"], np.float32))
     if arch == "gptneox":
         w.add_parallel_residual(c.use_parallel_residual)
     if arch == "gemma2":

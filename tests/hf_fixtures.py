@@ -40,6 +40,27 @@ GPT_OSS_YARN = {
     "truncate": False,
     "original_max_position_embeddings": 2048,
 }
+# LongRoPE: context 128 from an original 32 (attention factor sqrt(1 + ln 4 / ln 32)); head_dim 16 rotates 8 pairs,
+# Phi-4-mini's partial rotary 0.75 rotates 6; long factors as spread as Phi-3's own (1 to ~60)
+PHI3_LONGROPE = {
+    "max_position_embeddings": 128,
+    "original_max_position_embeddings": 32,
+    "rope_scaling": {
+        "rope_type": "longrope",
+        "short_factor": [1.0, 1.02, 1.05, 1.1, 1.2, 1.4, 1.7, 2.0],
+        "long_factor": [1.0, 1.6, 2.5, 4.0, 7.0, 13.0, 27.0, 58.0],
+    },
+}
+PHI4_MINI_LONGROPE = {
+    "max_position_embeddings": 128,
+    "original_max_position_embeddings": 32,
+    "partial_rotary_factor": 0.75,
+    "rope_scaling": {
+        "rope_type": "longrope",
+        "short_factor": [1.0, 1.03, 1.1, 1.3, 1.6, 2.1],
+        "long_factor": [1.0, 2.0, 4.5, 9.0, 20.0, 45.0],
+    },
+}
 SMOL_TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}  # SmolLM3Config's defaults lie outside VOCAB
 
 # case id → (config class, keyword arguments); family modules' tests add theirs here
@@ -151,6 +172,19 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "eos_token_id": 2,
             "partial_rotary_factor": 0.75,
             "sliding_window": 5,
+            "tie_word_embeddings": True,
+            "num_key_value_heads": 1,
+        },
+    ),
+    # Phi-3 128k / Phi-4-mini LongRoPE (tests/test_hf_longrope.py also crosses the switch at 32)
+    "phi3-longrope": ("Phi3Config", {**LLAMA, **PHI3_LONGROPE, "pad_token_id": 0, "eos_token_id": 2}),
+    "phi4-mini-longrope-partial-tied": (
+        "Phi3Config",
+        {
+            **LLAMA,
+            **PHI4_MINI_LONGROPE,
+            "pad_token_id": 0,
+            "eos_token_id": 2,
             "tie_word_embeddings": True,
             "num_key_value_heads": 1,
         },
@@ -346,15 +380,15 @@ def step_diff(ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
     return float(np.abs(ref - got)[valid.astype(bool)].max())
 
 
-def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0) -> HFParity:
-    """The exported folder against ``hf_model`` on ORT CPU. Both get the same tokens: HF's greedy choice is
-    fed to both at every decode step. transformers gets ``position_ids = cumsum(mask) - 1`` explicitly (its
-    default ignores left padding)."""
+def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0, lengths: tuple[int, ...] = PROMPT_LENGTHS) -> HFParity:
+    """The exported folder against ``hf_model`` on ORT CPU: a left-padded batch of prompts of ``lengths``,
+    then ``DECODE_STEPS``. Both get the same tokens: HF's greedy choice is fed to both at every decode step.
+    transformers gets ``position_ids = cumsum(mask) - 1`` explicitly (its default ignores left padding)."""
     rng = np.random.default_rng(seed)
-    B, S = len(PROMPT_LENGTHS), max(PROMPT_LENGTHS)
+    B, S = len(lengths), max(lengths)
     ids = np.zeros((B, S), np.int64)
     mask = np.zeros((B, S), np.int64)
-    for b, n in enumerate(PROMPT_LENGTHS):
+    for b, n in enumerate(lengths):
         ids[b, S - n :] = rng.integers(1, VOCAB, n)
         mask[b, S - n :] = 1
     spec = load_spec(folder / "model.yaml")

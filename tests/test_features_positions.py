@@ -12,7 +12,7 @@ from tests.feature_cases import ROPE, case
 from yamlllm_export import load_spec
 from yamlllm_export.lowerings import TARGET_NAMES
 from yamlllm_export.model.builders import rope_scaling
-from yamlllm_export.model.positions import DynamicNTKRotary, RotaryCache, SinusoidalPositions
+from yamlllm_export.model.positions import DynamicNTKRotary, LongRopeRotary, RotaryCache, SinusoidalPositions
 from yamlllm_export.ops.attention_bias import alibi_slopes
 from yamlllm_export.ops.rope_scaling import RopeScaling, dynamic_ntk_inv_freq, yarn_attention_factor
 from yamlllm_export.ops.rotary import apply_rotary
@@ -156,6 +156,29 @@ def test_dynamic_ntk_base() -> None:
     assert cos.shape == (4, D // 2)
     torch.testing.assert_close(cos[index[0]], angles([46, 47], plain_freqs(theta=base)).cos())
     torch.testing.assert_close(sin[index[1]], angles([18, 19], plain_freqs()).sin())
+
+
+def test_longrope_tables_switch_over_the_whole_batch() -> None:
+    """θ_i / r_i with r the short factors while max(position_ids) + 1 <= L_orig, the long ones past it, decided
+    once for the batch (transformers' rule): a short row beside a long one turns with the long factors too.
+    cos and sin carry sqrt(1 + ln(factor)/ln(L_orig)) on both sides of the switch."""
+    short, long = [1.0 + 0.1 * i for i in range(D // 2)], [1.0 + 3.0 * i for i in range(D // 2)]
+    s = scaling("longrope", 4.0, ORIG, short_factor=short, long_factor=long)
+    rotary = LongRopeRotary(128, D, theta=THETA, scaling=s)
+    scale = math.sqrt(1 + math.log(4.0) / math.log(ORIG))
+
+    def want(rows: list[list[int]], factors: list[float]) -> torch.Tensor:
+        return torch.cat([angles(r, [f / r_i for f, r_i in zip(plain_freqs(), factors, strict=True)]).cos() * scale for r in rows])
+
+    for rows, factors in (
+        ([[ORIG - 2, ORIG - 1]], short),  # max + 1 == L_orig: still short
+        ([[ORIG - 1, ORIG]], long),  # one past
+        ([[3, 4], [ORIG, ORIG + 1]], long),  # row 0 alone would be short
+        ([[3, 4], [20, 21]], short),
+    ):
+        cos, _, index = rotary.tables(torch.tensor(rows), torch.float64)
+        assert index.tolist() == [[2 * b, 2 * b + 1] for b in range(len(rows))]
+        torch.testing.assert_close(cos, want(rows, factors), atol=1e-6, rtol=0)
 
 
 @torch.no_grad()

@@ -53,11 +53,7 @@ REFUSED = {
     "phimoe-top-3": ("phimoe", {"num_experts_per_tok": 3}, "num_experts_per_tok"),
     "phimoe-partial-rotary": ("phimoe", {"partial_rotary_factor": 0.5}, "partial_rotary_factor"),
     "phimoe-gelu-experts": ("phimoe", {"hidden_act": "gelu"}, "hidden_act"),
-    "phi3-longrope": (
-        "phi3",
-        {"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4, "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}},
-        "rope_parameters",
-    ),
+    "phi3-linear-rope": ("phi3", {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0}}, "rope_parameters"),
     "gpt-oss-mxfp4": ("gpt-oss", {"quantization_config": {"quant_method": "mxfp4"}}, "quantization_config"),
     "gpt-oss-other-swiglu-limit": ("gpt-oss", {"swiglu_limit": 5.0}, "swiglu_limit"),
     "gpt-oss-chunked-attention-layer": ("gpt-oss", {"layer_types": ["chunked_attention", "full_attention"]}, "layer_types"),

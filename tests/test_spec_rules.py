@@ -99,6 +99,23 @@ RULES = {
         case("embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 4, "beta_fast": 1, "beta_slow": 2}),
         "rope_scaling.beta_fast: 1 must exceed beta_slow 2",
     ),
+    "longrope-needs-long-factor": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "longrope", "factor": 3, "short_factor": [1.0] * 8}),
+        "embedding.positional_encoding.rope_scaling.long_factor: required with longrope scaling",
+    ),
+    "longrope-factor-per-rotated-pair": (  # head_dim 16 × partial 0.5 rotates 4 pairs
+        case(
+            "embedding.positional_encoding.partial_rotary_factor",
+            0.5,
+            "embedding.positional_encoding.rope_scaling",
+            {"type": "longrope", "factor": 3, "short_factor": [1.0] * 4, "long_factor": [2.0] * 8},
+        ),
+        "embedding.positional_encoding.rope_scaling.long_factor: has 8 factors; rotary_dim 8 needs 4",
+    ),  # fmt: skip
+    "longrope-factors-on-yarn": (
+        case("embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 3, "short_factor": [1.0] * 8}),
+        "embedding.positional_encoding.rope_scaling.short_factor: applies to longrope scaling, not yarn",
+    ),
     "scaling-needs-type": (case("embedding.positional_encoding.rope_scaling", {"factor": 2}), "rope_scaling.type: required key is missing"),
     "ffn-size-twice": (case("layer.ffn.expansion_factor", 3), "layer.ffn.expansion_factor: set either intermediate_size"),
     "multiplier-needs-multiple-of": (

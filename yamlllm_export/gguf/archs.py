@@ -16,7 +16,8 @@ from yamlllm_export.errors import BuildError
 from yamlllm_export.gguf.reader import GGUFFile
 
 L = r"blk\.(\d+)\."
-# (regex over the GGUF name, our name as a re.sub template, row selection: see tensors.py); {p} is q/k/v
+# (regex over the GGUF name, our name as a re.sub template, row selection: see tensors.py; "config": no weight,
+# the config reads it); {p} is q/k/v
 Rule = tuple[str, str, str]
 
 COMMON: list[Rule] = [
@@ -125,15 +126,31 @@ def _gemma2(f: GGUFFile) -> dict[str, Any]:
 
 
 def _phi3(f: GGUFFile) -> dict[str, Any]:
-    """Phi-3 is LLaMA's architecture with fused projections (and a sliding window when the file has one)."""
-    if f.get(".rope.scaling.attn_factor") is not None or "rope_factors_long.weight" in f.tensors:
-        raise BuildError(f"{f.path}: Phi-3 LongRoPE (tensor 'rope_factors_long.weight') is not supported; the 4k-context models are")
+    """Phi-3 is LLaMA's architecture with fused projections (and a sliding window when the file has one).
+    LongRoPE (Phi-3 128k, Phi-4-mini) maps to transformers' phi3: the factor tensors and llama.cpp's attention
+    factor become its rope_scaling, and the switch follows transformers (by the current length; llama.cpp
+    switches by the configured context size)."""
     window = f.get(".attention.sliding_window")
-    return {**_llama(f), **({"model_type": "mistral", "sliding_window": int(window)} if window else {})}
+    if "rope_factors_long.weight" not in f.tensors:
+        if f.get(".rope.scaling.attn_factor") is not None:
+            raise BuildError(
+                f"{f.path}: metadata '{f.arch}.rope.scaling.attn_factor' without tensor 'rope_factors_long.weight' is not supported"
+            )
+        return {**_llama(f), **({"model_type": "mistral", "sliding_window": int(window)} if window else {})}
+    cfg = _llama(f)
+    factors = {f"{kind}_factor": f.tensor(f"rope_factors_{kind}.weight").data.astype(float).tolist() for kind in ("short", "long")}
+    return {
+        **cfg,
+        "model_type": "phi3",
+        "sliding_window": int(window) if window else None,
+        "partial_rotary_factor": _partial_rotary(f, cfg),
+        "original_max_position_embeddings": int(f.require(".rope.scaling.original_context_length")),
+        "rope_scaling": {"rope_type": "longrope", **factors, "attention_factor": float(f.require(".rope.scaling.attn_factor"))},
+    }
 
 
 def _partial_rotary(f: GGUFFile, cfg: dict[str, Any]) -> float:
-    head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     return int(f.get(".rope.dimension_count", head_dim)) / head_dim
 
 
@@ -248,7 +265,12 @@ ARCHS: dict[str, Arch] = {
     "phi3": Arch(
         "llama",
         _phi3,
-        lambda f: [(L + r"ffn_up\.(weight|bias)", r"blocks.\1.ffn.{p}.\2", "gate_up"), *SEQUENTIAL_NORMS, *COMMON],
+        lambda f: [
+            (r"rope_factors_(long|short)\.weight", "", "config"),  # LongRoPE: read into the config by _phi3
+            (L + r"ffn_up\.(weight|bias)", r"blocks.\1.ffn.{p}.\2", "gate_up"),
+            *SEQUENTIAL_NORMS,
+            *COMMON,
+        ],
         ffn_up_rows=2,
     ),
     "phi2": Arch("phi", _phi2, lambda f: [(L + r"attn_norm\.(weight|bias)", r"blocks.\1.norm.\2", "all"), *COMMON]),

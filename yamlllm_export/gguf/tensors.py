@@ -63,6 +63,8 @@ def pieces(f: GGUFFile) -> dict[str, Piece]:
             if m is None:
                 continue
             ours = m.expand(target)
+            if how == "config":  # read into the config (Phi-3's LongRoPE factors), not a weight
+                break
             if how == "all":
                 out[ours] = Piece(t, None, offset)
             elif how == "unpermute":

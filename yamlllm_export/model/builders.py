@@ -20,7 +20,15 @@ from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
-from yamlllm_export.model.positions import AlibiSlopes, DynamicNTKRotary, LearnedPositions, RotaryCache, SinusoidalPositions
+from yamlllm_export.model.positions import (
+    AlibiSlopes,
+    DynamicNTKRotary,
+    LearnedPositions,
+    LongRopeRotary,
+    Rotary,
+    RotaryCache,
+    SinusoidalPositions,
+)
 from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
 from yamlllm_export.spec.types import (
     AttentionSpec,
@@ -82,7 +90,7 @@ def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
     return scale
 
 
-def _mla(lay: LayerSpec, rotary: RotaryCache | DynamicNTKRotary | None, scaling: RopeScalingSpec | None) -> MultiLatentAttention:
+def _mla(lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalingSpec | None) -> MultiLatentAttention:
     """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
     att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
     q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
@@ -155,13 +163,14 @@ def rope_scaling(s: RopeScalingSpec | None) -> RopeScaling | None:
     return RopeScaling(
         s.type, s.factor, s.original_max_position_embeddings, low_freq_factor=s.low_freq_factor,
         high_freq_factor=s.high_freq_factor, beta_fast=s.beta_fast, beta_slow=s.beta_slow, attention_factor=s.attention_factor,
-        mscale=s.mscale, mscale_all_dim=s.mscale_all_dim, truncate=s.truncate,
+        mscale=s.mscale, mscale_all_dim=s.mscale_all_dim, truncate=s.truncate, short_factor=s.short_factor,
+        long_factor=s.long_factor,
     )  # fmt: skip
 
 
-def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = False) -> RotaryCache | DynamicNTKRotary | None:
+def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = False) -> Rotary | None:
     """RoPE tables shared by the layers with the same base and scaling (``theta`` / ``unscaled``: a layer's
-    own): static (plain, linear, llama3, yarn) or computed per forward (dynamic NTK)."""
+    own): static (plain, linear, llama3, yarn) or chosen / computed per forward (LongRoPE, dynamic NTK)."""
     pe = emb.positional_encoding
     if pe.type != "rope":
         return None
@@ -171,6 +180,8 @@ def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = Fal
         return DynamicNTKRotary(
             pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings
         )
+    if scaling is not None and scaling.type == "longrope":
+        return LongRopeRotary(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
     return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
 
 
@@ -187,7 +198,7 @@ def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | Sinu
 def _skeleton(spec: ModelSpec) -> DecoderLM:
     emb, d = spec.embedding, spec.layer.hidden_dim
     kind = emb.positional_encoding.type
-    tables: dict[tuple[float | None, bool], RotaryCache | DynamicNTKRotary | None] = {}
+    tables: dict[tuple[float | None, bool], Rotary | None] = {}
     for att in (layer.attention for layer in spec.layer_specs()):  # one table per distinct (base, scaled)
         key = (att.rope_theta, att.rope_unscaled)
         tables.setdefault(key, _rotary(emb, *key))

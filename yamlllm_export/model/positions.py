@@ -1,5 +1,5 @@
 """Position information: learned or sinusoidal absolute embeddings, RoPE tables (plain, scaled, dynamic
-NTK) and ALiBi slopes. ``none`` is the absence of all of them.
+NTK, LongRoPE) and ALiBi slopes. ``none`` is the absence of all of them.
 
 Each is a small module so the decoder receives exactly one of them; RoPE and ALiBi hand their tensors to
 the attention ops rather than touching the hidden states. Tables and slopes are non-persistent buffers:
@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from yamlllm_export.ops.attention_bias import alibi_slopes
-from yamlllm_export.ops.rope_scaling import RopeScaling, dynamic_ntk_inv_freq, static_inv_freq
+from yamlllm_export.ops.rope_scaling import (
+    RopeScaling,
+    dynamic_ntk_inv_freq,
+    longrope_attention_factor,
+    longrope_inv_freq,
+    static_inv_freq,
+)
 from yamlllm_export.ops.rotary import rope_tables
 
 
@@ -54,8 +60,8 @@ class RotaryCache(nn.Module):
 
     def __init__(self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling | None = None) -> None:
         super().__init__()
-        if scaling is not None and scaling.type == "dynamic":
-            raise ValueError("dynamic NTK scaling has no static table; use DynamicNTKRotary")
+        if scaling is not None and scaling.type in ("dynamic", "longrope"):
+            raise ValueError(f"{scaling.type} scaling has no single static table; use DynamicNTKRotary / LongRopeRotary")
         self.max_positions, self.rotary_dim, self.theta, self.scaling = max_positions, rotary_dim, theta, scaling
         self.register_buffer("cos", torch.empty(max_positions, rotary_dim // 2), persistent=False)
         self.register_buffer("sin", torch.empty(max_positions, rotary_dim // 2), persistent=False)
@@ -106,6 +112,55 @@ class DynamicNTKRotary(nn.Module):
         angles = (pos[..., None] * inv_freq[:, None, :]).reshape(B * S, self.rotary_dim // 2)  # (B·S, rd/2)
         index = torch.arange(B * S, device=position_ids.device).view(B, S)
         return angles.cos().to(dtype), angles.sin().to(dtype), index
+
+
+class LongRopeRotary(nn.Module):
+    """RoPE with LongRoPE scaling (Phi-3 128k, Phi-4-mini): a table from the short rescale factors and one
+    from the long, both over positions < max_positions and scaled by the same attention factor, and per
+    forward the long one when max(position_ids) + 1 > original_max, else the short one.
+
+    The switch is transformers' rule exactly (``longrope_frequency_update`` in ``modeling_rope_utils.py``):
+    one decision per forward call over the whole batch (``torch.max(position_ids) + 1``), strictly greater
+    than ``original_max``, so a row shorter than ``original_max`` rotates with the long factors when a
+    neighbour is longer. The choice is a ``Where`` on a 0-d condition in the graph, after gathering the
+    positions' rows from both tables (not on the full tables: Phi-3's hold 131072 rows). Cached keys keep
+    the rotation of the step that wrote them, as in transformers' forward: a decode step past the switch
+    rotates only its new keys with the long factors, so decoding across it legitimately differs from
+    recomputing the whole sequence. (transformers' ``generate`` for Phi-3 instead drops the cache once
+    when the sequence first crosses the switch and recomputes it; a caller can do the same.)"""
+
+    def __init__(self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling) -> None:
+        super().__init__()
+        if scaling.short_factor is None or scaling.long_factor is None:
+            raise ValueError("longrope scaling needs short_factor and long_factor")
+        self.max_positions, self.rotary_dim, self.theta, self.scaling = max_positions, rotary_dim, theta, scaling
+        self.original_max = scaling.original_max_position_embeddings
+        for name in ("short_cos", "short_sin", "long_cos", "long_sin"):
+            self.register_buffer(name, torch.empty(max_positions, rotary_dim // 2), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the tables in float64, e.g. after the model is materialised from the meta device."""
+        s = self.scaling
+        scale = longrope_attention_factor(s.factor, original_max=self.original_max, attention_factor=s.attention_factor)
+        positions = torch.arange(self.max_positions, dtype=torch.float64, device="cpu")
+        for kind, rescale in (("short", s.short_factor), ("long", s.long_factor)):
+            cos, sin = rope_tables(positions, longrope_inv_freq(self.rotary_dim, self.theta, rescale), scale)
+            like = getattr(self, f"{kind}_cos")
+            setattr(self, f"{kind}_cos", cos.to(like.device, like.dtype))
+            setattr(self, f"{kind}_sin", sin.to(like.device, like.dtype))
+
+    def tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cos, sin) (B·S, rd/2) and positions (B, S) = b·S + s indexing them (``DynamicNTKRotary``'s form)."""
+        B, S = position_ids.shape
+        long = position_ids.max() + 1 > self.original_max  # 0-d: one choice for the whole batch, as in HF
+        cos = torch.where(long, self.long_cos[position_ids], self.short_cos[position_ids])  # (B, S, rd/2)
+        sin = torch.where(long, self.long_sin[position_ids], self.short_sin[position_ids])
+        index = torch.arange(B * S, device=position_ids.device).view(B, S)
+        return cos.reshape(B * S, -1).to(dtype), sin.reshape(B * S, -1).to(dtype), index
+
+
+Rotary = RotaryCache | DynamicNTKRotary | LongRopeRotary  # what attention takes: ``.tables(position_ids, dtype)``
 
 
 class AlibiSlopes(nn.Module):

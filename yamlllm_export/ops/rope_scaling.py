@@ -12,6 +12,9 @@ model was trained on (``original_max_position_embeddings``):
            shorter than L_orig/high_freq_factor kept, the band between interpolated smoothly.
 - yarn     (Peng et al. 2023, arXiv 2309.00071): "NTK-by-parts" ramp between the dims that rotate beta_fast
            and beta_slow times over L_orig, plus cos/sin scaled by attention_factor (0.1·ln(factor) + 1).
+- longrope (Ding et al. 2024, arXiv 2402.13753; Phi-3): θ_i / r_i with searched per-frequency rescale
+           factors r, ``short_factor`` while L ≤ L_orig and ``long_factor`` past it, cos/sin scaled by
+           sqrt(1 + ln(factor)/ln(L_orig)); two tables, chosen per step in the graph (``LongRopeRotary``).
 
 Static variants are computed once, in float64, on the CPU (the model may be built on the meta device).
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-SCALING_TYPES = ("linear", "dynamic", "llama3", "yarn")
+SCALING_TYPES = ("linear", "dynamic", "llama3", "yarn", "longrope")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class RopeScaling:
     """The scaling parameters a ``RotaryCache`` needs, each given: the builder copies them from the spec, whose
     schema holds the defaults (``rope_scaling`` in ``spec/yamlllm.schema.json``)."""
 
-    type: str  # linear | dynamic | llama3 | yarn
+    type: str  # linear | dynamic | llama3 | yarn | longrope
     factor: float
     original_max_position_embeddings: int
     low_freq_factor: float  # llama3
@@ -40,7 +43,9 @@ class RopeScaling:
     beta_slow: float  # yarn
     mscale: float | None  # yarn (DeepSeek)
     mscale_all_dim: float | None  # yarn (DeepSeek)
-    attention_factor: float | None  # yarn
+    attention_factor: float | None  # yarn, longrope
+    short_factor: tuple[float, ...] | None  # longrope: rd/2 rescale factors up to original_max_position_embeddings
+    long_factor: tuple[float, ...] | None  # longrope: rd/2 rescale factors past it
     truncate: bool  # yarn: floor / ceil the ramp's dimension bounds (HF's default; GPT-OSS: false)
 
 
@@ -106,6 +111,19 @@ def yarn_attention_factor(factor: float, *, attention_factor: float | None, msca
     return yarn_mscale(factor)
 
 
+def longrope_inv_freq(rotary_dim: int, theta: float, rescale: tuple[float, ...]) -> torch.Tensor:
+    """LongRoPE: θ_i / r_i, one searched rescale factor r_i per frequency (HF ``_compute_longrope_parameters``)."""
+    return default_inv_freq(rotary_dim, theta) / torch.tensor(rescale, dtype=torch.float64, device="cpu")
+
+
+def longrope_attention_factor(factor: float, *, original_max: int, attention_factor: float | None) -> float:
+    """The multiplier of cos and sin, for short and long factors alike: ``attention_factor`` when given,
+    else sqrt(1 + ln(factor)/ln(L_orig)) for factor > 1 (factor: max_position_embeddings / L_orig), else 1."""
+    if attention_factor is not None:
+        return attention_factor
+    return 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original_max))
+
+
 def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) -> tuple[torch.Tensor, float]:
     """(θ float64 (d/2,), cos/sin multiplier) for no scaling or a static variant (not ``dynamic``)."""
     inv_freq = default_inv_freq(rotary_dim, theta)
@@ -125,7 +143,7 @@ def static_inv_freq(rotary_dim: int, theta: float, scaling: RopeScaling | None) 
             original_max=s.original_max_position_embeddings, truncate=s.truncate,
         )  # fmt: skip
         return freq, yarn_attention_factor(s.factor, attention_factor=s.attention_factor, mscale=s.mscale, mscale_all_dim=s.mscale_all_dim)
-    raise ValueError(f"rope_scaling.type {s.type!r} has no static table (choose from linear, llama3, yarn)")
+    raise ValueError(f"rope_scaling.type {s.type!r} has no single static table (choose from linear, llama3, yarn)")
 
 
 def dynamic_ntk_inv_freq(length: torch.Tensor, *, rotary_dim: int, theta: float, factor: float, original_max: int) -> torch.Tensor:

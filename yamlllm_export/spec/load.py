@@ -183,7 +183,8 @@ def _moe(moe: dict[str, Any] | None) -> MoESpec | None:
 def _freeze(d: dict[str, Any]) -> ModelSpec:
     emb, lay = d["embedding"], d["layer"]
     pe = emb["positional_encoding"]
-    pe = PositionalEncodingSpec(**{**pe, "rope_scaling": _optional(RopeScalingSpec, pe["rope_scaling"])})
+    scaling = pe["rope_scaling"] and {k: tuple(v) if isinstance(v, list) else v for k, v in pe["rope_scaling"].items()}
+    pe = PositionalEncodingSpec(**{**pe, "rope_scaling": _optional(RopeScalingSpec, scaling)})
     att, ffn = lay["attention"], lay["ffn"]
     overrides = tuple(
         LayerOverrideSpec(tuple(o["layers"]), OverrideAttentionSpec(**o.get("attention", {}), fields=tuple(o.get("attention", {}))))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 GATED = {"swiglu", "geglu", "geglu_tanh", "reglu"}
-FACTOR_AT_LEAST_ONE = {"dynamic", "llama3", "yarn"}
+FACTOR_AT_LEAST_ONE = {"dynamic", "llama3", "yarn", "longrope"}
 
 Problem = tuple[str, str]
 
@@ -168,6 +168,29 @@ def _rope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
         yield f"{path}.rope_scaling.truncate", f"applies to yarn scaling, not {kind}"
     if kind == "yarn" and scaling["beta_fast"] <= scaling["beta_slow"]:
         yield f"{path}.rope_scaling.beta_fast", f"{scaling['beta_fast']} must exceed beta_slow {scaling['beta_slow']}"
+    yield from _longrope(d, pe)
+
+
+def _rotary_dim(d: dict[str, Any], pe: dict[str, Any]) -> int:
+    """The rotary dim ``load._derive`` will fill in when unset."""
+    att = d["layer"]["attention"]
+    if att["mechanism"] == "mla":
+        return att["mla_rope_head_dim"] or _head_dim(d) // 2
+    return pe["rotary_dim"] or int(_head_dim(d) * pe["partial_rotary_factor"]) // 2 * 2
+
+
+def _longrope(d: dict[str, Any], pe: dict[str, Any]) -> Iterator[Problem]:
+    """short_factor and long_factor: both with longrope, one factor per rotated pair; neither otherwise."""
+    path, scaling = "embedding.positional_encoding.rope_scaling", pe["rope_scaling"]
+    for key in ("short_factor", "long_factor"):
+        factors = scaling[key]
+        if scaling["type"] != "longrope":
+            if factors is not None:
+                yield f"{path}.{key}", f"applies to longrope scaling, not {scaling['type']}"
+        elif factors is None:
+            yield f"{path}.{key}", "required with longrope scaling (one rescale factor per rotated pair)"
+        elif len(factors) != _rotary_dim(d, pe) // 2:
+            yield f"{path}.{key}", f"has {len(factors)} factors; rotary_dim {_rotary_dim(d, pe)} needs {_rotary_dim(d, pe) // 2}"
 
 
 def _ffn(d: dict[str, Any]) -> Iterator[Problem]:

@@ -10,17 +10,19 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RopeScalingSpec:
-    type: str  # linear | dynamic | llama3 | yarn
+    type: str  # linear | dynamic | llama3 | yarn | longrope
     factor: float
     original_max_position_embeddings: int  # derived when absent: max_position_embeddings // factor
     low_freq_factor: float  # llama3
     high_freq_factor: float  # llama3
     beta_fast: float  # yarn
     beta_slow: float  # yarn
-    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1 (or the mscale ratio)
+    attention_factor: float | None  # yarn: None -> 0.1·ln(factor) + 1 (or the mscale ratio); longrope: sqrt(1 + ln f / ln L_orig)
     mscale: float | None  # yarn (DeepSeek): numerator of the cos/sin scale
     mscale_all_dim: float | None  # yarn (DeepSeek): its denominator; MLA's softmax scale × m(mscale_all_dim)²
     truncate: bool  # yarn: floor / ceil the ramp's dimension bounds (HF's default; GPT-OSS: false)
+    short_factor: tuple[float, ...] | None  # longrope: rotary_dim/2 rescale factors while the length <= original
+    long_factor: tuple[float, ...] | None  # longrope: rotary_dim/2 rescale factors past it
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,9 @@ class ModelSpec:
             for o in d["layer_overrides"]
         ]
         d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples
+        if (scaling := d["embedding"]["positional_encoding"]["rope_scaling"]) is not None:
+            for key in ("short_factor", "long_factor"):  # longrope's lists
+                scaling[key] = None if scaling[key] is None else list(scaling[key])
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:

@@ -83,6 +83,8 @@ def not_incremental(spec: ModelSpec) -> str:
     scaling = spec.embedding.positional_encoding.rope_scaling
     if scaling is not None and scaling.type == "dynamic":
         return "dynamic NTK RoPE: cached keys keep the base of the step that wrote them, a recompute uses the current one"
+    if scaling is not None and scaling.type == "longrope":
+        return "LongRoPE: keys cached before the switch to long factors keep the short ones, a recompute uses the long ones"
     return ""
 
 

@@ -58,7 +58,7 @@ def rope_positions(cfg: HFConfig, *, head_dim: int, rotary_dim: int | None = Non
     if rotary_dim is not None and rotary_dim != head_dim:
         out["rotary_dim"] = rotary_dim
     if scaling is not None:
-        out["rope_scaling"] = _rope_scaling(cfg, scaling)
+        out["rope_scaling"] = _rope_scaling(cfg, scaling, rotary_dim=rotary_dim or head_dim)
     return out
 
 
@@ -70,15 +70,51 @@ _SCALING_KEYS = {
 }
 
 
-def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any]) -> dict[str, Any]:
+def _rope_scaling(cfg: HFConfig, scaling: dict[str, Any], *, rotary_dim: int) -> dict[str, Any]:
     kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "longrope":  # transformers' rule: the top-level original context outranks the parameters' own
+        original = cfg.get("original_max_position_embeddings") or scaling.get("original_max_position_embeddings")
+        return longrope_scaling(cfg, scaling, rotary_dim=rotary_dim, original_max=original or cfg.require("max_position_embeddings"))
     if kind not in _SCALING_KEYS:
-        raise BuildError(f"{cfg.where}: rope scaling type {kind!r} is not supported (supported: {', '.join(_SCALING_KEYS)})")
+        supported = ", ".join([*_SCALING_KEYS, "longrope"])
+        raise BuildError(f"{cfg.where}: rope scaling type {kind!r} is not supported (supported: {supported})")
     out = {"type": kind, **{k: scaling[k] for k in _SCALING_KEYS[kind] if scaling.get(k) is not None}}
     if kind == "yarn" and scaling.get("truncate", True) is False:  # GPT-OSS: fractional ramp bounds
         out["truncate"] = False
     if kind in ("dynamic", "yarn") and "original_max_position_embeddings" not in out:
         out["original_max_position_embeddings"] = cfg.require("max_position_embeddings")  # HF's fallback
+    return out
+
+
+# what transformers' ``_compute_longrope_parameters`` reads (partial_rotary_factor: the rotary dim's own key)
+_LONGROPE_KEYS = {"rope_type", "type", "rope_theta", "partial_rotary_factor", "short_factor", "long_factor", "factor"}
+_LONGROPE_KEYS |= {"attention_factor", "original_max_position_embeddings"}
+
+
+def longrope_scaling(cfg: HFConfig, params: dict[str, Any], *, rotary_dim: int, original_max: int) -> dict[str, Any]:
+    """Our ``rope_scaling`` for transformers' ``longrope`` parameters ``params`` (Phi-3 128k, Phi-3.5,
+    Phi-4-mini; other families call it with their own ``original_max``), as ``_compute_longrope_parameters``
+    reads them: ``factor`` defaults to max_position_embeddings / original_max and sets the attention factor
+    when ``attention_factor`` is absent. One refusal line, naming config.json's key, for factor lists that do
+    not hold one number per rotated pair and for keys it would ignore."""
+    key = "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling"
+    unknown = sorted(set(params) - _LONGROPE_KEYS)
+    if unknown:
+        raise BuildError(
+            f"{cfg.where}: {key}.{unknown[0]} is not supported with longrope scaling (supported: {', '.join(sorted(_LONGROPE_KEYS))})"
+        )
+    out: dict[str, Any] = {"type": "longrope"}
+    factor = params.get("factor")
+    out["factor"] = float(cfg.require("max_position_embeddings") / original_max if factor is None else factor)
+    out["original_max_position_embeddings"] = int(original_max)
+    for name in ("short_factor", "long_factor"):
+        factors = params.get(name)
+        if not isinstance(factors, list) or len(factors) != rotary_dim // 2 or not all(isinstance(f, int | float) for f in factors):
+            got = f"{len(factors)} numbers" if isinstance(factors, list) else repr(factors)
+            raise BuildError(f"{cfg.where}: {key}.{name} must be a list of {rotary_dim // 2} numbers (rotary dim {rotary_dim}), got {got}")
+        out[name] = [float(f) for f in factors]
+    if params.get("attention_factor") is not None:
+        out["attention_factor"] = float(params["attention_factor"])
     return out
 
 

@@ -1,9 +1,11 @@
 """Phi-3 and Phi-4-mini (model_type ``phi3``): LLaMA's architecture with fused projections, ``qkv_proj`` as
 [q; k; v] rows and ``gate_up_proj`` as [gate; up] rows, split at import; partial rotary (Phi-4-mini rotates
-3/4 of each head) and Mistral's sliding window when ``sliding_window`` is set."""
+3/4 of each head), Mistral's sliding window when ``sliding_window`` is set, and LongRoPE (Phi-3 128k,
+Phi-3.5, Phi-4-mini: ``base.longrope_scaling``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
@@ -15,11 +17,23 @@ from yamlllm_export.hf.families.phi import partial_rotary_dim
 _LAYER = r"model\.layers\.(\d+)\."
 
 
+def as_phi3_config(cfg: HFConfig) -> HFConfig:
+    """config.json as ``Phi3Config`` reads it: "su" and "yarn" scaling mean longrope, and the top-level
+    ``original_max_position_embeddings`` (a class default of 4096 when absent) outranks the scaling's own."""
+    raw = {**cfg.raw, "original_max_position_embeddings": cfg.get("original_max_position_embeddings", 4096)}
+    for key in ("rope_scaling", "rope_parameters"):
+        params = raw.get(key)
+        if isinstance(params, dict) and params.get("rope_type", params.get("type")) in ("su", "yarn"):
+            raw[key] = {**{k: v for k, v in params.items() if k != "type"}, "rope_type": "longrope"}
+    return dataclasses.replace(cfg, raw=raw)
+
+
 def phi3_spec(cfg: HFConfig) -> dict[str, Any]:
+    cfg = as_phi3_config(cfg)
     _, scaling = cfg.rope()
-    if scaling is not None:  # transformers maps "su" and "yarn" to longrope for Phi-3
+    if scaling is not None and scaling.get("rope_type", scaling.get("type")) != "longrope":
         raise cfg.refuse(
-            "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling", "only the 4k-context Phi-3 without LongRoPE maps"
+            "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling", "Phi-3 scales RoPE by longrope, su or yarn only"
         )
     dims = attention_dims(cfg)
     d = cfg.require("hidden_size")
