@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +53,6 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="yamlllm-export")
 def main() -> None:
     """Compile YamlLLM transformer YAML into verified ONNX models."""
-    if hasattr(signal, "SIGXFSZ"):  # past a file-size limit (ulimit -f) a write fails with EFBIG: one line, not a kill
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 @main.command()
