@@ -80,7 +80,7 @@ BAD_FOLDERS = {
     "torch-version": (lambda f: edit_build_json(f, torch_version="1.0.0"), [], "seeded build made with torch 1.0.0"),
     "weights-changed": (lambda f: edit_build_json(f, seed=1), [], "sha256 mismatch"),
     "in-memory-model": (lambda f: edit_build_json(f, kind="model"), [], "cannot be rebuilt"),
-    "spec-edited": (_edit_spec, [], "differs from the spec the folder was built from"),
+    "spec-edited": (_edit_spec, [], "model.yaml: changed since the build (sha256 "),
     "model-onnx-missing": (lambda f: (f / "model.onnx").unlink(), [], "model.onnx is missing"),
     "prompt-too-long": (
         lambda f: None,

@@ -29,6 +29,7 @@ from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.folder import quantize_folder
+from yamlllm_export.runtime.folder_check import FILES, record_files
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
@@ -226,6 +227,7 @@ def export_onnx(
             "external_data": EXTERNAL_DATA,
             **({"quantization": quantization} if quantization is not None else {}),
             "build_seconds": round(time.perf_counter() - started, 3),
+            FILES: record_files(tmp),  # last: the final bytes, quantized or kept-quantized included
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir
