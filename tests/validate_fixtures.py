@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from yamlllm_export.runtime.folder_check import FILES, record_files
+from yamlllm_export.runtime.folder_check import FILES, check_files, record_files
 from yamlllm_export.validate.runner import ValidateOptions, validate_folder
 
 FAST = {"steps": 3, "batch": 3, "prompt_len": 8}  # lengths 8/6/4; long context: max_positions - 3 + 3 steps
@@ -35,6 +35,15 @@ def edit_graph(folder: Path, edit: Callable[[onnx.ModelProto], None]) -> Path:
     edit(model)
     onnx.save(model, str(folder / "model.onnx"))
     return rerecord(folder)
+
+
+def assert_recorded(folder: Path) -> None:
+    """build.json records every file the build left in ``folder`` (reports of later runs aside) with the hashes
+    of its final bytes: quantized and kept-quantized folders are rewritten after the export."""
+    files = json.loads((folder / "build.json").read_text())[FILES]
+    written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"build.json"}
+    assert set(files) == {n for n in written if not n.startswith(("parity/", "bench/"))}, (sorted(files), sorted(written))
+    check_files(folder, files, full=True)
 
 
 def rerecord(folder: Path) -> Path:
