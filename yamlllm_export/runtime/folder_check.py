@@ -62,6 +62,8 @@ def _recorded(folder: Path) -> dict[str, dict]:
 def check_files(folder: Path, records: dict[str, dict], *, full: bool) -> None:
     for name, record in records.items():
         path = folder / name
+        if not isinstance(record, dict) or PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+            raise FolderError(f"{folder / BUILD_INFO}: files[{name!r}] is not a file record of this folder")
         if not path.is_file():
             raise FolderError(f"{path}: missing (build.json records it: the folder is incomplete)")
         stat = path.stat()
