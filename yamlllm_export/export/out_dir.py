@@ -87,14 +87,10 @@ def staged(out_dir: Path, overwrite: bool) -> Iterator[Path]:
             move_into_place(tmp, out_dir)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            refused = write_error(out_dir, err) if not isinstance(err, YamlllmError) else None
+            refused = write_error(out_dir, err) if isinstance(err, Exception) and not isinstance(err, YamlllmError) else None
             if refused is not None:
                 raise refused from err
             raise
-
-
-def lock_path(out_dir: Path) -> Path:
-    return out_dir.with_name(f".{out_dir.name}.lock")
 
 
 @contextlib.contextmanager
@@ -102,7 +98,7 @@ def _locked(out_dir: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    path = lock_path(out_dir)
+    path = out_dir.with_name(f".{out_dir.name}.lock")
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
