@@ -55,9 +55,14 @@ def test_overwrite_keeps_old_folder_until_new_one_is_complete(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_failed_final_rename_restores_the_previous_folder(tmp_path, monkeypatch):
-    """The swap's last step fails (a full disk, a permission): the old build is back under its name."""
+@pytest.mark.parametrize("exchange", ["refused", "unsupported"])
+def test_failed_final_rename_restores_the_previous_folder(tmp_path, monkeypatch, exchange):
+    """The swap fails (a permission): refused, the atomic exchange changed nothing; unsupported by the
+    filesystem, the two-rename fallback's last step fails and the old build is back under its name."""
+    import errno
     import os
+
+    from yamlllm_export.export import out_dir as out_dir_module
 
     rename = os.rename
     out = tmp_path / "out"
@@ -67,9 +72,13 @@ def test_failed_final_rename_restores_the_previous_folder(tmp_path, monkeypatch)
             raise OSError(13, "Permission denied")
         rename(src, dst)
 
+    def exchange_fails(a, b):
+        raise OSError(errno.EACCES if exchange == "refused" else errno.EINVAL, "exchange")
+
     out.mkdir()
     (out / "old.txt").write_text("previous build")
     monkeypatch.setattr(os, "rename", failing)
+    monkeypatch.setattr(out_dir_module, "_exchange", exchange_fails)
     with pytest.raises(BuildError, match="cannot move the finished build into place .*previous folder is unchanged"):
         export_onnx(MODELS / "tiny-postnorm-mqa.yaml", out, target="portable", overwrite=True)
     assert (out / "old.txt").read_text() == "previous build"

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 
 from tests.gguf_fixtures import write_gguf
 from tests.hf_fixtures import make_hf_model
+from tests.validate_fixtures import assert_recorded
 from yamlllm_export.export.writer import export_onnx
 from yamlllm_export.gguf import load_gguf_weights
 from yamlllm_export.gguf.importer import import_gguf
@@ -75,6 +76,7 @@ def test_keep_quantized_build_matches_the_dequantized_model(quant: str, tmp_path
     kept = export_onnx(tmp_path / "spec.yaml", tmp_path / "kept", weights=path, keep_quantized=True)
     info = json.loads((kept / "build.json").read_text())
     assert info["op_counts"]["com.microsoft.MatMulNBits"] == 7 * spec["num_layers"], info["op_counts"]  # q, k, v, o, gate, up, down
+    assert_recorded(kept)  # the hashes of the rewritten graph and data
     graph = onnx.load(kept / "model.onnx", load_external_data=False).graph
     assert sum(n.op_type == "MatMul" and not n.name.endswith(".offsets") for n in graph.node) == 1  # the LM head only
     model = build_model(load_spec(kept / "model.yaml")).eval()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from tests.validate_fixtures import FAST, copy_folder, edit_graph
+from tests.validate_fixtures import FAST, assert_recorded, copy_folder, edit_graph
 from yamlllm_export.cli import main
 
 FAST_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
@@ -51,6 +51,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[" ".join(c) for c in CASES])
 def test_quantized_folder_validates_both_ways(quantized, tmp_path, case):
     folder = quantized(*case)
+    assert_recorded(folder)  # the hashes of the quantized files, not of the float export they replaced
     result, rows = _validate(folder, tmp_path / "rep")
     assert result.exit_code == 0, result.output
     assert all(rows[c]["status"] == "pass" for c in (*EXPORT_CHECKS, "weights"))

@@ -30,6 +30,7 @@ from tests.validate_fixtures import (
     to_external_data,
     truncate_lm_head,
 )
+from yamlllm_export.errors import FolderError
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.parity import EPS32, FP32_HEADROOM
 
@@ -134,7 +135,9 @@ def test_external_data_inside_the_folder_passes(built, tmp_path):
 
 @pytest.mark.parametrize("where", ["outside", "missing"])
 @pytest.mark.xdist_group(name="tiny-postnorm-mqa")
-def test_external_data_outside_or_missing_fails(built, tmp_path, where):
+def test_external_data_outside_or_missing_is_refused(built, tmp_path, where):
+    """Refused before any check or session (exit 2): data the graph reads from outside its folder, a data file
+    build.json records that is gone."""
     folder = copy_folder(built("tiny-postnorm-mqa", "ort"), tmp_path / "ext")
     to_external_data(folder)
     if where == "outside":  # the data moved one level up and the graph points there
@@ -142,10 +145,10 @@ def test_external_data_outside_or_missing_fails(built, tmp_path, where):
         point_external_data(folder, "../model.onnx.data")
     else:
         (folder / "model.onnx.data").unlink()
-    report = run(folder, tmp_path / "parity")
-    assert "external data" in failed(report) and report.exit_code == 1
-    expected = "outside the folder" if where == "outside" else "is missing"
-    assert expected in row(report, "external data").detail
+    expected = "keeps its data at '../model.onnx.data': a path through '..'" if where == "outside" else "model.onnx.data: missing"
+    with pytest.raises(FolderError, match=re.escape(expected)):
+        run(folder, tmp_path / "parity")
+    assert not (tmp_path / "parity").exists()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import MODELS
-from tests.validate_fixtures import FAST, copy_folder, edit_build_json, edit_graph, shift_cache
+from tests.validate_fixtures import FAST, copy_folder, edit_build_json, edit_graph, rerecord, shift_cache
 from yamlllm_export.cli import main
 from yamlllm_export.runtime.session import availability
 
@@ -80,7 +80,9 @@ BAD_FOLDERS = {
     "torch-version": (lambda f: edit_build_json(f, torch_version="1.0.0"), [], "seeded build made with torch 1.0.0"),
     "weights-changed": (lambda f: edit_build_json(f, seed=1), [], "sha256 mismatch"),
     "in-memory-model": (lambda f: edit_build_json(f, kind="model"), [], "cannot be rebuilt"),
-    "spec-edited": (_edit_spec, [], "differs from the spec the folder was built from"),
+    "spec-edited": (_edit_spec, [], "model.yaml: changed since the build ("),
+    # build.json's file hashes made to agree: the spec hash still tells
+    "spec-edited-rehashed": (lambda f: rerecord(_edit_spec(f) or f), [], "differs from the spec the folder was built from"),
     "model-onnx-missing": (lambda f: (f / "model.onnx").unlink(), [], "model.onnx is missing"),
     "prompt-too-long": (
         lambda f: None,

@@ -244,6 +244,7 @@ def validate(
 @click.option("--stop", "stops", type=int, multiple=True, help="Stop token id (repeatable) [default: the spec's tokens.eos_token_id].")
 @click.option("--ep", type=EP_CHOICE, default="cpu", show_default=True, help="Execution provider (cuda keeps the KV cache on the GPU).")
 @click.option("--stats", is_flag=True, help="Print prefill time and decode tokens/s to stderr.")
+@click.option("--verify", is_flag=True, help="Hash every file build.json records [default: sizes and mtimes, hashing what moved].")
 @handle_errors
 def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **options: Any) -> None:
     """Generate a continuation of each prompt with a built FOLDER on ONNX Runtime (one prompt streams)."""
@@ -270,6 +271,7 @@ def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **
     "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Report folder [default: FOLDER/bench, or ./bench-results]."
 )
 @click.option("--no-bandwidth", is_flag=True, help="Skip the read-bandwidth probe.")
+@click.option("--verify", is_flag=True, help="Hash every file build.json records [default: sizes and mtimes, hashing what moved].")
 @click.option(
     "--fresh-sessions", is_flag=True,
     help="Load every system anew for each round (warm-up runs inside each): one session's memory placement cannot bias the run.",
@@ -277,7 +279,7 @@ def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **
 @handle_errors
 def bench(
     paths: tuple[Path, ...], prompt_len: int, gen_len: int, batch: int, ep: str, backends: tuple[str, ...], rounds: int, warmup: int,
-    logits: str, out_dir: Path | None, no_bandwidth: bool, fresh_sessions: bool,
+    logits: str, out_dir: Path | None, no_bandwidth: bool, fresh_sessions: bool, verify: bool,
 ) -> None:  # fmt: skip
     """Measure prefill latency, decode tok/s and memory of model folders or YAML specs (built on the fly), ORT vs PyTorch."""
     from yamlllm_export.bench.cli_view import run_and_show
@@ -287,6 +289,7 @@ def bench(
     options = BenchOptions(
         workload=Workload(prompt_len=prompt_len, gen_len=gen_len, batch=batch), ep=ep, backends=backends or ("ort", "eager"),
         rounds=rounds, warmup=warmup, bandwidth=not no_bandwidth, out_dir=out_dir, logits=logits, fresh=fresh_sessions,
+        verify=verify,
     )  # fmt: skip
     run_and_show(list(paths), options)
 

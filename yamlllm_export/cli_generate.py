@@ -14,6 +14,7 @@ import click
 
 from yamlllm_export.errors import GenerationError
 from yamlllm_export.runtime import Generator, SamplingOptions
+from yamlllm_export.runtime.folder_check import check_folder
 
 
 def parse_ids(text: str) -> list[int]:
@@ -53,9 +54,11 @@ def run_generate(
     stops: tuple[int, ...],
     ep: str,
     stats: bool,
+    verify: bool = False,
 ) -> None:
     if bool(texts) == bool(id_lists):
         raise GenerationError("give the prompt as --prompt TEXT or as --prompt-ids IDS (one of the two)")
+    check_folder(folder, full=verify)  # before the tokenizer: a changed tokenizer.json is named as such
     tokenizer = None
     if texts:
         from yamlllm_export.runtime.tokenizer import load_tokenizer
@@ -69,7 +72,7 @@ def run_generate(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
-    generator = Generator(folder, ep=ep)
+    generator = Generator(folder, ep=ep, verify=None)  # checked above
     prompts = [tokenizer.encode(t).ids for t in texts] if tokenizer else [parse_ids(t) for t in id_lists]
     stream = len(prompts) == 1
     if stream and tokenizer is not None:

@@ -15,5 +15,9 @@ class BuildError(YamlllmError):
     """The spec is valid but this build cannot proceed (output folder, memory, disk, target)."""
 
 
+class FolderError(YamlllmError):
+    """A model folder is not as its build left it (a file changed or missing), or reads data from outside itself."""
+
+
 class GenerationError(YamlllmError):
     """A model folder cannot generate as asked (missing tokenizer, bad prompt ids, unusable EP)."""

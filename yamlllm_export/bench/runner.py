@@ -15,6 +15,7 @@ from yamlllm_export.bench.measure import measure
 from yamlllm_export.bench.report import BenchReport, build_report
 from yamlllm_export.bench.types import KINDS, ModelInfo, System, Workload
 from yamlllm_export.errors import BuildError
+from yamlllm_export.runtime.folder_check import check_folder
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.sizes import DTYPE_BYTES
 
@@ -33,6 +34,7 @@ class BenchOptions:
     plots: bool = True
     logits: str = "last"  # build option for YAML inputs: "last" (what generation needs, like the PyTorch rows) or "all"
     fresh: bool = False  # a new worker session for every round (see ``measure``)
+    verify: bool = False  # hash every file build.json records (else sizes and mtimes: runtime/folder_check.py)
 
 
 def decode_bytes_per_token(spec: ModelSpec, dtype: str) -> int:
@@ -103,6 +105,7 @@ def systems_for(folders: list[tuple[str, Path]], options: BenchOptions) -> list[
     """One system per (folder, backend), plus the bandwidth probe last."""
     out = []
     for name, folder in folders:
+        check_folder(folder, full=options.verify)
         _check_context(folder, options.workload)
         info = folder_info(folder)
         for backend in options.backends:

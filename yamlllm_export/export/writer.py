@@ -1,15 +1,14 @@
 """Write a model folder: ``model.onnx`` (+ ``model.onnx.data`` when large), ``model.yaml``, ``build.json``.
 
 Everything is written into a temporary sibling folder and moved into place only when complete, so a
-failed or interrupted build leaves nothing behind. An existing folder is replaced only with ``overwrite``.
+failed, interrupted or killed build leaves the previous folder as it was (export/out_dir.py: the lock, the
+debris of dead builds, the atomic swap). An existing folder is replaced only with ``overwrite``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -22,6 +21,7 @@ import yaml
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.flat_io import FlatIO, dynamic_shapes, example_inputs
+from yamlllm_export.export.out_dir import prepare_out_dir, staged
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
 from yamlllm_export.export.resources import check_resources
 from yamlllm_export.export.weights_source import load_weights_from
@@ -29,6 +29,7 @@ from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.folder import quantize_folder
+from yamlllm_export.runtime.folder_check import FILES, record_files
 from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, genai_config
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
@@ -41,19 +42,6 @@ LOGITS = ("all", "last")  # which positions' logits the graph returns
 # peak RSS 547 MiB against 780 MiB with the same weights inline (the proto stays alive beside the initializers),
 # the same speed; and the build needs ~1.25x the weights in RAM instead of ~4x (export/resources.py).
 EXTERNAL_DATA = "model.onnx.data"
-
-
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse unusable output paths before any work starts."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BuildError(f"{out_dir}: exists and is not a directory")
-    if out_dir.exists() and not overwrite:
-        raise BuildError(f"{out_dir}: output folder exists; pass --overwrite to replace it")
-    for parent in out_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise BuildError(f"{out_dir}: parent {parent} is not a directory")
-            break
 
 
 def _versions() -> dict[str, str]:
@@ -191,10 +179,7 @@ def export_onnx(
     if not given_model:
         check_resources(weight_bytes, out_dir)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
-    try:
+    with staged(out_dir, overwrite) as tmp:  # locked; moved into place on success, removed on any error
         model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
         if weights is not None:
             notes = load_weights_from(model, weights) + skipped
@@ -242,12 +227,9 @@ def export_onnx(
             "external_data": EXTERNAL_DATA,
             **({"quantization": quantization} if quantization is not None else {}),
             "build_seconds": round(time.perf_counter() - started, 3),
+            FILES: record_files(tmp),  # last: the final bytes, quantized or kept-quantized included
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -291,21 +273,3 @@ def _sha(model: torch.nn.Module) -> str:
 def _spec_yaml(spec: ModelSpec) -> str:
     header = "# Normalized spec written by yamlllm-export: every default filled in. Loads back to the same model.\n"
     return header + yaml.safe_dump(spec.to_dict(), sort_keys=False)
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Swap the finished folder in. The previous one is set aside first and put back if the swap fails, so
-    the user keeps either the old build or the new one, never a hidden ``.OUT.old-*``."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{tmp.name}")
-        out_dir.rename(old)
-    try:
-        tmp.rename(out_dir)
-    except OSError as err:
-        if old is not None:
-            old.rename(out_dir)
-        kept = "; the previous folder is unchanged" if old is not None else ""
-        raise BuildError(f"{out_dir}: cannot move the finished build into place ({err.strerror or err}){kept}") from err
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from yamlllm_export.errors import GenerationError
+from yamlllm_export.runtime.folder_check import check_folder
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.sampling import SamplingOptions, next_tokens
 from yamlllm_export.runtime.session import ORT_ERRORS, EpUnsupported, availability, cpu_session, one_line, open_session
@@ -41,10 +42,14 @@ class Generation:
 class Generator:
     """A model folder ready to generate: ``Generator("out/tiny").generate([[1, 2, 3]], max_new_tokens=8)``."""
 
-    def __init__(self, folder: str | Path, *, ep: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, folder: str | Path, *, ep: str = "cpu", threads: int = 0, verify: bool | None = False) -> None:
+        """``verify``: hash every file build.json records; False: only those whose size or mtime moved; None: the
+        caller checked the folder (``runtime.folder_check.check_folder``)."""
         folder = Path(folder)
         if not (folder / "model.onnx").is_file() or not (folder / "model.yaml").is_file():
             raise GenerationError(f"{folder}: not a model folder (needs model.onnx and model.yaml from `yamlllm-export build`)")
+        if verify is not None:
+            check_folder(folder, full=verify)
         self.folder = folder
         self.spec: ModelSpec = load_spec(folder / "model.yaml")
         self.contract = IOContract.for_spec(self.spec)

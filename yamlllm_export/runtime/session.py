@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from yamlllm_export.runtime.folder_check import check_external_data
+
 EP_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 ORT_DEFAULT_LOG_SEVERITY = 2  # ORT has no getter for the default logger's level; 2 (warning) is its default
 FLOAT_TYPES = {"float", "float16", "bfloat16"}
@@ -49,6 +51,7 @@ class EpAvailability:
 
 
 def cpu_session(model_dir: str | Path, *, threads: int = 0) -> ort.InferenceSession:
+    check_external_data(model_dir)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
     if threads:
@@ -103,8 +106,10 @@ def open_session(model_dir: str | Path, ep: str, *, profile_dir: str | None = No
     """A session whose nodes run on ``ep`` (CPU as the fallback for what ``ep`` leaves over).
 
     Raises ``EpUnsupported`` when ORT has no kernel for some node on any provider (e.g. bfloat16 MatMul on
-    CPU) or when the EP's library does not load; other ORT errors (a broken graph) propagate.
+    CPU) or when the EP's library does not load; other ORT errors (a broken graph) propagate. ``FolderError``
+    before ORT sees a graph whose external data lies outside ``model_dir``.
     """
+    check_external_data(model_dir)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if profile_dir is not None:  # the profile says which provider ran each node (see ``fallback_nodes``)

@@ -17,6 +17,7 @@ import torch
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.provenance import spec_sha256
 from yamlllm_export.export.reference import load_reference, read_build_info
+from yamlllm_export.runtime.folder_check import check_folder
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.session import (
     EP_PROVIDERS,
@@ -158,6 +159,7 @@ def validate_folder(folder: str | Path, options: ValidateOptions | None = None) 
     options = options or ValidateOptions()
     folder = Path(folder)
     info = read_build_info(folder)
+    check_folder(folder, full=True)  # a changed file is named here, not found later as a parity failure
     if info.get("logits", "all") != "all":  # parity compares every position; the last-only graph differs only by a slice
         raise BuildError(f"{folder}: built with --logits {info['logits']}; validate a build of the same spec with --logits all")
     spec = load_spec(folder / "model.yaml")

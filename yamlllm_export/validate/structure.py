@@ -8,12 +8,12 @@ so that a failure names which half failed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from yamlllm_export.runtime.folder_check import external_tensors, location_problem
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.validate.report import FAIL, PASS, CheckResult
 
@@ -143,25 +143,11 @@ def _opset_problems(proto: onnx.ModelProto, expected: dict[str, int]) -> list[st
     return problems
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor that can hold external data: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                yield from _tensors(sub)
-
-
 def _external_data(proto: onnx.ModelProto, folder: Path) -> tuple[list[str], str]:
     root = folder.resolve()
     sizes: dict[Path, int] = {}
     problems, total, n = [], 0, 0
-    for t in _tensors(proto.graph):
-        if t.data_location != onnx.TensorProto.EXTERNAL:
-            continue
+    for t in external_tensors(proto.graph):
         n += 1
         meta = {e.key: e.value for e in t.external_data}
         location = meta.get("location", "")
@@ -177,10 +163,8 @@ def _external_data(proto: onnx.ModelProto, folder: Path) -> tuple[list[str], str
 
 
 def _place_problem(location: str, target: Path, root: Path, sizes: dict[Path, int], offset: int, length: int | None) -> str:
-    if not location:
-        return "external data without a location"
-    if Path(location).is_absolute() or root not in target.parents:
-        return f"data at {location!r} lies outside the folder"
+    if why := location_problem(location, root):  # sessions refuse it before ORT opens the graph (runtime/folder_check.py)
+        return f"data at {location!r}: {why}"
     if not target.is_file():
         return f"data file {location!r} is missing"
     size = sizes.setdefault(target, target.stat().st_size)
