@@ -11,6 +11,7 @@ from yamlllm_export.hf.families import (
     gemma,
     gemma2,
     gemma3,
+    gemma3_multimodal,
     gpt2,
     gpt_neox,
     granite,
@@ -47,6 +48,7 @@ MODULES = (
     nemotron,
     qwen3_moe,
     gemma3,
+    gemma3_multimodal,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
