@@ -44,7 +44,9 @@ def hf_export(hf_case, tmp_path_factory):
     def get(case: str, target: str):
         if (case, target) not in built:
             _, hf_dir, yaml_path = hf_case(case)
-            built[case, target] = export_onnx(yaml_path, tmp_path_factory.mktemp(f"out-{case}-{target}") / "out", target=target, weights=hf_dir)
+            built[case, target] = export_onnx(
+                yaml_path, tmp_path_factory.mktemp(f"out-{case}-{target}") / "out", target=target, weights=hf_dir
+            )
         return built[case, target]
 
     return get
