@@ -198,7 +198,7 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "num_experts": 4,
             "num_experts_per_tok": 2,
             "moe_intermediate_size": 32,
-            "mlp_only_layers": [0],
+            "mlp_only_layers": [1],  # a dense layer between sparse ones
         },
     ),
     "qwen3-moe-normalised-every-2nd-window": (

@@ -190,7 +190,9 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _optional(MoESpec, ffn["moe"])}),
+                "ffn": FFNSpec(
+                    **{**ffn, "moe": _optional(MoESpec, ffn["moe"] and {**ffn["moe"], "dense_layers": tuple(ffn["moe"]["dense_layers"])})}
+                ),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),
