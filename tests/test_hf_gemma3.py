@@ -1,7 +1,7 @@
 """Gemma 3's config readings checked against transformers' own: the hub's sparse and 4.x-style configs
 (absent keys take Gemma3TextConfig's defaults; rope_scaling, rope_local_base_freq, sliding_window_pattern)
-import to the same spec as transformers' full reading of them, and the soft-caps we refuse are ones
-transformers does not apply. The logits themselves: the gemma3 cases of tests/test_hf_import.py."""
+import to the same spec as transformers' full reading of them, the soft-caps we refuse are ones
+transformers does not apply, and the multimodal import says what it leaves out. The logits themselves: the gemma3 cases of tests/test_hf_import.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from tests.hf_fixtures import make_hf_model
+from yamlllm_export.cli import main
 from yamlllm_export.errors import BuildError
-from yamlllm_export.hf import import_hf
+from yamlllm_export.hf import import_hf, load_hf_weights
+from yamlllm_export.model.builders import build_model
+from yamlllm_export.spec import load_spec
 
 transformers = pytest.importorskip("transformers")
 
@@ -80,3 +85,15 @@ def test_refused_softcap_is_one_transformers_ignores(key, make, path, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(capped.to_dict()))
     with pytest.raises(BuildError, match=rf"^{tmp_path / 'config.json'}: {path}{key}=0.5 is not supported \(.+\)$"):
         import_hf(tmp_path)
+
+
+def test_multimodal_import_says_what_it_leaves_out(tmp_path):
+    """import-hf (on the terminal and in the YAML's header) and the weight loading behind build say in a
+    note that only the text decoder is mapped; the vision tensors are dropped, not reported unknown."""
+    make_hf_model("gemma3-multimodal", tmp_path / "hf")
+    result = CliRunner().invoke(main, ["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "m.yaml")])
+    assert result.exit_code == 0, result.output
+    note = "note: text decoder only: the vision tower and the multi-modal projector are left out"
+    assert note in result.stderr and f"# {note}" in (tmp_path / "m.yaml").read_text()
+    notes = load_hf_weights(build_model(load_spec(tmp_path / "m.yaml")), tmp_path / "hf")
+    assert any(n.endswith(note.removeprefix("note: ")) for n in notes)
