@@ -40,6 +40,7 @@ MODULES = (
     phi3,
     gemma,
     gemma2,
+    gemma3_multimodal,
     olmo2,
     qwen3,
     smollm3,
@@ -48,7 +49,6 @@ MODULES = (
     nemotron,
     qwen3_moe,
     gemma3,
-    gemma3_multimodal,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
