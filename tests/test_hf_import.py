@@ -19,6 +19,11 @@ pytest.importorskip("transformers")
 TOLERANCE = 1e-4
 
 
+def grouped(cases: list[str]) -> list:
+    """The cases, each in an xdist group of its own: one worker builds its HF model and its exports once."""
+    return [pytest.param(case, id=case, marks=pytest.mark.xdist_group(name=f"hf-{case}")) for case in cases]
+
+
 @pytest.fixture(scope="session")
 def hf_case(tmp_path_factory):
     """case → (the HF model in fp32, its saved folder, the imported YAML path), made once per session."""
@@ -53,14 +58,14 @@ def hf_export(hf_case, tmp_path_factory):
 
 
 @pytest.mark.parametrize("target", ["ort", "portable"])
-@pytest.mark.parametrize("case", sorted(HF_CASES))
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
 def test_logits_match_transformers(case, target, hf_case, hf_export):
     model, _, _ = hf_case(case)
     parity = hf_parity(model, hf_export(case, target))
     assert parity.prefill <= TOLERANCE and parity.decode <= TOLERANCE, f"{case}/{target}: {parity}"
 
 
-@pytest.mark.parametrize("case", sorted(HF_CASES))
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
 def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
     _, hf_dir, yaml_path = hf_case(case)
     text = yaml_path.read_text()
@@ -70,7 +75,7 @@ def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
     assert "&id" not in text  # no YAML anchors / aliases: every key reads on its own
 
 
-@pytest.mark.parametrize("case", sorted(HF_CASES))
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
 def test_parameter_count_matches_transformers(case, hf_case):
     model, hf_dir, _ = hf_case(case)
     assert load_spec(import_hf(hf_dir)[0]).parameter_count() == text_parameter_count(model)
@@ -91,7 +96,7 @@ GENAI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", GENAI_CASES)
+@pytest.mark.parametrize("case", grouped(GENAI_CASES))
 def test_genai_greedy_equals_transformers(case, hf_case, hf_export):
     og = pytest.importorskip("onnxruntime_genai")
     model, _, _ = hf_case(case)
