@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "num_experts": 4,
             "num_experts_per_tok": 2,
             "moe_intermediate_size": 32,
-            "mlp_only_layers": [0],
+            "mlp_only_layers": [1],  # a dense layer between sparse ones
         },
     ),
     "qwen3-moe-normalised-every-2nd-window": (
@@ -274,7 +275,37 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
                 "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
                 "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
             },
+            "final_logit_softcapping": 1.5,  # Gemma3ForCausalLM applies it (the multimodal class does not)
             **SMOL_TOKENS,
+        },
+    ),
+    # Gemma 3 multimodal (hf/families/gemma3_multimodal.py): the text decoder of a Gemma3ForConditionalGeneration
+    # with a tiny SigLIP tower; the global layers' RoPE scaled by 8 (as the 4B+ models ship), the 4.x keys
+    # (rope_scaling, rope_local_base_freq, sliding_window_pattern) as the hub's configs give them
+    "gemma3-multimodal": (
+        "Gemma3Config",
+        {
+            "text_config": {
+                **LLAMA,
+                "num_hidden_layers": 4,
+                "head_dim": 16,
+                "query_pre_attn_scalar": 20,
+                "sliding_window": 5,
+                "sliding_window_pattern": 2,
+                "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+                "rope_theta": 1e4,
+                "rope_local_base_freq": 100.0,
+                **SMOL_TOKENS,
+            },
+            "vision_config": {
+                "hidden_size": 32,
+                "intermediate_size": 48,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "patch_size": 14,
+                "image_size": 28,
+            },
+            "mm_tokens_per_image": 4,
         },
     ),
     # Mixtral, DeepSeek-V2 (hf/families/mixtral.py, deepseek_v2.py)
@@ -361,6 +392,11 @@ def make_hf_model(case: str, folder: Path, *, dtype: torch.dtype = torch.float32
     options = {"max_shard_size": max_shard_size} if max_shard_size else {}
     saved.save_pretrained(folder, **options)
     return model.float()
+
+
+def text_parameter_count(model: torch.nn.Module) -> int:
+    """Parameters of the model's text decoder and head: a multimodal model's vision side is not imported."""
+    return sum(p.numel() for name, p in model.named_parameters() if not re.search(r"vision_tower|multi_modal_projector", name))
 
 
 @dataclass(frozen=True)

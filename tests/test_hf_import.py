@@ -1,6 +1,7 @@
 """``import-hf`` + ``build --weights HF_DIR`` for every supported family: tiny random ``transformers`` models
 (configs built in code, saved with ``save_pretrained``) are imported, exported to ``ort`` and ``portable``,
-and their ORT CPU logits compared with transformers' own (fp32 max |Δ| ≤ 1e-4, prefill and decode)."""
+and their ORT CPU logits compared with transformers' own (fp32 max |Δ| ≤ 1e-4, prefill and decode); the
+``ort`` builds of the newer families also run under onnxruntime-genai."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import pytest
 import torch
 import yaml
 
-from tests.hf_fixtures import HF_CASES, hf_parity, make_hf_model
+from tests.hf_fixtures import HF_CASES, hf_parity, make_hf_model, text_parameter_count
 from yamlllm_export import export_onnx
 from yamlllm_export.hf import import_hf, render_yaml
 from yamlllm_export.spec import load_spec
 
 pytest.importorskip("transformers")
 TOLERANCE = 1e-4
+
+
+def grouped(cases: list[str]) -> list:
+    """The cases, each in an xdist group of its own: one worker builds its HF model and its exports once."""
+    return [pytest.param(case, id=case, marks=pytest.mark.xdist_group(name=f"hf-{case}")) for case in cases]
 
 
 @pytest.fixture(scope="session")
@@ -35,16 +41,31 @@ def hf_case(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def hf_export(hf_case, tmp_path_factory):
+    """(case, target) → the built folder, made once per session (the parity and genai tests share it)."""
+    built: dict[tuple[str, str], object] = {}
+
+    def get(case: str, target: str):
+        if (case, target) not in built:
+            _, hf_dir, yaml_path = hf_case(case)
+            built[case, target] = export_onnx(
+                yaml_path, tmp_path_factory.mktemp(f"out-{case}-{target}") / "out", target=target, weights=hf_dir
+            )
+        return built[case, target]
+
+    return get
+
+
 @pytest.mark.parametrize("target", ["ort", "portable"])
-@pytest.mark.parametrize("case", sorted(HF_CASES))
-def test_logits_match_transformers(case, target, hf_case, tmp_path):
-    model, hf_dir, yaml_path = hf_case(case)
-    folder = export_onnx(yaml_path, tmp_path / "out", target=target, weights=hf_dir)
-    parity = hf_parity(model, folder)
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
+def test_logits_match_transformers(case, target, hf_case, hf_export):
+    model, _, _ = hf_case(case)
+    parity = hf_parity(model, hf_export(case, target))
     assert parity.prefill <= TOLERANCE and parity.decode <= TOLERANCE, f"{case}/{target}: {parity}"
 
 
-@pytest.mark.parametrize("case", sorted(HF_CASES))
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
 def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
     _, hf_dir, yaml_path = hf_case(case)
     text = yaml_path.read_text()
@@ -54,21 +75,35 @@ def test_written_yaml_reads_back_to_the_same_spec(case, hf_case):
     assert "&id" not in text  # no YAML anchors / aliases: every key reads on its own
 
 
-@pytest.mark.parametrize("case", sorted(HF_CASES))
+@pytest.mark.parametrize("case", grouped(sorted(HF_CASES)))
 def test_parameter_count_matches_transformers(case, hf_case):
     model, hf_dir, _ = hf_case(case)
-    assert load_spec(import_hf(hf_dir)[0]).parameter_count() == sum(p.numel() for p in model.parameters())
+    assert load_spec(import_hf(hf_dir)[0]).parameter_count() == text_parameter_count(model)
 
 
-# per-layer RoPE (base, scaling, none), the multipliers, SparseMixer MoE, attention sinks and clamped experts (GPT-OSS): what genai runs from our graph alone
-GENAI_CASES = ["gemma3-text", "smollm3-window-bias-untied", "granite", "phimoe", "gpt-oss"]
+# one case per issue-18 family: per-layer RoPE (base, scaling, none), the multipliers, MoE (SparseMixer, clamped
+# experts), attention sinks, clipped q/k/v,
+# layernorm1p and partial rotary, all run by genai's generic decoder from our graph alone
+GENAI_CASES = [
+    "gemma3-text",
+    "gemma3-multimodal",
+    "gpt-oss",
+    "granite",
+    "nemotron",
+    "olmo-clip-qkv",
+    "phi3",
+    "phimoe",
+    "qwen3-head-dim",
+    "qwen3-moe",
+    "smollm3-window-bias-untied",
+]
 
 
-@pytest.mark.parametrize("case", GENAI_CASES)
-def test_genai_greedy_equals_transformers(case, hf_case, tmp_path):
+@pytest.mark.parametrize("case", grouped(GENAI_CASES))
+def test_genai_greedy_equals_transformers(case, hf_case, hf_export):
     og = pytest.importorskip("onnxruntime_genai")
-    model, hf_dir, yaml_path = hf_case(case)
-    folder = export_onnx(yaml_path, tmp_path / "out", target="ort", weights=hf_dir)
+    model, _, _ = hf_case(case)
+    folder = hf_export(case, "ort")
     prompt, steps = [5, 17, 42, 8, 60, 33], 8
     ids = list(prompt)
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """GPT-2, BLOOM, Falcon and GPT-NeoX checkpoints as older hub folders hold them (no ``transformer.``
-prefix, ``embed_out``, causal-mask and inv_freq buffers) load to the same weights as what transformers 5
-saves; config options we cannot express are refused naming config.json and the key."""
+prefix, ``embed_out``, causal-mask and inv_freq buffers), and multimodal Gemma 3 under transformers 5's
+module names, load to the same weights as what transformers 5 saves; config options we cannot express are refused naming config.json and the key."""
 
 from __future__ import annotations
 
@@ -42,11 +42,18 @@ def _unprefixed(state, layers):
     return {re.sub(r"^transformer\.", "", k): v for k, v in state.items()}
 
 
+def _gemma3_module_names(state, layers):
+    """Gemma3ForConditionalGeneration's own module names (its state_dict saved as is), the tied head written out."""
+    out = {re.sub(r"^(language_model)\.model\.|^(vision_tower|multi_modal_projector)\.", r"model.\1\2.", k): v for k, v in state.items()}
+    return {**out, "lm_head.weight": out["model.language_model.embed_tokens.weight"].clone()}
+
+
 OLD = {
     "gpt2-untied-gelu": _old_gpt2,
     "bloom-6-heads": _unprefixed,
     "falcon-per-head-sequential-bias": _unprefixed,
     "gpt-neox-parallel": _old_neox,
+    "gemma3-multimodal": _gemma3_module_names,
 }
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.hf import import_hf
+from yamlllm_export.spec import load_spec
 
 DIMS = {"vocab_size": 96, "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 64, "intermediate_size": 96}
 
@@ -128,8 +130,29 @@ def test_qwen3_moe_reads_either_expert_count(tmp_path, key):
     moe = {key: 4, "moe_intermediate_size": 32, "num_experts_per_tok": 2, "mlp_only_layers": [0]}
     spec = imported(tmp_path, model_type="qwen3_moe", **moe)
     assert spec["layer"]["ffn"]["moe"] == {
-        "num_experts": 4, "top_k": 2, "intermediate_size": 32, "normalize_top_k": False, "frequency": 1, "first_dense_layers": 1,
+        "num_experts": 4, "top_k": 2, "intermediate_size": 32, "normalize_top_k": False, "frequency": 1, "dense_layers": [0],
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"mlp_only_layers": [2, 0]},
+        {"decoder_sparse_step": 2, "mlp_only_layers": [3]},  # both tests apply
+        {"decoder_sparse_step": 2, "mlp_only_layers": [1, 3]},  # no sparse layer left: a dense Qwen3
+        {"num_experts": 0},
+    ],
+    ids=["dense-anywhere", "sparse-step-and-list", "all-dense", "no-experts"],
+)
+def test_qwen3_moe_sparse_layers_are_transformers(tmp_path, config):
+    """Which layers are MoE, against the model transformers builds from the same config (on the meta device)."""
+    transformers = pytest.importorskip("transformers")
+    moe = {"num_experts": 4, "moe_intermediate_size": 32, "num_experts_per_tok": 2, "num_hidden_layers": 4, **config}
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(transformers.Qwen3MoeConfig(**{**DIMS, "num_attention_heads": 4, **moe}))
+    want = [i for i, layer in enumerate(hf.model.layers) if type(layer.mlp).__name__ == "Qwen3MoeSparseMoeBlock"]
+    spec = load_spec(imported(tmp_path, model_type="qwen3_moe", **moe))
+    assert [i for i, layer in enumerate(spec.layer_specs()) if layer.ffn.moe is not None] == want
 
 
 def test_gemma3_reads_the_4x_rope_keys(tmp_path):

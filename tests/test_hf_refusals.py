@@ -26,7 +26,6 @@ REFUSED = {
     "smollm3-gelu-mlp": ("smollm3-nope-every-2nd", {"hidden_act": "gelu"}, "hidden_act"),
     "olmo-gelu-mlp": ("olmo-clip-qkv", {"hidden_act": "gelu"}, "hidden_act"),
     "nemotron-quick-gelu": ("nemotron", {"hidden_act": "quick_gelu"}, "hidden_act"),
-    "qwen3-moe-dense-layer-in-the-middle": ("qwen3-moe", {"mlp_only_layers": [1]}, "mlp_only_layers"),
     "qwen3-moe-gelu-experts": ("qwen3-moe", {"hidden_act": "gelu"}, "hidden_act"),
     "gemma3-softcapped-attention": ("gemma3-text", {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping"),
     "gemma3-scaled-local-rope": (

@@ -131,6 +131,14 @@ RULES = {
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "first_dense_layers": 2}),
         "layer.ffn.moe.first_dense_layers: 2 dense layers leave no MoE layer (num_layers 2, frequency 1)",
     ),
+    "moe-dense-layer-missing": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "dense_layers": [0, 2]}),
+        "layer.ffn.moe.dense_layers: layer 2 does not exist (num_layers 2)",
+    ),
+    "moe-listed-layers-all-dense": (
+        case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "frequency": 2, "dense_layers": [1]}),
+        "layer.ffn.moe.dense_layers: [1] leave no MoE layer (num_layers 2, frequency 2)",
+    ),
     "moe-unequal-groups": (
         case("layer.ffn.moe", {"num_experts": 4, "top_k": 2, "num_groups": 3, "top_groups": 1}),
         "layer.ffn.moe.num_groups: 3 does not divide num_experts 4 into equal groups",

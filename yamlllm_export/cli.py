@@ -334,8 +334,12 @@ def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[s
 def import_hf(hf_dir: Path, out_path: Path, overwrite: bool) -> None:
     """Write the YAML spec of a local Hugging Face model folder (config.json; no network)."""
     from yamlllm_export.hf import import_hf as to_spec
+    from yamlllm_export.hf import read_config
+    from yamlllm_export.hf.families import family_for
 
     _write_spec(out_path, overwrite, lambda: to_spec(hf_dir, out_path))
+    if note := family_for(read_config(hf_dir)).note:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command("import-gguf")

@@ -21,6 +21,7 @@ class HFConfig:
     folder: Path
     raw: dict[str, Any]
     source: str | None = None  # what error messages name instead of config.json (a GGUF file's metadata)
+    key_path: str = ""  # where ``raw`` sits in the file, for error messages ("text_config." for a multimodal wrapper)
 
     @property
     def model_type(self) -> str:
@@ -38,11 +39,11 @@ class HFConfig:
     def require(self, key: str) -> Any:
         value = self.raw.get(key, _MISSING)
         if value is _MISSING or value is None:
-            raise BuildError(f"{self.where}: '{key}' is missing (needed for model_type {self.model_type!r})")
+            raise BuildError(f"{self.where}: '{self.key_path}{key}' is missing (needed for model_type {self.model_type!r})")
         return value
 
     def refuse(self, key: str, why: str) -> BuildError:
-        return BuildError(f"{self.where}: {key}={self.raw.get(key)!r} is not supported ({why})")
+        return BuildError(f"{self.where}: {self.key_path}{key}={self.raw.get(key)!r} is not supported ({why})")
 
     def rope(self, theta_default: float = 10000.0) -> tuple[float, dict[str, Any] | None]:
         """(rope_theta, the scaling parameters or None) from either config layout."""

@@ -21,12 +21,13 @@ def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[s
     from yamlllm_export.hf.families import family_for
 
     cfg = read_config(folder)
-    spec = {"name": _name(cfg), **family_for(cfg).to_spec(cfg)}
+    family = family_for(cfg)
+    spec = {"name": _name(cfg), **family.to_spec(cfg)}
     tokens = _tokens(cfg, spec["embedding"]["vocab_size"])
     if tokens:
         spec["tokens"] = tokens
     load_spec(spec)  # our schema and rules must accept what we write
-    return spec, _header(cfg, out)
+    return spec, _header(cfg, out, family.note)
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -42,16 +43,18 @@ def render_yaml(spec: dict[str, Any], header: str) -> str:
 
 
 def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:
-    """bos/eos/pad ids from config.json, else generation_config.json; ids outside the vocabulary (some
-    configs keep a tokenizer's ids for a resized model) are left out rather than written invalid."""
+    """bos/eos/pad ids from config.json (a multimodal wrapper's own, else its text_config's), else
+    generation_config.json; ids outside the vocabulary (some configs keep a tokenizer's ids for a resized
+    model) are left out rather than written invalid."""
     generation = cfg.folder / "generation_config.json"
     try:
         extra = json.loads(generation.read_text()) if generation.is_file() else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
         extra = {}
+    sources = [cfg.raw, cfg.get("text_config"), extra]
     out: dict[str, Any] = {}
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        value = cfg.get(key, extra.get(key) if isinstance(extra, dict) else None)
+        value = next((s[key] for s in sources if isinstance(s, dict) and s.get(key) is not None), None)
         ids = value if isinstance(value, list) else [value]
         if value is not None and ids and all(isinstance(i, int) and 0 <= i < vocab_size for i in ids):
             out[key] = sorted(set(ids)) if isinstance(value, list) else value
@@ -63,7 +66,7 @@ def _name(cfg: HFConfig) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).name).strip("-") or cfg.model_type
 
 
-def _header(cfg: HFConfig, out: str | Path) -> str:
+def _header(cfg: HFConfig, out: str | Path, note: str) -> str:
     arch = ", ".join(cfg.get("architectures", [])) or "?"
     made_by = cfg.get("transformers_version")
     lines = [
@@ -72,5 +75,6 @@ def _header(cfg: HFConfig, out: str | Path) -> str:
         f"by yamlllm-export {__version__} import-hf. Keys left out take yamlllm-export's defaults",
         "(yamlllm-export schema). Build it with these weights:",
         f"  yamlllm-export build {out} --weights {cfg.folder.resolve()} -o out/",
+        *([f"note: {note}"] if note else []),
     ]
     return "".join(f"# {line}\n" for line in lines)

@@ -53,9 +53,10 @@ def load_hf_weights(model: nn.Module, folder: str | Path) -> list[str]:
     from yamlllm_export.hf.families import family_for
 
     cfg = read_config(folder)
-    state = family_for(cfg).convert(cfg, read_hf_state(cfg.folder))
+    family = family_for(cfg)
+    state = family.convert(cfg, read_hf_state(cfg.folder))
     try:
-        return load_weights(model, state, str(cfg.folder))
+        return load_weights(model, state, str(cfg.folder)) + ([f"{cfg.folder}: {family.note}"] if family.note else [])
     except BuildError as err:  # the names are ours by now: say so, or "final_norm.weight" puzzles an HF user
         raise BuildError(f"{err} (tensor names after mapping {cfg.model_type} to yamlllm-export's)") from None
 

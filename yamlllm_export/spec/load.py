@@ -177,7 +177,11 @@ def _optional(cls: type, value: dict[str, Any] | None) -> Any:
 
 
 def _moe(moe: dict[str, Any] | None) -> MoESpec | None:
-    return None if moe is None else MoESpec(**{**moe, "clamped_swiglu": _optional(ClampedSwiGLUSpec, moe["clamped_swiglu"])})
+    if moe is None:
+        return None
+    return MoESpec(
+        **{**moe, "dense_layers": tuple(moe["dense_layers"]), "clamped_swiglu": _optional(ClampedSwiGLUSpec, moe["clamped_swiglu"])}
+    )
 
 
 def _freeze(d: dict[str, Any]) -> ModelSpec:

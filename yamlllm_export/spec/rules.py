@@ -216,12 +216,22 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
     if moe is not None:
         if moe["top_k"] > moe["num_experts"]:
             yield "layer.ffn.moe.top_k", f"{moe['top_k']} exceeds num_experts {moe['num_experts']}"
-        if moe["frequency"] > d["num_layers"]:
+        outside = [i for i in moe["dense_layers"] if i >= d["num_layers"]]
+        if outside:
+            yield "layer.ffn.moe.dense_layers", f"layer {outside[0]} does not exist (num_layers {d['num_layers']})"
+        elif moe["frequency"] > d["num_layers"]:
             yield "layer.ffn.moe.frequency", f"{moe['frequency']} exceeds num_layers {d['num_layers']}: no layer would be MoE"
         elif not any((i + 1) % moe["frequency"] == 0 for i in range(moe["first_dense_layers"], d["num_layers"])):
             yield (
                 "layer.ffn.moe.first_dense_layers",
                 f"{moe['first_dense_layers']} dense layers leave no MoE layer (num_layers {d['num_layers']}, frequency {moe['frequency']})",
+            )
+        elif not any(
+            (i + 1) % moe["frequency"] == 0 and i not in moe["dense_layers"] for i in range(moe["first_dense_layers"], d["num_layers"])
+        ):
+            yield (
+                "layer.ffn.moe.dense_layers",
+                f"{moe['dense_layers']} leave no MoE layer (num_layers {d['num_layers']}, frequency {moe['frequency']})",
             )
         yield from _moe_groups(moe)
         yield from _moe_routing(moe)

@@ -95,6 +95,7 @@ class MoESpec:
     shared_expert_intermediate_size: int | None
     normalize_top_k: bool
     first_dense_layers: int  # layers 0 .. first_dense_layers-1 keep the dense FFN
+    dense_layers: tuple[int, ...]  # these layers keep the dense FFN too, wherever they are
     num_groups: int  # group-limited routing (DeepSeek-V2): 1 = none
     top_groups: int | None  # groups a token's experts may come from; None = all
     routing: str  # softmax | sparsemixer (Phi-3.5-MoE)
@@ -198,11 +199,13 @@ class ModelSpec:
         if (scaling := d["embedding"]["positional_encoding"]["rope_scaling"]) is not None:
             for key in ("short_factor", "long_factor"):  # longrope's lists
                 scaling[key] = None if scaling[key] is None else list(scaling[key])
+        if self.layer.ffn.moe is not None:
+            d["layer"]["ffn"]["moe"]["dense_layers"] = list(self.layer.ffn.moe.dense_layers)
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
         """The resolved spec of every layer: ``layer`` with ``layer_overrides`` applied (later entries win),
-        and ``ffn.moe`` kept only on the layers its ``frequency`` and ``first_dense_layers`` make MoE."""
+        and ``ffn.moe`` kept only on the layers its ``frequency``, ``first_dense_layers`` and ``dense_layers`` make MoE."""
         return _layer_specs(self)
 
     def parameter_count(self) -> int:
@@ -218,7 +221,7 @@ def _layer_specs(spec: ModelSpec) -> tuple[LayerSpec, ...]:
     for i in range(spec.num_layers):
         layer = spec.layer
         moe = layer.ffn.moe
-        if moe is not None and (i < moe.first_dense_layers or (i + 1) % moe.frequency):
+        if moe is not None and (i < moe.first_dense_layers or i in moe.dense_layers or (i + 1) % moe.frequency):
             layer = dataclasses.replace(layer, ffn=dataclasses.replace(layer.ffn, moe=None))
         for o in spec.layer_overrides:
             if i in o.layers:

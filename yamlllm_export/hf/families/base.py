@@ -21,11 +21,13 @@ State = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class Family:
     """``to_spec``: config.json → our YAML mapping, with only the keys that differ from our defaults.
-    ``convert``: the HF state dict → our state dict (renamed, split, fused or transposed)."""
+    ``convert``: the HF state dict → our state dict (renamed, split, fused or transposed). ``note``: what
+    the mapping leaves out, said by ``import-hf`` and ``build``."""
 
     model_types: tuple[str, ...]
     to_spec: Callable[[HFConfig], dict[str, Any]]
     convert: Callable[[HFConfig, State], State]
+    note: str = ""
 
 
 Rule = tuple[str, str | None]  # (regex over the HF name, our name as a re.sub template; None drops the tensor)

@@ -1,11 +1,13 @@
 """Gemma 3 text (model_type ``gemma3_text``): Gemma 2's sandwich norms and GeGLU with an RMSNorm (1 + w)
 over each head's query and key (mapped to a plain RMSNorm with 1 + w folded into its weight), attention
-scaled by query_pre_attn_scalar^-1/2 (``softmax_scale``), sliding layers from ``layer_types``, and a RoPE
-per layer kind: the sliding layers' own base (10 000) without scaling (``rope_theta`` / ``rope_unscaled``
-overrides), the global ones' base (1 000 000) with the scaling."""
+scaled by query_pre_attn_scalar^-1/2 (``softmax_scale``), sliding layers from ``layer_types``, a RoPE per
+layer kind: the sliding layers' own base (10 000) without scaling (``rope_theta`` / ``rope_unscaled``
+overrides), the global ones' base (1 000 000) with the scaling; logits soft-capped when
+``final_logit_softcapping`` is set."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -19,6 +21,13 @@ from yamlllm_export.hf.families.llama import rms_norm
 _LAYER = r"model\.layers\.(\d+)\."
 RULES = [(_LAYER + r"self_attn\.([qk])_norm\.weight", r"blocks.\1.attn.\2_norm.norm.weight"), *GEMMA2_RULES]
 THETA = {"full_attention": 1_000_000.0, "sliding_attention": 10_000.0}  # Gemma3TextConfig's defaults
+# Gemma3TextConfig's defaults (transformers 5.17), which transformers reads for a key config.json leaves out:
+# the hub's multimodal configs name only a few keys of their text_config (gemma-3-4b-it: sizes, layers, window)
+DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262_208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26, "num_attention_heads": 8,
+    "num_key_value_heads": 4, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 131_072,
+    "rms_norm_eps": 1e-6, "tie_word_embeddings": True, "attention_bias": False, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+}  # fmt: skip
 
 
 def _rope_by_kind(cfg: HFConfig) -> dict[str, dict[str, Any]]:
@@ -39,23 +48,23 @@ def _layer_types(cfg: HFConfig, num_layers: int) -> list[str]:
     return list(kinds)
 
 
-def gemma3_spec(cfg: HFConfig) -> dict[str, Any]:
+def text_spec(cfg: HFConfig) -> dict[str, Any]:
+    """The decoder's spec from a Gemma3TextConfig's keys (``gemma3_text``'s config.json, ``gemma3``'s text_config);
+    the logit soft-cap is the caller's: only Gemma3ForCausalLM applies it."""
+    cfg = dataclasses.replace(cfg, raw={**DEFAULTS, **cfg.raw})
     rope = _rope_by_kind(cfg)
     local = rope["sliding_attention"]
     if local.get("rope_type", "default") != "default":
         raise cfg.refuse("rope_parameters", "scaling on the sliding layers' RoPE is not mapped; only the global layers' is")
+    if cfg.get("attn_logit_softcapping") is not None:  # Gemma3Attention keeps it but never passes it to the kernel
+        raise cfg.refuse("attn_logit_softcapping", "transformers' Gemma 3 never applies it, with any attention implementation")
     flat = {k: v for k, v in cfg.raw.items() if k not in ("rope_parameters", "rope_scaling", "rope_theta")}
-    spec = gemma_spec(HFConfig(cfg.folder, {**flat, "rope_parameters": rope["full_attention"]}, cfg.source))
+    spec = gemma_spec(dataclasses.replace(cfg, raw={**flat, "rope_parameters": rope["full_attention"]}))
     layers, layer, att = spec["num_layers"], spec["layer"], spec["layer"]["attention"]
-    head_dim = att.get("head_dim", layer["hidden_dim"] // att["num_heads"])
     kinds = _layer_types(cfg, layers)
-    scalar = cfg.get("query_pre_attn_scalar", head_dim)
-    att.update(qk_norm={**rms_norm(cfg), "scope": "head"}, softmax_scale=float(scalar) ** -0.5)
-    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-        if cfg.get(key) is not None:
-            raise cfg.refuse(key, "Gemma 3 has no soft-cap; transformers' Gemma 3 ignores it in eager attention")
+    att.update(qk_norm={**rms_norm(cfg), "scope": "head"}, softmax_scale=float(cfg.get("query_pre_attn_scalar")) ** -0.5)
     layer["norm_placement"] = "sandwich"
-    window, overrides = window_overrides(HFConfig(cfg.folder, {**flat, "layer_types": kinds}), cfg.get("sliding_window"), layers)
+    window, overrides = window_overrides(dataclasses.replace(cfg, raw={**flat, "layer_types": kinds}), cfg.get("sliding_window"), layers)
     if window:
         att["window_size"] = window
     sliding = [i for i, k in enumerate(kinds[:layers]) if k == "sliding_attention"]
@@ -65,6 +74,13 @@ def gemma3_spec(cfg: HFConfig) -> dict[str, Any]:
         overrides.append({"layers": sliding, "attention": local_rope})
     if overrides:
         spec["layer_overrides"] = overrides
+    return spec
+
+
+def gemma3_spec(cfg: HFConfig) -> dict[str, Any]:
+    spec = text_spec(cfg)
+    if cfg.get("final_logit_softcapping") is not None:
+        spec["final_logit_softcap"] = cfg.get("final_logit_softcapping")
     return spec
 
 
