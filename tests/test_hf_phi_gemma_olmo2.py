@@ -78,10 +78,18 @@ def test_qwen3_head_dim_defaults_to_128(tmp_path, config, head_dim):
     assert att["head_dim"] == head_dim and att["qk_norm"]["scope"] == "head"
 
 
-def test_phi3_refuses_longrope_written_as_rope_scaling(tmp_path):
-    """Hub configs of the 128k Phi-3 models (transformers 4.x layout)."""
-    with pytest.raises(BuildError, match=r"config\.json: rope_scaling=.*'longrope'.* is not supported \(only the 4k-context"):
-        imported(tmp_path, model_type="phi3", rope_scaling={"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8})
+def test_phi3_reads_longrope_written_as_rope_scaling(tmp_path):
+    """Hub configs of the 128k Phi-3 models (transformers 4.x layout: ``rope_scaling`` with ``type``)."""
+    short, long = [1.0 + i / 10 for i in range(8)], [2.0 + i for i in range(8)]
+    spec = imported(
+        tmp_path,
+        model_type="phi3",
+        original_max_position_embeddings=16,
+        rope_scaling={"type": "longrope", "short_factor": short, "long_factor": long},
+    )
+    scaling = spec["embedding"]["positional_encoding"]["rope_scaling"]
+    assert scaling["type"] == "longrope" and scaling["original_max_position_embeddings"] == 16
+    assert list(scaling["short_factor"]) == short and list(scaling["long_factor"]) == long
 
 
 @pytest.mark.parametrize(
