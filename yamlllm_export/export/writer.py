@@ -23,7 +23,7 @@ from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.flat_io import FlatIO, dynamic_shapes, example_inputs
 from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256, tensors_sha256, weights_sha256
-from yamlllm_export.export.resources import check_resources
+from yamlllm_export.export.resources import build_ram, check_resources, largest_weight
 from yamlllm_export.export.streamed import attach_weights, fake_model, fold_lazy_transposes
 from yamlllm_export.export.weights_source import load_weights_from
 from yamlllm_export.gguf.reader import is_gguf
@@ -197,15 +197,15 @@ def export_onnx(
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
+    streamed = not given_model and weights is None and quant is None  # a seeded build (export/streamed.py)
     if not given_model:
-        check_resources(weight_bytes, out_dir)
+        check_resources(weight_bytes, out_dir, need_ram=build_ram(weight_bytes, largest_weight(spec), streamed=streamed))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder should read like any other
     try:
-        # A seeded build streams its weights (export/streamed.py); --quant still reads the torch model.
-        seeded = SeededWeights(spec, seed=seed, dtype=dtype) if not given_model and weights is None and quant is None else None
+        seeded = SeededWeights(spec, seed=seed, dtype=dtype) if streamed else None  # --quant still reads the torch model
         if seeded is not None:
             model = fake_model(spec, dtype)
             source = seed_source(seed, tensors_sha256(seeded.items()))
