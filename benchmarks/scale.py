@@ -28,7 +28,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from yamlllm_export.export.resources import DISK_FACTOR, RAM_FACTOR_EXTERNAL, RAM_OVERHEAD, available_ram, build_ram, largest_weight  # noqa: E402
+from yamlllm_export.export.resources import (  # noqa: E402
+    DISK_FACTOR,
+    QUANT_FACTOR,
+    RAM_FACTOR_EXTERNAL,
+    RAM_OVERHEAD,
+    available_ram,
+    build_ram,
+    largest_weight,
+)
 from yamlllm_export.spec import load_spec  # noqa: E402
 from yamlllm_export.spec.sizes import DTYPE_BYTES  # noqa: E402
 
@@ -55,12 +63,14 @@ def folder_bytes(folder: Path) -> int:
 
 def largest_buildable(ram: int, disk: int) -> dict[str, dict[str, float]]:
     """Billions of parameters buildable here per dtype. Streamed (a seeded build): RAM holds the graph and
-    one weight, so the free disk bounds the size (weights written once). Held in RAM (--weights, --quant):
-    the RAM estimate of export/resources.py bounds it."""
+    one weight, so the free disk bounds the size (weights written once). Held in RAM (--weights) and
+    quantized (--quant): export/resources.py's estimates bound it."""
+    room = max(0, ram - RAM_OVERHEAD)
     return {
         dtype: {
             "streamed_disk_bound_b": round(disk / (size * DISK_FACTOR) / 1e9, 1),
-            "in_ram_b": round(max(0, ram - RAM_OVERHEAD) / (size * RAM_FACTOR_EXTERNAL) / 1e9, 1),
+            "weights_in_ram_b": round(room / (size * RAM_FACTOR_EXTERNAL) / 1e9, 1),
+            "quant_b": round(room / (4 * QUANT_FACTOR) / 1e9, 1),
         }
         for dtype, size in DTYPE_BYTES.items()
     }
@@ -82,7 +92,8 @@ def main() -> None:
     params = spec.parameter_count()
     weight_bytes = params * DTYPE_BYTES[args.dtype]
     streamed = args.quant is None
-    estimate = build_ram(weight_bytes, largest_weight(spec), streamed=streamed)
+    mode = "streamed" if streamed else "quantized"
+    estimate = build_ram(params, DTYPE_BYTES[args.dtype], largest_weight(spec), mode=mode)
     ram_before, disk_before = available_ram(), shutil.disk_usage(args.out_dir).free
     out = Path(tempfile.mkdtemp(prefix="scale-", dir=args.out_dir)) / "model"
     try:

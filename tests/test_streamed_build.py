@@ -93,11 +93,12 @@ def test_seeded_build_never_builds_the_torch_model(tmp_path, monkeypatch):
 
 def test_streamed_ram_estimate_needs_only_the_largest_weight():
     spec = load_spec(MODELS / "llama-style.yaml")  # 6.7 B: 13.5 GB of fp16 weights
-    weight_bytes = spec.parameter_count() * DTYPE_BYTES["float16"]
+    n, size = spec.parameter_count(), DTYPE_BYTES["float16"]
     largest = resources.largest_weight(spec)
     assert largest == 32000 * 4096  # the embedding and the LM head
-    assert resources.build_ram(weight_bytes, largest, streamed=True) < 3e9
-    assert resources.build_ram(weight_bytes, largest, streamed=False) > weight_bytes
+    assert resources.build_ram(n, size, largest, mode="streamed") < 3e9
+    assert resources.build_ram(n, size, largest, mode="in_memory") > n * size
+    assert resources.build_ram(n, size, largest, mode="quantized") > resources.build_ram(n, size, largest, mode="in_memory")
 
 
 def test_quantized_build_too_big_for_ram_is_refused_with_both_numbers(tmp_path, monkeypatch):
@@ -105,7 +106,7 @@ def test_quantized_build_too_big_for_ram_is_refused_with_both_numbers(tmp_path, 
     from yamlllm_export.quant.config import quant_config
 
     monkeypatch.setattr(resources, "available_ram", lambda: 3 * 10**9)
-    with pytest.raises(BuildError, match=r"needs about 1\d\.\d GB of RAM \(13\.5 GB of weights\) but 3\.0 GB is available"):
+    with pytest.raises(BuildError, match=r"needs about 55\.0 GB of RAM \(13\.5 GB of weights\) but 3\.0 GB is available"):
         export_onnx(
             MODELS / "llama-style.yaml", tmp_path / "out", dtype="float16", quant=quant_config("int4", dtype="float16", target="ort")
         )

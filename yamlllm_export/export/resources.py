@@ -18,6 +18,9 @@ RAM_FACTOR_EXTERNAL, RAM_OVERHEAD = 1.25, 1 * GiB
 # in float32, cast, transposed and serialised. Measured (2026-12-02): a 1.07 B model at fp16 (2.1 GB of
 # weights, largest weight 131 M values = 0.52 GB in float32) peaked at 1.21 GB.
 STREAM_FACTOR, STREAM_OVERHEAD = 2.0, 1 * GiB  # × the largest weight's float32 bytes
+# --quant holds the torch model and the whole graph, and ORT's quantizer works on float32 copies. Measured
+# (2026-12-02): 0.67 B parameters at fp16 (1.3 GB of weights) quantized to int4 peaked at 5.4 GB.
+QUANT_FACTOR = 2.0  # × the parameters' float32 bytes
 DISK_FACTOR, DISK_OVERHEAD = 1.05, 64 << 20
 
 
@@ -37,12 +40,15 @@ def _gb(n: int | float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def build_ram(weight_bytes: int, largest_values: int, *, streamed: bool) -> int:
-    """Estimated peak RSS of a build: streamed, the graph and the largest weight (``largest_values`` values);
-    otherwise the whole model."""
-    if streamed:
+def build_ram(n_params: int, dtype_bytes: int, largest_values: int, *, mode: str) -> int:
+    """Estimated peak RSS of a build. ``mode``: ``streamed`` (a seeded float build: the graph and the largest
+    weight, ``largest_values`` values), ``in_memory`` (--weights or a given model: the whole model) or
+    ``quantized`` (--quant)."""
+    if mode == "streamed":
         return int(largest_values * 4 * STREAM_FACTOR + STREAM_OVERHEAD)
-    return int(weight_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD)
+    if mode == "quantized":
+        return int(n_params * 4 * QUANT_FACTOR + RAM_OVERHEAD)
+    return int(n_params * dtype_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD)
 
 
 def largest_weight(spec: ModelSpec) -> int:

@@ -199,7 +199,9 @@ def export_onnx(
     weight_bytes = n_params * DTYPE_BYTES[dtype]
     streamed = not given_model and weights is None and quant is None  # a seeded build (export/streamed.py)
     if not given_model:
-        check_resources(weight_bytes, out_dir, need_ram=build_ram(weight_bytes, largest_weight(spec), streamed=streamed))
+        mode = "streamed" if streamed else "quantized" if quant is not None else "in_memory"
+        need_ram = build_ram(n_params, DTYPE_BYTES[dtype], largest_weight(spec), mode=mode)
+        check_resources(weight_bytes, out_dir, need_ram=need_ram)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
