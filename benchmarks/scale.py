@@ -43,8 +43,8 @@ from yamlllm_export.spec.sizes import DTYPE_BYTES  # noqa: E402
 GB = 1e9
 
 
-def run_build(spec: Path, out: Path, args: argparse.Namespace) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes of the build process, its last output line)."""
+def run_build(spec: Path, out: Path, args: argparse.Namespace) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes of the build process, its first output line)."""
     cmd = [sys.executable, "-m", "yamlllm_export", "build", str(spec), "-o", str(out), "--dtype", args.dtype, "--target", args.target]
     cmd += ["--quant", args.quant] if args.quant else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -53,8 +53,8 @@ def run_build(spec: Path, out: Path, args: argparse.Namespace) -> tuple[float, i
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"build failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    return wall, peak, proc.stdout.strip().splitlines()[0]
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, proc.stdout.strip().splitlines()[0]  # KiB on Linux
 
 
 def folder_bytes(folder: Path) -> int:
@@ -97,7 +97,7 @@ def main() -> None:
     ram_before, disk_before = available_ram(), shutil.disk_usage(args.out_dir).free
     out = Path(tempfile.mkdtemp(prefix="scale-", dir=args.out_dir)) / "model"
     try:
-        wall, peak, line = run_build(spec_path, out, args)
+        wall, cpu, peak, line = run_build(spec_path, out, args)
         disk = folder_bytes(out)
         data = (out / "model.onnx.data").stat().st_size
     finally:
@@ -111,6 +111,7 @@ def main() -> None:
         "target": args.target,
         "streamed": streamed,
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),  # wall / cpu shows how busy the machine was
         "peak_rss_gb": round(peak / GB, 2),
         "weight_gb": round(weight_bytes / GB, 2),
         "peak_over_weights": round(peak / weight_bytes, 3),
