@@ -124,5 +124,16 @@ def init_weights(
         torch.manual_seed(seed)
         for step in steps:
             step.fill(step.params)
+    for param, fix in init_fixups(model, padding_idx):
+        fix(param)
+
+
+def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    """What every scheme does after its draws, per parameter (no RNG): attention sinks start at 0 (one exp(0) in
+    each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
+    fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
+        (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
+    ]
     if padding_idx is not None:
-        model.embed.weight[padding_idx].zero_()
+        fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
+    return fixes

@@ -3,7 +3,7 @@
 A streamed build never holds the whole model: it records the RNG state before each initialisation step
 (``init.init_steps``) in one pass over the stream, then regenerates any parameter on demand from its
 step's state. The values are bit-identical to ``build_model``'s: the same steps fill fresh float32 tensors
-of the same shapes from the same RNG states, then the padding row is zeroed and the tensor cast, as there.
+of the same shapes from the same RNG states, then the same fixups (``init.init_fixups``) and cast apply.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from yamlllm_export.model.builders import DTYPES, skeleton
-from yamlllm_export.model.init import InitStep, init_steps
+from yamlllm_export.model.init import InitStep, init_fixups, init_steps
 from yamlllm_export.spec.types import ModelSpec
 
 
@@ -32,10 +32,11 @@ class SeededWeights:
             self.model, scheme=init.type, num_layers=spec.num_layers, gain=init.gain, std=init.std,
             residual_scale=init.gpt2_residual_scale,
         )  # fmt: skip
-        self._embed, self._padding_idx = self.model.embed.weight, spec.embedding.padding_idx
+        self._fixes = init_fixups(self.model, spec.embedding.padding_idx)
         self._params = dict(self.model.named_parameters(remove_duplicate=False))
         self._last = {id(p): i for i, step in enumerate(self._steps) for p in step.params}  # a tied weight: its last step
-        missing = [n for n, p in self._params.items() if id(p) not in self._last]
+        fixed = {id(p) for p, _ in self._fixes}
+        missing = [n for n, p in self._params.items() if id(p) not in self._last and id(p) not in fixed]
         if missing:
             raise ValueError(f"no initialisation step writes {missing[0]}")
         self._states = _rng_states(self._steps, seed)
@@ -46,15 +47,19 @@ class SeededWeights:
 
     def value(self, name: str) -> torch.Tensor:
         param = self._params[name]
-        index = self._last[id(param)]
-        step = self._steps[index]
-        fresh = _fresh(step)
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self._states[index])
-            step.fill(fresh)
-        tensor = fresh[next(i for i, p in enumerate(step.params) if p is param)]
-        if param is self._embed and self._padding_idx is not None:
-            tensor[self._padding_idx].zero_()
+        if id(param) in self._last:
+            index = self._last[id(param)]
+            step = self._steps[index]
+            fresh = _fresh(step)
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self._states[index])
+                step.fill(fresh)
+            tensor = fresh[next(i for i, p in enumerate(step.params) if p is param)]
+        else:  # written by a fixup alone (sinks under the default scheme)
+            tensor = torch.empty(param.shape, dtype=param.dtype)
+        for target, fix in self._fixes:
+            if target is param:
+                fix(tensor)
         return tensor.to(self.dtype)
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
