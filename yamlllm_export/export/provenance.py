@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -18,16 +19,21 @@ def spec_sha256(spec: ModelSpec) -> str:
 
 def weights_sha256(model: nn.Module) -> str:
     """sha256 over (name, dtype, shape, bytes) of every state-dict tensor, in name order."""
+    return tensors_sha256(sorted(model.state_dict().items(), key=lambda item: item[0]))
+
+
+def tensors_sha256(items: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """``weights_sha256`` of (name, tensor) pairs given in name order (a streamed build makes them one at a time)."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in items:
         t = t.detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
-def seed_source(seed: int, model: nn.Module) -> dict[str, Any]:
-    return {"kind": "seed", "seed": seed, "torch_version": torch.__version__, "sha256": weights_sha256(model)}
+def seed_source(seed: int, sha256: str) -> dict[str, Any]:
+    return {"kind": "seed", "seed": seed, "torch_version": torch.__version__, "sha256": sha256}
 
 
 def file_source(path: Any, model: nn.Module) -> dict[str, Any]:

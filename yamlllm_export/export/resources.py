@@ -7,12 +7,20 @@ import shutil
 from pathlib import Path
 
 from yamlllm_export.errors import BuildError
+from yamlllm_export.spec.types import ModelSpec
 
 GiB = 1 << 30
-# Peak RSS of `build`, measured (torch 2.13, 2026-11-23): libraries alone 0.42 GB; 1.87 GB of weights saved
-# as external data 2.41 GB (~1.06x: initializers reference the torch tensors). (Saved inline, as builds did
-# before, 0.49 GB of weights took 2.37 GB: the serialised proto and the checker's reload each hold a copy.)
+# Peak RSS of `build` holding the torch model (--weights, --quant), measured (torch 2.13, 2026-11-23): libraries
+# alone 0.42 GB; 1.87 GB of weights saved as external data 2.41 GB (~1.06x: initializers reference the torch
+# tensors). (Saved inline, as builds did before, 0.49 GB of weights took 2.37 GB.)
 RAM_FACTOR_EXTERNAL, RAM_OVERHEAD = 1.25, 1 * GiB
+# A seeded build streams its weights (export/streamed.py): it holds the graph and one weight at a time, made
+# in float32, cast, transposed and serialised. Measured (2026-12-02): a 1.07 B model at fp16 (2.1 GB of
+# weights, largest weight 131 M values = 0.52 GB in float32) peaked at 1.21 GB.
+STREAM_FACTOR, STREAM_OVERHEAD = 2.0, 1 * GiB  # × the largest weight's float32 bytes
+# --quant holds the torch model and the whole graph, and ORT's quantizer works on float32 copies. Measured
+# (2026-12-02): 0.67 B parameters at fp16 (1.3 GB of weights) quantized to int4 peaked at 5.4 GB.
+QUANT_FACTOR = 2.0  # × the parameters' float32 bytes
 DISK_FACTOR, DISK_OVERHEAD = 1.05, 64 << 20
 
 
@@ -32,8 +40,25 @@ def _gb(n: int | float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def check_resources(weight_bytes: int, out_dir: Path, *, what: str = "build") -> None:
-    need_ram = int(weight_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD)
+def build_ram(n_params: int, dtype_bytes: int, largest_values: int, *, mode: str) -> int:
+    """Estimated peak RSS of a build. ``mode``: ``streamed`` (a seeded float build: the graph and the largest
+    weight, ``largest_values`` values), ``in_memory`` (--weights or a given model: the whole model) or
+    ``quantized`` (--quant)."""
+    if mode == "streamed":
+        return int(largest_values * 4 * STREAM_FACTOR + STREAM_OVERHEAD)
+    if mode == "quantized":
+        return int(n_params * 4 * QUANT_FACTOR + RAM_OVERHEAD)
+    return int(n_params * dtype_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD)
+
+
+def largest_weight(spec: ModelSpec) -> int:
+    """Values in the model's largest parameter (shapes from the meta-device skeleton; nothing allocated)."""
+    from yamlllm_export.model.builders import skeleton
+
+    return max(p.numel() for p in skeleton(spec).parameters())
+
+
+def check_resources(weight_bytes: int, out_dir: Path, *, need_ram: int, what: str = "build") -> None:
     have_ram = available_ram()
     if need_ram > have_ram:
         raise BuildError(

@@ -22,11 +22,13 @@ from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.flat_io import FlatIO, dynamic_shapes, example_inputs
 from yamlllm_export.export.out_dir import prepare_out_dir, staged
-from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256
-from yamlllm_export.export.resources import check_resources
+from yamlllm_export.export.provenance import file_source, seed_source, spec_sha256, tensors_sha256, weights_sha256
+from yamlllm_export.export.resources import build_ram, check_resources, largest_weight
+from yamlllm_export.export.streamed import attach_weights, fake_model, fold_lazy_transposes
 from yamlllm_export.export.weights_source import load_weights_from
 from yamlllm_export.gguf.reader import is_gguf
 from yamlllm_export.lowerings import Target, get_target
+from yamlllm_export.model.seeded import SeededWeights
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.folder import quantize_folder
 from yamlllm_export.runtime.folder_check import FILES, record_files
@@ -75,7 +77,9 @@ class _KnownNoise(logging.Filter):
         return not record.getMessage().startswith(KNOWN_LOG_STARTS)
 
 
-def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype) -> Any:
+def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype: torch.dtype, weights: SeededWeights | None = None) -> Any:
+    """The optimized ONNX program. With ``weights`` the model is a fake one (``export/streamed.py``): its
+    initializers get their lazy values before the optimizer folds anything."""
     noise = _KnownNoise()
     loggers = [logging.getLogger(n) for n in ("torch.onnx._internal.exporter._registration", "torch.onnx")]  # filters do not inherit
     for log in loggers:
@@ -84,7 +88,12 @@ def _export(model: torch.nn.Module, contract: IOContract, target: Target, dtype:
         for message, category in KNOWN_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=category)
         try:
-            return _torch_export(model, contract, target, dtype)
+            program = _torch_export(model, contract, target, dtype)
+            if weights is not None:
+                attach_weights(program.model.graph, weights)
+                fold_lazy_transposes(program.model.graph)
+            program.optimize()
+            return program
         finally:
             for log in loggers:
                 log.removeFilter(noise)
@@ -100,7 +109,7 @@ def _torch_export(model: torch.nn.Module, contract: IOContract, target: Target, 
         opset_version=target.opset,
         custom_translation_table=target.table,
         dynamo=True,
-        optimize=True,
+        optimize=False,  # _export optimizes, once the weights are attached
         verbose=False,
     )
 
@@ -176,18 +185,26 @@ def export_onnx(
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
+    streamed = not given_model and weights is None and quant is None  # a seeded build (export/streamed.py)
     if not given_model:
-        check_resources(weight_bytes, out_dir)
+        mode = "streamed" if streamed else "quantized" if quant is not None else "in_memory"
+        need_ram = build_ram(n_params, DTYPE_BYTES[dtype], largest_weight(spec), mode=mode)
+        check_resources(weight_bytes, out_dir, need_ram=need_ram)
 
     with staged(out_dir, overwrite) as tmp:  # locked; moved into place on success, removed on any error
-        model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
-        if weights is not None:
-            notes = load_weights_from(model, weights) + skipped
-            source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
+        seeded = SeededWeights(spec, seed=seed, dtype=dtype) if streamed else None  # --quant still reads the torch model
+        if seeded is not None:
+            model = fake_model(spec, dtype)
+            source = seed_source(seed, tensors_sha256(seeded.items()))
         else:
-            source = seed_source(seed, model) if not given_model else {"kind": "model", "sha256": _sha(model)}
+            model = model_or_spec if given_model else build_model(spec, seed=seed, dtype=dtype)
+            if weights is not None:
+                notes = load_weights_from(model, weights) + skipped
+                source = {**file_source(weights, model), **({"notes": notes} if notes else {})}
+            else:
+                source = seed_source(seed, weights_sha256(model)) if not given_model else {"kind": "model", "sha256": weights_sha256(model)}
         contract = IOContract.for_spec(spec, last_logits=logits == "last")
-        program = _export(model, contract, tgt, DTYPES[dtype])
+        program = _export(model, contract, tgt, DTYPES[dtype], seeded)
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
         program.save(str(onnx_path), external_data=True)
@@ -262,12 +279,6 @@ def _graph_nodes(onnx_path: Path) -> Any:
     import onnx
 
     return onnx.load(str(onnx_path), load_external_data=False).graph.node
-
-
-def _sha(model: torch.nn.Module) -> str:
-    from yamlllm_export.export.provenance import weights_sha256
-
-    return weights_sha256(model)
 
 
 def _spec_yaml(spec: ModelSpec) -> str:

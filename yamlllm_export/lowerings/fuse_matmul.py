@@ -14,22 +14,28 @@ import numpy as np
 import onnx_ir as ir
 
 
-def _weight(node: ir.Node) -> np.ndarray | None:
+def _weight(node: ir.Node) -> ir.TensorProtocol | None:
     """The constant (K, N) weight of a plain MatMul that nothing else reads, or None (why not: not a
-    MatMul, a computed or shared weight, or not 2-D)."""
+    MatMul, a computed or shared weight, or not 2-D). Its data is not read: a streamed build's weights are
+    made only when saved."""
     if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
         return None
     w = node.inputs[1]
     if w is None or w.const_value is None or len(w.uses()) != 1 or w.is_graph_input() or w.is_graph_output():
         return None
-    array = w.const_value.numpy()
-    return array if array.ndim == 2 else None
+    return w.const_value if len(w.const_value.shape) == 2 else None
+
+
+def _concatenated(weights: list[ir.TensorProtocol]) -> ir.LazyTensor:
+    """[W_1 | W_2 | ...] along the output axis, computed when it is saved (one fused weight in memory at a time)."""
+    shape = ir.Shape([weights[0].shape[0], sum(w.shape[1] for w in weights)])
+    return ir.LazyTensor(lambda: ir.tensor(np.concatenate([w.numpy() for w in weights], axis=1)), dtype=weights[0].dtype, shape=shape)
 
 
 def fuse_shared_input_matmuls(model: ir.Model) -> int:
     """Fuse every group of ≥ 2 MatMuls over one input (same K and dtype); returns how many groups."""
     graph = model.graph
-    groups: dict[int, list[tuple[ir.Node, np.ndarray]]] = defaultdict(list)
+    groups: dict[int, list[tuple[ir.Node, ir.TensorProtocol]]] = defaultdict(list)
     inputs: dict[int, ir.Value] = {}
     for node in graph:
         weight = _weight(node)
@@ -42,7 +48,7 @@ def fuse_shared_input_matmuls(model: ir.Model) -> int:
             continue
         nodes = [n for n, _ in members]
         prefix = nodes[0].name or f"fused_matmul_{fused}"
-        weight = ir.Value(name=f"{prefix}.fused_weight", const_value=ir.tensor(np.concatenate([w for _, w in members], axis=1)))
+        weight = ir.Value(name=f"{prefix}.fused_weight", const_value=_concatenated([w for _, w in members]))
         sizes = ir.Value(name=f"{prefix}.split_sizes", const_value=ir.tensor(np.array([w.shape[1] for _, w in members], np.int64)))
         graph.register_initializer(weight)
         graph.register_initializer(sizes)

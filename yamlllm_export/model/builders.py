@@ -221,11 +221,15 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     )
 
 
+def skeleton(spec: ModelSpec) -> DecoderLM:
+    """The model's modules on the meta device: shapes and names, no storage."""
+    with torch.device("meta"):
+        return _skeleton(spec)
+
+
 def build_model(spec: ModelSpec, *, seed: int = 0, device: str | torch.device = "cpu", dtype: str = "float32") -> DecoderLM:
     """The PyTorch model for ``spec`` with weights initialised from ``seed`` (see ``model/init.py``), in eval mode."""
-    with torch.device("meta"):
-        model = _skeleton(spec)
-    model = model.to_empty(device=device)
+    model = skeleton(spec).to_empty(device=device)
     if spec.tie_word_embeddings:  # to_empty re-creates parameters; re-tie
         model.lm_head.weight = model.embed.weight
     for module in model.modules():

@@ -19,6 +19,9 @@ softmax's denominator (the "off-by-one" softmax), which training moves per head.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -28,12 +31,6 @@ def residual_outputs(model: nn.Module) -> set[int]:
     """ids of the weights whose output is added onto the residual stream: for every module that declares
     ``RESIDUAL_OUTPUT`` (the name of its projection onto the stream), that projection's weight."""
     return {id(getattr(m, m.RESIDUAL_OUTPUT).weight) for m in model.modules() if hasattr(m, "RESIDUAL_OUTPUT")}
-
-
-def _reset_defaults(model: nn.Module) -> None:
-    for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
 
 
 def _init_matrix(weight: torch.Tensor, *, scheme: str, gain: float, std: float) -> None:
@@ -52,6 +49,63 @@ def _init_matrix(weight: torch.Tensor, *, scheme: str, gain: float, std: float) 
         raise ValueError(f"unknown initialization scheme {scheme!r}")
 
 
+@dataclass(frozen=True)
+class InitStep:
+    """One stretch of the seeded RNG stream: ``fill`` writes ``params``' values into fresh tensors of their
+    shapes (the parameters themselves, or stand-ins: a streamed build regenerates one step at a time)."""
+
+    params: tuple[nn.Parameter, ...]
+    fill: Callable[[Sequence[torch.Tensor]], None]
+
+
+def _reset_step(module: nn.Module) -> InitStep:
+    """The default scheme's step: ``module.reset_parameters()`` run on the given tensors (swapped in for
+    its own parameters while it runs; every ``reset_parameters`` here touches its direct parameters only)."""
+    names = [n for n, p in module.named_parameters(recurse=False)]
+
+    def fill(tensors: Sequence[torch.Tensor]) -> None:
+        own = {n: module._parameters[n] for n in names}
+        try:
+            for n, t in zip(names, tensors, strict=True):
+                module._parameters[n] = t if isinstance(t, nn.Parameter) else nn.Parameter(t, requires_grad=False)
+            module.reset_parameters()
+        finally:
+            module._parameters.update(own)
+
+    return InitStep(tuple(getattr(module, n) for n in names), fill)
+
+
+def _param_step(p: nn.Parameter, fill: Callable[[torch.Tensor], None]) -> InitStep:
+    return InitStep((p,), lambda tensors: fill(tensors[0]))
+
+
+def _fill_matrices(t: torch.Tensor, *, scheme: str, gain: float, std: float) -> None:
+    for matrix in t if t.dim() == 3 else (t,):  # stacked experts (E, out, in): each expert's matrix on its own
+        _init_matrix(matrix, scheme=scheme, gain=gain, std=std)
+
+
+def init_steps(model: nn.Module, *, scheme: str, num_layers: int, gain: float, std: float, residual_scale: float | None) -> list[InitStep]:
+    """The scheme's draws in RNG order (see module docstring); a parameter written twice (the default
+    scheme's tied embedding) takes the last step's values."""
+    if scheme == "default":
+        return [_reset_step(m) for m in model.modules() if hasattr(m, "reset_parameters")]
+    residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
+    offsets = {id(m.weight) for m in model.modules() if getattr(m, "unit_offset", False) and m.weight is not None}
+    residual = residual_outputs(model)
+    steps = []
+    for name, p in model.named_parameters():  # tied parameters once
+        if name.endswith("bias"):  # stacked experts' biases are (E, out)
+            steps.append(_param_step(p, nn.init.zeros_))
+        elif p.dim() in (2, 3):
+            matrix_std = residual_std if id(p) in residual else std
+            steps.append(_param_step(p, partial(_fill_matrices, scheme=scheme, gain=gain, std=matrix_std)))
+        elif id(p) in offsets:  # norm scale stored as w in 1 + w
+            steps.append(_param_step(p, nn.init.zeros_))
+        else:  # norm scales
+            steps.append(_param_step(p, nn.init.ones_))
+    return steps
+
+
 @torch.no_grad()
 def init_weights(
     model: nn.Module,
@@ -65,32 +119,22 @@ def init_weights(
     padding_idx: int | None,
 ) -> None:
     """Initialise every parameter of ``model`` in place (see module docstring)."""
+    steps = init_steps(model, scheme=scheme, num_layers=num_layers, gain=gain, std=std, residual_scale=residual_scale)
     devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        if scheme == "default":
-            _reset_defaults(model)
-        else:
-            residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
-            seen: set[int] = set()
-            offsets = {id(m.weight) for m in model.modules() if getattr(m, "unit_offset", False) and m.weight is not None}
-            residual = residual_outputs(model)
-            for name, p in model.named_parameters():
-                if id(p) in seen:
-                    continue
-                seen.add(id(p))
-                if name.endswith("bias"):  # stacked experts' biases are (E, out)
-                    nn.init.zeros_(p)
-                elif p.dim() in (2, 3):  # a matrix, or stacked experts (E, out, in): each expert's matrix on its own
-                    matrix_std = residual_std if id(p) in residual else std
-                    for matrix in p if p.dim() == 3 else (p,):
-                        _init_matrix(matrix, scheme=scheme, gain=gain, std=matrix_std)
-                elif id(p) in offsets:  # norm scale stored as w in 1 + w
-                    nn.init.zeros_(p)
-                else:  # norm scales
-                    nn.init.ones_(p)
-    for module in model.modules():
-        if getattr(module, "sinks", None) is not None:
-            module.sinks.zero_()
+        for step in steps:
+            step.fill(step.params)
+    for param, fix in init_fixups(model, padding_idx):
+        fix(param)
+
+
+def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    """What every scheme does after its draws, per parameter (no RNG): attention sinks start at 0 (one exp(0) in
+    each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
+    fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
+        (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
+    ]
     if padding_idx is not None:
-        model.embed.weight[padding_idx].zero_()
+        fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
+    return fixes
