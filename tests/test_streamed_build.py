@@ -20,8 +20,11 @@ from yamlllm_export.model.seeded import SeededWeights
 from yamlllm_export.spec.sizes import DTYPE_BYTES
 
 
-def _spec(stem: str, init: str | None = None, padding_idx: int | None = None):
+def _spec(stem: str, init: str | None = None, padding_idx: int | None = None, sinks: bool = False):
     d = load_spec(MODELS / f"{stem}.yaml").to_dict()
+    if sinks:  # GPT-OSS's parameters: per-head sinks (zeroed after the draws), a router bias (drawn)
+        d["layer"]["attention"]["sinks"] = True
+        d["layer"]["ffn"]["moe"]["router_bias"] = True
     if init is not None:
         d["initialization"] = {"type": init}
     if padding_idx is not None:
@@ -30,19 +33,20 @@ def _spec(stem: str, init: str | None = None, padding_idx: int | None = None):
 
 
 @pytest.mark.parametrize(
-    ("stem", "init", "padding_idx", "dtype"),
+    ("stem", "init", "padding_idx", "dtype", "sinks"),
     [
-        ("tiny-llama", None, None, "float32"),  # gpt2 scheme
-        ("tiny-llama", "default", 3, "bfloat16"),  # reset_parameters per module, padding row zeroed
-        ("tiny-gpt2", "default", None, "float16"),  # tied embedding: lm_head's reset is the last to write it
-        ("tiny-mixtral", None, None, "float16"),  # stacked experts, one matrix at a time
-        ("tiny-postnorm-mqa", None, 0, "float32"),  # xavier_normal
-        ("tiny-mla", "kaiming_uniform", None, "float32"),
+        ("tiny-llama", None, None, "float32", False),  # gpt2 scheme
+        ("tiny-llama", "default", 3, "bfloat16", False),  # reset_parameters per module, padding row zeroed
+        ("tiny-gpt2", "default", None, "float16", False),  # tied embedding: lm_head's reset is the last to write it
+        ("tiny-mixtral", None, None, "float16", False),  # stacked experts, one matrix at a time
+        ("tiny-mixtral", "default", None, "float32", True),  # sinks and router bias
+        ("tiny-postnorm-mqa", None, 0, "float32", False),  # xavier_normal
+        ("tiny-mla", "kaiming_uniform", None, "float32", False),
     ],
-    ids=["gpt2", "default-padding-bf16", "default-tied-fp16", "experts-fp16", "xavier-padding", "kaiming-mla"],
+    ids=["gpt2", "default-padding-bf16", "default-tied-fp16", "experts-fp16", "sinks-router-bias", "xavier-padding", "kaiming-mla"],
 )
-def test_seeded_weights_equal_build_model(stem, init, padding_idx, dtype):
-    spec = _spec(stem, init, padding_idx)
+def test_seeded_weights_equal_build_model(stem, init, padding_idx, dtype, sinks):
+    spec = _spec(stem, init, padding_idx, sinks)
     model = build_model(spec, seed=7, dtype=dtype)
     weights = SeededWeights(spec, seed=7, dtype=dtype)
     state = model.state_dict()
