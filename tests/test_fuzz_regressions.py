@@ -1,0 +1,44 @@
+"""Failures the generated-spec tests (test_fuzz_specs.py) found, each as the concrete spec that showed it."""
+
+from __future__ import annotations
+
+import pytest
+
+from yamlllm_export.errors import BuildError
+from yamlllm_export.spec import load_spec
+from yamlllm_export.validate.runner import ValidateOptions, settings_for
+
+TINY = {
+    "name": "0",
+    "embedding": {"vocab_size": 2, "max_position_embeddings": 4, "embedding_dim": 8},
+    "num_layers": 1,
+    "layer": {"hidden_dim": 8, "attention": {"num_heads": 1}, "ffn": {}},
+}
+
+
+def _with_context(n: int) -> dict:
+    return {**TINY, "embedding": {**TINY["embedding"], "max_position_embeddings": n}}
+
+
+@pytest.mark.parametrize("context", [2, 4, 9])
+def test_validate_defaults_fit_a_short_context(context):
+    """Was: ``validate`` on a 4-position model said '--prompt-len -4 + --steps 8 = 4 does not fit' (exit 2), flags
+    the user never passed: the default 8 decode steps were not capped by the context as the prompt was."""
+    settings = settings_for(load_spec(_with_context(context)), ValidateOptions())
+    assert settings.prompt_len >= 1 and settings.steps >= 1
+    assert settings.prompt_len + settings.steps <= context
+    assert settings.long_steps < settings.long_context <= context
+
+
+def test_validate_says_why_a_one_position_model_cannot_be_validated():
+    with pytest.raises(BuildError, match="max_position_embeddings 1 leaves no position for a decode step"):
+        settings_for(load_spec(_with_context(1)), ValidateOptions())
+
+
+def test_explicit_steps_are_not_capped():
+    with pytest.raises(BuildError, match="--steps 8 leaves no position for a prompt in max_position_embeddings 4"):
+        settings_for(load_spec(TINY), ValidateOptions(steps=8))
+    with pytest.raises(BuildError, match="--prompt-len 2 \\+ --steps 3 = 5 does not fit max_position_embeddings 4"):
+        settings_for(load_spec(TINY), ValidateOptions(steps=3, prompt_len=2))
+    with pytest.raises(BuildError, match="--steps: 0 is less than 1"):
+        settings_for(load_spec(TINY), ValidateOptions(steps=0))
