@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import onnx
 import pytest
 
+from tests.validate_fixtures import failed, run
 from yamlllm_export.errors import BuildError
 from yamlllm_export.spec import load_spec
 from yamlllm_export.validate.runner import ValidateOptions, settings_for
@@ -42,3 +44,15 @@ def test_explicit_steps_are_not_capped():
         settings_for(load_spec(TINY), ValidateOptions(steps=3, prompt_len=2))
     with pytest.raises(BuildError, match="--steps: 0 is less than 1"):
         settings_for(load_spec(TINY), ValidateOptions(steps=0))
+
+
+@pytest.mark.parametrize("heads", [4, 1], ids=["head-dim-2", "head-dim-8"])
+def test_ort_attention_with_a_head_size_gqa_refuses(export_case, tmp_path, heads):
+    """Was: hidden_dim 8 with 4 heads (head_dim 2) built for ort, and every decode check failed with ORT's 'head_size
+    must be a multiple of 8' from GroupQueryAttention. Such layers now lower to plain attention ops."""
+    spec = {**TINY, "embedding": {"vocab_size": 32, "max_position_embeddings": 16, "embedding_dim": 8}, "num_layers": 2}
+    spec["layer"] = {**TINY["layer"], "attention": {"num_heads": heads}}
+    folder = export_case(f"fuzz-heads-{heads}", spec, "ort")
+    assert failed(run(folder, tmp_path / "parity")) == set()
+    ops = {n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
+    assert ("GroupQueryAttention" in ops) == (heads == 1)  # the fused kernel wherever it can run
