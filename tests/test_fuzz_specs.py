@@ -1,8 +1,9 @@
 """Generated specs through the CLI (strategies: tests/spec_strategies.py, derived from the schema).
 
 - A valid spec is either refused up front by ``check --target T`` (exit 2, one ``error:`` line naming a key
-  path) or builds for T and passes ``validate``; T rotates over the targets, one per example (builds are the
-  cost).
+  path; ``build`` then says the same and writes nothing) or builds for T and passes ``validate``; T rotates over
+  the targets, one per example (builds are the cost). Contradictory combinations come from here: the strategy
+  follows the schema, not spec/rules.py.
 - A broken spec gets exit 2 and one ``error:`` line naming the key path that was broken, from ``check`` and from
   ``build``, no traceback, and nothing in the output folder's parent.
 
@@ -82,8 +83,11 @@ def test_valid_specs_build_and_validate_or_are_refused(record_property):
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             path = _write(spec, Path(tmp))
             checked = _cli("check", str(path), "--target", target)
-            if checked.exit_code != 0:
+            if checked.exit_code != 0:  # then build refuses it too, with the same line, before writing anything
                 error_path(checked)
+                refused = _cli("build", str(path), "-o", f"{tmp}/out", "--target", target)
+                assert (refused.exit_code, refused.stderr) == (checked.exit_code, checked.stderr)
+                assert _left_behind(Path(tmp)) == [], "build wrote something"
                 counts["refused"] += 1
                 return
             built = _cli("build", str(path), "-o", f"{tmp}/out", "--target", target, "--validate")
