@@ -66,7 +66,10 @@ TINY: dict[str, tuple[int, ...]] = {
     "tokens.pad_token_id": (0, 3, 63),
 }
 NUMBER_SPAN = 4.0  # a number without a maximum is drawn from its lower bound up to this far above it
-EXCLUSIVE_GAP = 1e-2  # and this far above an exclusive bound: sane values, the strategy is not a numerics test
+# and at least this far above an exclusive bound: a final soft-cap of 0.01 squashes logits whose rounding error is
+# that of the uncapped ones into a spread of 0.01, which validate's max|Δ|/σ reads as a 1e-5 error (found by the
+# long run; the strategy is not a study of the tolerance)
+EXCLUSIVE_GAP = 0.25
 MAX_ITEMS = 2
 MAX_OPTIONAL = (0, 1, 2, 4, 8)  # optional keys per object: sparse objects are mostly consistent, dense ones mostly not
 

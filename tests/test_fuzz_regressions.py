@@ -8,6 +8,7 @@ import pytest
 from tests.validate_fixtures import failed, run
 from yamlllm_export.errors import BuildError
 from yamlllm_export.spec import load_spec
+from yamlllm_export.spec.load import dump_yaml
 from yamlllm_export.validate.runner import ValidateOptions, settings_for
 
 TINY = {
@@ -56,3 +57,20 @@ def test_ort_attention_with_a_head_size_gqa_refuses(export_case, tmp_path, heads
     assert failed(run(folder, tmp_path / "parity")) == set()
     ops = {n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
     assert ("GroupQueryAttention" in ops) == (heads == 1)  # the fused kernel wherever it can run
+
+
+def test_an_override_without_attention_loads_back_from_model_yaml():
+    """Was: ``layer_overrides: [{layers: [1]}]`` built, but model.yaml held ``attention: {}``, which the schema
+    refuses, so ``validate`` (and anything that reloads the folder) stopped with
+    'layer_overrides[0].attention: {} should be non-empty'."""
+    spec = load_spec({**TINY, "num_layers": 2, "layer_overrides": [{"layers": [1]}]})
+    assert load_spec(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("name", ["1e5", "-2E-3", "3.0e+1"])
+def test_a_name_that_looks_like_a_float_loads_back_from_model_yaml(tmp_path, name):
+    """Was: ``name: "1e5"`` built, but model.yaml held ``name: 1e5`` unquoted, which our loader (it reads ``1e-6``
+    as a float, unlike YAML 1.1) read back as 100000.0: 'name: 100000.0 is not of type 'string''."""
+    spec = load_spec({**TINY, "name": name})
+    (tmp_path / "model.yaml").write_text(dump_yaml(spec.to_dict()))
+    assert load_spec(tmp_path / "model.yaml") == spec

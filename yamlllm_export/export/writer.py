@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
@@ -34,6 +33,7 @@ from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
+from yamlllm_export.spec.load import dump_yaml
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
@@ -290,7 +290,7 @@ def _sha(model: torch.nn.Module) -> str:
 
 def _spec_yaml(spec: ModelSpec) -> str:
     header = "# Normalized spec written by yamlllm-export: every default filled in. Loads back to the same model.\n"
-    return header + yaml.safe_dump(spec.to_dict(), sort_keys=False)
+    return header + dump_yaml(spec.to_dict())
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
