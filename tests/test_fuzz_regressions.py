@@ -47,16 +47,15 @@ def test_explicit_steps_are_not_capped():
         settings_for(load_spec(TINY), ValidateOptions(steps=0))
 
 
-@pytest.mark.parametrize("heads", [4, 1], ids=["head-dim-2", "head-dim-8"])
-def test_ort_attention_with_a_head_size_gqa_refuses(export_case, tmp_path, heads):
+def test_ort_attention_with_a_head_size_gqa_refuses(export_case, tmp_path):
     """Was: hidden_dim 8 with 4 heads (head_dim 2) built for ort, and every decode check failed with ORT's 'head_size
-    must be a multiple of 8' from GroupQueryAttention. Such layers now lower to plain attention ops."""
+    must be a multiple of 8' from GroupQueryAttention. Such layers now lower to plain attention ops (the tiny
+    models, head_dim 16, keep GroupQueryAttention: test_graph)."""
     spec = {**TINY, "embedding": {"vocab_size": 32, "max_position_embeddings": 16, "embedding_dim": 8}, "num_layers": 2}
-    spec["layer"] = {**TINY["layer"], "attention": {"num_heads": heads}}
-    folder = export_case(f"fuzz-heads-{heads}", spec, "ort")
+    folder = export_case("fuzz-head-dim-2", {**spec, "layer": {**TINY["layer"], "attention": {"num_heads": 4}}}, "ort")
     assert failed(run(folder, tmp_path / "parity")) == set()
     ops = {n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
-    assert ("GroupQueryAttention" in ops) == (heads == 1)  # the fused kernel wherever it can run
+    assert "GroupQueryAttention" not in ops
 
 
 def test_an_override_without_attention_loads_back_from_model_yaml():
