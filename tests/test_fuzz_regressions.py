@@ -66,10 +66,34 @@ def test_an_override_without_attention_loads_back_from_model_yaml():
     assert load_spec(spec.to_dict()) == spec
 
 
-@pytest.mark.parametrize("name", ["1e5", "-2E-3", "3.0e+1"])
+@pytest.mark.parametrize("name", ["1e5", "-2E-3", "3.0e+1", "Q\x85Ð"], ids=["1e5", "-2E-3", "3.0e+1", "next-line-char"])
 def test_a_name_that_looks_like_a_float_loads_back_from_model_yaml(tmp_path, name):
     """Was: ``name: "1e5"`` built, but model.yaml held ``name: 1e5`` unquoted, which our loader (it reads ``1e-6``
-    as a float, unlike YAML 1.1) read back as 100000.0: 'name: 100000.0 is not of type 'string''."""
+    as a float, unlike YAML 1.1) read back as 100000.0: 'name: 100000.0 is not of type 'string''. And a name with
+    U+0085 (NEL) must come back as written, not as a space."""
     spec = load_spec({**TINY, "name": name})
     (tmp_path / "model.yaml").write_text(dump_yaml(spec.to_dict()))
     assert load_spec(tmp_path / "model.yaml") == spec
+
+
+def test_an_ort_graph_without_contrib_ops_passes_the_opset_check():
+    """Was: an ort build with no com.microsoft node (head_dim 4: plain attention; LayerNorm without a learned
+    scale; no RoPE) imports ai.onnx only, and validate failed it: 'imports com.microsoft nothing, the target
+    needs 1'. A contrib domain no node uses need not be imported; one a node uses still must be."""
+    from onnx import helper
+
+    from yamlllm_export.validate.structure import _opset_problems
+
+    def model(domain: str, imports: dict[str, int]) -> onnx.ModelProto:
+        node = helper.make_node("Add" if not domain else "FusedGemm", ["a", "a"], ["b"], domain=domain)
+        value = helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])
+        graph = helper.make_graph([node], "g", [value], [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in imports.items()])
+
+    ort = {"": 18, "com.microsoft": 1}
+    assert _opset_problems(model("", {"": 18}), ort) == []
+    assert _opset_problems(model("com.microsoft", {"": 18}), ort) == [
+        "imports com.microsoft nothing, the target needs 1",
+        "nodes use domain com.microsoft, which is not imported",
+    ]
+    assert _opset_problems(model("", {"": 18, "com.microsoft": 2}), ort) == ["imports com.microsoft 2, the target needs 1"]

@@ -56,7 +56,7 @@ for _cls in (_Loader, SpecDumper):
 
 def dump_yaml(data: Any) -> str:
     """Spec data as YAML text that ``load_spec`` reads back to the same data (model.yaml, import-hf, import-gguf)."""
-    return yaml.dump(data, Dumper=SpecDumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+    return yaml.dump(data, Dumper=SpecDumper, sort_keys=False, default_flow_style=False, width=120)  # non-ASCII escaped: NEL
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
