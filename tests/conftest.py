@@ -91,3 +91,18 @@ def smollm2_build(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) ->
     spec, header = import_hf(smollm2_hf, root / "smollm2.yaml")
     (root / "smollm2.yaml").write_text(render_yaml(spec, header))
     return export_onnx(root / "smollm2.yaml", root / "ort", target="ort", weights=smollm2_hf)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the example counts the generated-spec tests record (test_fuzz_specs.py), also under xdist."""
+    lines = [
+        v
+        for reports in terminalreporter.stats.values()
+        for r in reports
+        for k, v in getattr(r, "user_properties", ())
+        if k == "fuzz" and r.when == "call"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "generated specs")
+        for line in lines:
+            terminalreporter.write_line(line)

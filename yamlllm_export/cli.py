@@ -197,7 +197,9 @@ def check(spec_path: str, target: str | None) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--ep", "eps", type=EP_CHOICE, multiple=True, help="Execution provider (repeatable). Default: CPU, and CUDA when usable.")
-@click.option("--steps", type=click.IntRange(min=1), default=8, show_default=True, help="Decode steps after the prompt.")
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="Decode steps after the prompt [default: 8, capped by the context]."
+)
 @click.option("--batch", type=click.IntRange(min=1), default=3, show_default=True, help="Prompts per batch, of different lengths.")
 @click.option("--prompt-len", type=click.IntRange(min=1), default=None, help="Longest prompt [default: 32, capped by the context].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random prompts.")
@@ -212,7 +214,7 @@ def check(spec_path: str, target: str | None) -> None:
 def validate(
     folder: Path,
     eps: tuple[str, ...],
-    steps: int,
+    steps: int | None,
     batch: int,
     prompt_len: int | None,
     seed: int,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from yamlllm_export import __version__
 from yamlllm_export.errors import BuildError
@@ -37,6 +36,7 @@ from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target
+from yamlllm_export.spec.load import dump_yaml
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
@@ -283,4 +283,4 @@ def _graph_nodes(onnx_path: Path) -> Any:
 
 def _spec_yaml(spec: ModelSpec) -> str:
     header = "# Normalized spec written by yamlllm-export: every default filled in. Loads back to the same model.\n"
-    return header + yaml.safe_dump(spec.to_dict(), sort_keys=False)
+    return header + dump_yaml(spec.to_dict())

@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from yamlllm_export import __version__
 from yamlllm_export.hf.config import HFConfig, read_config
 from yamlllm_export.spec import load_spec
+from yamlllm_export.spec.load import dump_yaml
 
 
 def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[str, Any], str]:
@@ -30,16 +29,8 @@ def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[s
     return spec, _header(cfg, out, family.note)
 
 
-class _NoAliases(yaml.SafeDumper):
-    """Writes a mapping shared by two keys (one norm for layers and final) twice, not as ``&id001``/``*id001``."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def render_yaml(spec: dict[str, Any], header: str) -> str:
-    body = yaml.dump(spec, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, width=120)
-    return header + body
+    return header + dump_yaml(spec)  # a norm shared by layers and final is written twice, not as an alias
 
 
 def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:

@@ -11,7 +11,8 @@ of docs/design.md: not worth a graph input that does nothing.)
 Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and where new keys are
 written from ``seqlens_k``, which is only right for right padding and would make the present cache ragged. With every row "full", present = past ++ new exactly, and padding (either side)
 and ALiBi come through ``attention_bias``; pad keys are masked with a finite value (see ops/masking.py).
-Limit (ORT CPU kernel): batch > 1 with several new tokens *and* a non-empty past is refused by ORT with
+A head size that is not a multiple of 8 (which GQA's kernels refuse when the model runs) gets the portable
+target's MatMul/Softmax attention instead. Limit (ORT CPU kernel): batch > 1 with several new tokens *and* a non-empty past is refused by ORT with
 an error; it never returns wrong numbers. Split such work per row or token.
 
 RMSNorm → ``SimplifiedLayerNormalization``; after export, ``fuse()`` chains residual adds into
@@ -27,7 +28,7 @@ import torch
 from onnxscript import opset18 as op
 from onnxscript import values
 
-from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings import common, mla, portable
 from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.rotary import rotary_dim
@@ -50,6 +51,11 @@ def attention(
     padding, a window and softcap)."""
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
+    if past_key.shape[3] % 8:  # ORT's GQA kernels refuse such head sizes at run time: plain ops instead
+        return portable.attention(
+            query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads,
+            scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
+        )  # fmt: skip
     if cos_cache is not None:
         rd = rotary_dim(cos_cache)
         partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before

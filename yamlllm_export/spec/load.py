@@ -42,11 +42,22 @@ class _Loader(yaml.SafeLoader):
     """``SafeLoader`` that reads ``1e-6`` as a float (YAML 1.1 wants ``1.0e-6``) and refuses duplicate keys."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class SpecDumper(yaml.SafeDumper):
+    """``SafeDumper`` whose output ``_Loader`` reads back: it quotes a string such as ``1e5``, which ``_Loader``
+    would read as a float, and writes a mapping shared by two keys twice (no ``&id001`` / ``*id001``)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_FLOAT_WITH_EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+for _cls in (_Loader, SpecDumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITH_EXPONENT, list("-+0123456789"))
+
+
+def dump_yaml(data: Any) -> str:
+    """Spec data as YAML text that ``load_spec`` reads back to the same data (model.yaml, import-hf, import-gguf)."""
+    return yaml.dump(data, Dumper=SpecDumper, sort_keys=False, default_flow_style=False, width=120)  # non-ASCII escaped: NEL
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:

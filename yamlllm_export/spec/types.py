@@ -191,8 +191,11 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
         d = dataclasses.asdict(self)
-        d["layer_overrides"] = [
-            {"layers": list(o["layers"]), "attention": {k: o["attention"][k] for k in o["attention"]["fields"]}}
+        d["layer_overrides"] = [  # an entry that sets no attention field has no attention key (the schema wants one)
+            {
+                "layers": list(o["layers"]),
+                **({"attention": {k: o["attention"][k] for k in fields}} if (fields := o["attention"]["fields"]) else {}),
+            }
             for o in d["layer_overrides"]
         ]
         d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples

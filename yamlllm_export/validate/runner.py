@@ -39,13 +39,14 @@ from yamlllm_export.validate.resources import check_resources
 from yamlllm_export.validate.structure import structure_checks
 
 DEFAULT_PROMPT_LEN = 32
+DEFAULT_STEPS = 8
 SESSION = "session"
 
 
 @dataclass(frozen=True)
 class ValidateOptions:
     eps: tuple[str, ...] = ()  # empty: CPU, and CUDA when usable
-    steps: int = 8
+    steps: int | None = None  # None: DEFAULT_STEPS, capped so a one-token prompt and the steps fit the context
     batch: int = 3
     prompt_len: int | None = None  # None: DEFAULT_PROMPT_LEN, capped so prompt + steps fit the context
     seed: int = 0
@@ -55,24 +56,33 @@ class ValidateOptions:
 
 def settings_for(spec: ModelSpec, options: ValidateOptions) -> Settings:
     max_pos = spec.embedding.max_position_embeddings
-    for flag, value in (("--steps", options.steps), ("--batch", options.batch), ("--prompt-len", options.prompt_len or 1)):
+    for flag, value in (
+        ("--steps", 1 if options.steps is None else options.steps),
+        ("--batch", options.batch),
+        ("--prompt-len", options.prompt_len or 1),
+    ):
         if value < 1:
             raise BuildError(f"{flag}: {value} is less than 1")
-    prompt_len = options.prompt_len if options.prompt_len is not None else min(DEFAULT_PROMPT_LEN, max_pos - options.steps)
-    if prompt_len + options.steps > max_pos or prompt_len < 1:
+    if max_pos < 2:
+        raise BuildError(f"{spec.name}: max_position_embeddings {max_pos} leaves no position for a decode step; validate needs 2")
+    steps = options.steps if options.steps is not None else min(DEFAULT_STEPS, max_pos - 1)
+    prompt_len = options.prompt_len if options.prompt_len is not None else min(DEFAULT_PROMPT_LEN, max_pos - steps)
+    if options.prompt_len is None and prompt_len < 1:
+        raise BuildError(f"--steps {steps} leaves no position for a prompt in max_position_embeddings {max_pos} of {spec.name}")
+    if prompt_len + steps > max_pos:
         raise BuildError(
-            f"--prompt-len {prompt_len} + --steps {options.steps} = {prompt_len + options.steps} does not fit "
+            f"--prompt-len {prompt_len} + --steps {steps} = {prompt_len + steps} does not fit "
             f"max_position_embeddings {max_pos} of {spec.name}"
         )
     long_context = options.long_context if options.long_context is not None else max_pos
-    long_steps = min(options.steps, MAX_LONG_STEPS)
+    long_steps = min(steps, MAX_LONG_STEPS)
     if not long_steps < long_context <= max_pos:
         raise BuildError(
             f"--long-context {long_context}: must be more than its {long_steps} decode steps and at most "
             f"max_position_embeddings {max_pos} of {spec.name}"
         )
     return Settings(
-        steps=options.steps, batch=options.batch, prompt_len=prompt_len, max_positions=max_pos, seed=options.seed,
+        steps=steps, batch=options.batch, prompt_len=prompt_len, max_positions=max_pos, seed=options.seed,
         long_context=long_context, not_incremental=not_incremental(spec),
     )  # fmt: skip
 

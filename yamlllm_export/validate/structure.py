@@ -136,9 +136,11 @@ def io_problems(graph: onnx.GraphProto, contract: IOContract, dtype: str) -> lis
 
 def _opset_problems(proto: onnx.ModelProto, expected: dict[str, int]) -> list[str]:
     got = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
-    problems = [f"imports {d or 'ai.onnx'} {got.get(d, 'nothing')}, the target needs {v}" for d, v in expected.items() if got.get(d) != v]
-    problems += [f"imports {d} {v}, which the target does not use" for d, v in got.items() if d not in expected]
     used = {n.domain if n.domain != "ai.onnx" else "" for n in proto.graph.node}
+    # a contrib domain no node uses need not be imported (an ort graph whose every op has a plain fallback)
+    needed = {d: v for d, v in expected.items() if d == "" or d in got or d in used}
+    problems = [f"imports {d or 'ai.onnx'} {got.get(d, 'nothing')}, the target needs {v}" for d, v in needed.items() if got.get(d) != v]
+    problems += [f"imports {d} {v}, which the target does not use" for d, v in got.items() if d not in expected]
     problems += [f"nodes use domain {d or 'ai.onnx'}, which is not imported" for d in sorted(used - set(got))]
     return problems
 
