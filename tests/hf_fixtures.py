@@ -338,6 +338,23 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # Phi-3.5-MoE (hf/families/phimoe.py): SparseMixer routing, LayerNorm with bias, attention and LM head bias
     "phimoe": ("PhimoeConfig", {**PHIMOE, "router_jitter_noise": 0.3}),  # a threshold that keeps some second choices
+    # Phi-3.5-MoE-instruct's LongRoPE: equal mscales, long factors transformers' PhiMoE never uses (it keeps the
+    # short ones), and an original context of 8 that the prefill and decode cross
+    "phimoe-longrope": (
+        "PhimoeConfig",
+        {
+            **PHIMOE,
+            "rope_parameters": {
+                "rope_type": "longrope",
+                "rope_theta": 1e4,
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.6, 3.3, 4.0],
+                "long_factor": [1.0, 3.0, 6.0, 12.0, 20.0, 30.0, 45.0, 60.0],
+                "short_mscale": 1.2,
+                "long_mscale": 1.2,
+                "original_max_position_embeddings": 8,
+            },
+        },
+    ),
     "phimoe-default-eps-window-tied": (
         "PhimoeConfig",
         {**PHIMOE, "attention_bias": False, "lm_head_bias": False, "sliding_window": 5, "tie_word_embeddings": True, "rope_theta": 1e4},

@@ -34,7 +34,7 @@ REFUSED = {
         "rope_parameters",
     ),
     "qwen3-gelu-mlp": ("qwen3-head-dim", {"hidden_act": "gelu"}, "hidden_act"),
-    "phimoe-longrope": (
+    "phimoe-longrope-unequal-mscales": (
         "phimoe",
         {
             "rope_parameters": {
@@ -43,7 +43,7 @@ REFUSED = {
                 "short_factor": [1.0] * 8,
                 "long_factor": [2.0] * 8,
                 "short_mscale": 1.2,
-                "long_mscale": 1.2,
+                "long_mscale": 1.1,
                 "original_max_position_embeddings": 16,
             }
         },

@@ -3,13 +3,16 @@ q/k/v projections, with bias when ``attention_bias``), LayerNorm with bias in pl
 bias when ``lm_head_bias``, and a mixture of SwiGLU experts in every layer routed by SparseMixer (our
 ``moe.routing: sparsemixer``, threshold ``router_jitter_noise``, weights not renormalised).
 
-The embedding and RoPE mapping is Phi-3's (``phi3.phi3_spec``). LongRoPE is refused here: transformers'
-PhiMoE scales cos/sin by ``short_mscale`` / ``long_mscale`` and keeps the short factors past
-``original_max_position_embeddings`` (5.17 computes its frequencies without the sequence length), which is
-not Phi-3's LongRoPE. ``input_jitter_noise`` and the Gumbel sampling of the router act only in training."""
+The embedding and RoPE mapping is Phi-3's (``phi3.phi3_spec``). transformers' PhiMoE LongRoPE is not Phi-3's:
+it keeps the short factors past ``original_max_position_embeddings`` (5.17 computes its frequencies without
+the sequence length) and scales cos/sin by ``short_mscale`` below that length, ``long_mscale`` past it. With
+equal mscales (Phi-3.5-MoE-instruct's config) that is our longrope with long factors = short factors and
+attention factor = the mscale, exact on both sides of the switch; unequal ones are refused.
+``input_jitter_noise`` and the Gumbel sampling of the router act only in training."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from yamlllm_export.hf.config import HFConfig
@@ -30,13 +33,24 @@ RULES = [
 ]
 
 
+def _as_longrope(cfg: HFConfig) -> HFConfig:
+    """config.json with PhiMoE's LongRoPE rewritten as the longrope ``phi3_spec`` reads (module docstring)."""
+    theta, scaling = cfg.rope(1e6)
+    if scaling is None:
+        return cfg
+    key = "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling"
+    if scaling.get("rope_type", scaling.get("type")) not in ("longrope", "su"):
+        raise cfg.refuse(key, "PhiMoE scales RoPE by longrope only")
+    mscale = scaling.get("short_mscale")
+    if mscale is None or scaling.get("long_mscale") != mscale:
+        raise cfg.refuse(key, "transformers' PhiMoE switches short_mscale to long_mscale past the original context; only equal ones map")
+    short = scaling.get("short_factor")
+    params = {"rope_type": "longrope", "rope_theta": theta, "short_factor": short, "long_factor": short, "attention_factor": mscale}
+    raw = {k: v for k, v in cfg.raw.items() if k not in ("rope_scaling", "rope_parameters")}
+    return dataclasses.replace(cfg, raw={**raw, "rope_parameters": params})
+
+
 def _refusals(cfg: HFConfig) -> None:
-    _, scaling = cfg.rope(1e6)
-    if scaling is not None:
-        raise cfg.refuse(
-            "rope_parameters" if cfg.get("rope_parameters") else "rope_scaling",
-            "transformers' PhiMoE LongRoPE (short/long_mscale, short factors past the switch) is not Phi-3's; only unscaled RoPE maps",
-        )
     factor = (cfg.get("rope_parameters") or {}).get("partial_rotary_factor") or cfg.get("partial_rotary_factor", 1.0)
     if factor != 1.0:
         raise cfg.refuse("partial_rotary_factor", "transformers' PhiMoE rotates whole heads")
@@ -46,7 +60,7 @@ def _refusals(cfg: HFConfig) -> None:
 
 def phimoe_spec(cfg: HFConfig) -> dict[str, Any]:
     _refusals(cfg)
-    spec = phi3.phi3_spec(cfg)
+    spec = phi3.phi3_spec(_as_longrope(cfg))
     spec["embedding"]["positional_encoding"]["rope_theta"] = cfg.rope(1e6)[0]  # PhimoeConfig's default base, not Phi-3's
     layer = spec["layer"]
     layer["attention"]["bias"] = bool(cfg.get("attention_bias", False))
