@@ -20,6 +20,8 @@ from tests.conftest import MODELS, ROOT
 from yamlllm_export import export_onnx
 from yamlllm_export.cli import main
 from yamlllm_export.errors import BuildError
+from yamlllm_export.model.builders import skeleton
+from yamlllm_export.spec import load_spec
 
 SPEC = MODELS / "tiny-llama.yaml"  # ~0.5 MB written: model.onnx.data 434 kB, model.onnx 67 kB
 
@@ -45,6 +47,9 @@ def test_killed_build_keeps_the_previous_folder_blocks_a_second_build_and_its_de
     """A build into OUT is running: a second one (this process) is refused naming its pid; the first is killed
     with SIGKILL mid-export (its weights written, the swap not yet done); the next build removes its debris."""
     out = _previous(tmp_path / "out")
+    # what export_onnx imports before it takes the lock (the model code, for the RAM estimate) is imported now, so
+    # this process reaches the lock within the seconds the other build holds it, even on a loaded machine
+    skeleton(load_spec(SPEC))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "yamlllm_export", "build", str(SPEC), "-o", str(out), "--overwrite"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
