@@ -32,7 +32,9 @@ def _whole_model(folder, cfg, target, reference):
     return quantize_graph(model, cfg, target, reference)
 
 
-@pytest.mark.parametrize(("model", "target", "flags"), CASES, ids=[f"{m}-{t}-{'-'.join(f'{v}' for v in f.values()) or 'default'}" for m, t, f in CASES])
+@pytest.mark.parametrize(
+    ("model", "target", "flags"), CASES, ids=[f"{m}-{t}-{'-'.join(f'{v}' for v in f.values()) or 'default'}" for m, t, f in CASES]
+)
 def test_streamed_quantization_equals_the_whole_model_one(built, reference, tmp_path, model, target, flags):
     float_folder = tmp_path / "float"
     shutil.copytree(built(model, target), float_folder)
