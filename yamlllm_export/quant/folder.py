@@ -141,7 +141,8 @@ def _runs(result: list[onnx.NodeProto], original: dict[str, int]) -> dict[int, l
     runs: dict[int, list[onnx.NodeProto]] = {}
     run: list[onnx.NodeProto] = []
     for n in result:
-        run.append(n)
+        run.append(onnx.NodeProto())
+        run[-1].CopyFrom(n)  # a view would keep the one-node model, and its float weight, alive
         owner = next((original[o] for o in n.output if o in original), None)
         if owner is not None:
             runs[owner], run = run, []
