@@ -106,7 +106,7 @@ def test_quantized_build_too_big_for_ram_is_refused_with_both_numbers(tmp_path, 
     from yamlllm_export.quant.config import quant_config
 
     monkeypatch.setattr(resources, "available_ram", lambda: 2 * 10**9)
-    with pytest.raises(BuildError, match=r"needs about 4\.2 GB of RAM \(13\.5 GB of weights\) but 2\.0 GB is available"):
+    with pytest.raises(BuildError, match=r"needs about 3\.2 GB of RAM \(13\.5 GB of weights\) but 2\.0 GB is available"):
         export_onnx(
             MODELS / "llama-style.yaml", tmp_path / "out", dtype="float16", quant=quant_config("int4", dtype="float16", target="ort")
         )
