@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 
 from yamlllm_export.export.resources import (  # noqa: E402
     DISK_FACTOR,
-    QUANT_FACTOR,
     RAM_FACTOR_EXTERNAL,
     RAM_OVERHEAD,
     available_ram,
@@ -62,15 +61,14 @@ def folder_bytes(folder: Path) -> int:
 
 
 def largest_buildable(ram: int, disk: int) -> dict[str, dict[str, float]]:
-    """Billions of parameters buildable here per dtype. Streamed (a seeded build): RAM holds the graph and
-    one weight, so the free disk bounds the size (weights written once). Held in RAM (--weights) and
-    quantized (--quant): export/resources.py's estimates bound it."""
+    """Billions of parameters buildable here per dtype. Streamed (a seeded build, quantized or not): RAM holds
+    the graph and one weight, so the free disk bounds the size (weights written once; --quant writes them
+    twice, float then quantized). Held in RAM (--weights): export/resources.py's estimate bounds it."""
     room = max(0, ram - RAM_OVERHEAD)
     return {
         dtype: {
             "streamed_disk_bound_b": round(disk / (size * DISK_FACTOR) / 1e9, 1),
             "weights_in_ram_b": round(room / (size * RAM_FACTOR_EXTERNAL) / 1e9, 1),
-            "quant_b": round(room / (4 * QUANT_FACTOR) / 1e9, 1),
         }
         for dtype, size in DTYPE_BYTES.items()
     }
@@ -91,9 +89,8 @@ def main() -> None:
     spec = load_spec(spec_path)
     params = spec.parameter_count()
     weight_bytes = params * DTYPE_BYTES[args.dtype]
-    streamed = args.quant is None
-    mode = "streamed" if streamed else "quantized"
-    estimate = build_ram(params, DTYPE_BYTES[args.dtype], largest_weight(spec), mode=mode)
+    streamed = True  # a seeded build streams, quantized or not
+    estimate = build_ram(params, DTYPE_BYTES[args.dtype], largest_weight(spec), mode="streamed", quant=args.quant is not None)
     ram_before, disk_before = available_ram(), shutil.disk_usage(args.out_dir).free
     out = Path(tempfile.mkdtemp(prefix="scale-", dir=args.out_dir)) / "model"
     try:

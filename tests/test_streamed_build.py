@@ -102,16 +102,38 @@ def test_streamed_ram_estimate_needs_only_the_largest_weight():
     assert largest == 32000 * 4096  # the embedding and the LM head
     assert resources.build_ram(n, size, largest, mode="streamed") < 3e9
     assert resources.build_ram(n, size, largest, mode="in_memory") > n * size
-    assert resources.build_ram(n, size, largest, mode="quantized") > resources.build_ram(n, size, largest, mode="in_memory")
+    assert resources.build_ram(n, size, largest, mode="streamed") < resources.build_ram(n, size, largest, mode="streamed", quant=True) < 5e9
 
 
 def test_quantized_build_too_big_for_ram_is_refused_with_both_numbers(tmp_path, monkeypatch):
-    """--quant still holds the model (quant/ reads the torch model and the whole graph): refused up front."""
+    """--quant quantizes one weight at a time: a 6.7 B int4 build needs a few GB, refused below that up front."""
     from yamlllm_export.quant.config import quant_config
 
-    monkeypatch.setattr(resources, "available_ram", lambda: 3 * 10**9)
-    with pytest.raises(BuildError, match=r"needs about 55\.0 GB of RAM \(13\.5 GB of weights\) but 3\.0 GB is available"):
+    monkeypatch.setattr(resources, "available_ram", lambda: 2 * 10**9)
+    with pytest.raises(BuildError, match=r"needs about 3\.2 GB of RAM \(13\.5 GB of weights\) but 2\.0 GB is available"):
         export_onnx(
             MODELS / "llama-style.yaml", tmp_path / "out", dtype="float16", quant=quant_config("int4", dtype="float16", target="ort")
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("target", "dtype"), [("ort", "float16"), ("portable", "float32")])
+def test_quantized_seeded_build_never_builds_the_torch_model(tmp_path, monkeypatch, target, dtype):
+    """--quant streams too: the weights come from SeededWeights, one at a time, quantized one at a time."""
+    from yamlllm_export.quant.config import quant_config
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("build_model called: the build held the whole model")
+
+    monkeypatch.setattr(builders, "build_model", refuse)
+    scheme = "int4" if target == "ort" else "int8"
+    out = export_onnx(
+        MODELS / "tiny-gpt2.yaml",
+        tmp_path / "out",
+        target=target,
+        dtype=dtype,
+        quant=quant_config(scheme, dtype=dtype, target=target),
+    )
+    info = json.loads((out / "build.json").read_text())
+    assert info["quantization"]["matmuls"]["quantized"] > 0 and info["weights"]["kind"] == "seed"
+    onnx.checker.check_model(str(out / "model.onnx"), full_check=True)

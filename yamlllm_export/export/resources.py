@@ -18,9 +18,12 @@ RAM_FACTOR_EXTERNAL, RAM_OVERHEAD = 1.25, 1 * GiB
 # in float32, cast, transposed and serialised. Measured (2026-12-02): a 1.07 B model at fp16 (2.1 GB of
 # weights, largest weight 131 M values = 0.52 GB in float32) peaked at 1.21 GB.
 STREAM_FACTOR, STREAM_OVERHEAD = 2.0, 1 * GiB  # × the largest weight's float32 bytes
-# --quant holds the torch model and the whole graph, and ORT's quantizer works on float32 copies. Measured
-# (2026-12-02): 0.67 B parameters at fp16 (1.3 GB of weights) quantized to int4 peaked at 5.4 GB.
-QUANT_FACTOR = 2.0  # × the parameters' float32 bytes
+# --quant quantizes one weight at a time (quant/folder.py): on top of the build, the weight read in, the
+# quantizer's float32 copy and blocks, and a tied head's transposed copy. (Quantizing the whole loaded model, as
+# builds did before, peaked at 5.4 GB for 0.67 B parameters at fp16.) Measured (2026-12-02): 1.07 B at fp16
+# to int4 (largest weight 131 M values) peaked at 1.93 GB (the float build alone 1.21 GB), estimated 4.22 GB;
+# the 6.7 B llama-style.yaml 2.00 GB (float alone 1.30 GB), estimated 4.22 GB (factor 4; now 2: 3.17 GB).
+QUANT_FACTOR = 2.0  # × the largest weight's float32 bytes (measured +0.7 GB = 1.35×; margin)
 DISK_FACTOR, DISK_OVERHEAD = 1.05, 64 << 20
 
 
@@ -40,15 +43,15 @@ def _gb(n: int | float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-def build_ram(n_params: int, dtype_bytes: int, largest_values: int, *, mode: str) -> int:
-    """Estimated peak RSS of a build. ``mode``: ``streamed`` (a seeded float build: the graph and the largest
-    weight, ``largest_values`` values), ``in_memory`` (--weights or a given model: the whole model) or
-    ``quantized`` (--quant)."""
+def build_ram(n_params: int, dtype_bytes: int, largest_values: int, *, mode: str, quant: bool = False) -> int:
+    """Estimated peak RSS of a build. ``mode``: ``streamed`` (a seeded build: the graph and the largest
+    weight, ``largest_values`` values) or ``in_memory`` (--weights or a given model: the whole model);
+    ``quant``: then quantized one weight at a time."""
     if mode == "streamed":
-        return int(largest_values * 4 * STREAM_FACTOR + STREAM_OVERHEAD)
-    if mode == "quantized":
-        return int(n_params * 4 * QUANT_FACTOR + RAM_OVERHEAD)
-    return int(n_params * dtype_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD)
+        need = largest_values * 4 * STREAM_FACTOR + STREAM_OVERHEAD
+    else:
+        need = n_params * dtype_bytes * RAM_FACTOR_EXTERNAL + RAM_OVERHEAD
+    return int(need + (largest_values * 4 * QUANT_FACTOR if quant else 0))
 
 
 def largest_weight(spec: ModelSpec) -> int:

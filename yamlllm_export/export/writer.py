@@ -185,14 +185,15 @@ def export_onnx(
     tokenizer_paths, skipped = _tokenizer(tokenizer, weights, spec.embedding.vocab_size)
     n_params = spec.parameter_count()
     weight_bytes = n_params * DTYPE_BYTES[dtype]
-    streamed = not given_model and weights is None and quant is None  # a seeded build (export/streamed.py)
+    streamed = not given_model and weights is None  # a seeded build (export/streamed.py)
     if not given_model:
-        mode = "streamed" if streamed else "quantized" if quant is not None else "in_memory"
-        need_ram = build_ram(n_params, DTYPE_BYTES[dtype], largest_weight(spec), mode=mode)
+        need_ram = build_ram(
+            n_params, DTYPE_BYTES[dtype], largest_weight(spec), mode="streamed" if streamed else "in_memory", quant=quant is not None
+        )
         check_resources(weight_bytes, out_dir, need_ram=need_ram)
 
     with staged(out_dir, overwrite) as tmp:  # locked; moved into place on success, removed on any error
-        seeded = SeededWeights(spec, seed=seed, dtype=dtype) if streamed else None  # --quant still reads the torch model
+        seeded = SeededWeights(spec, seed=seed, dtype=dtype) if streamed else None
         if seeded is not None:
             model = fake_model(spec, dtype)
             source = seed_source(seed, tensors_sha256(seeded.items()))
@@ -211,7 +212,7 @@ def export_onnx(
         ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
         if keep_quantized:
             source["quantized"], ops = _keep_quantized(onnx_path, weights)
-        quantization = quantize_folder(tmp, quant, tgt.name, model, EXTERNAL_DATA) if quant is not None else None
+        quantization = quantize_folder(tmp, quant, tgt.name, seeded or model, EXTERNAL_DATA) if quant is not None else None
         _check(onnx_path)
         if quant is not None:
             ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in _graph_nodes(onnx_path))

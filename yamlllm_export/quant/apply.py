@@ -18,6 +18,8 @@ import io
 import logging
 import warnings
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -26,7 +28,7 @@ from onnx import helper, numpy_helper
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
 from yamlllm_export.quant.prepare import prepare_matmuls
-from yamlllm_export.quant.weight_map import const_matmuls, parameter_slices
+from yamlllm_export.quant.weight_map import ConstMatMul, Slice, const_matmuls, parameter_slices
 
 HEAD = "lm_head.weight"
 DOWN = ".ffn.down.weight"  # the FFN's output projection (model/builders.py names it; MoE experts stay body)
@@ -164,12 +166,28 @@ def tie_embedding(model: onnx.ModelProto, head_output: str, table: str) -> str:
     return f"{GBQ_NOTE} ({a['bits']}-bit, the LM head's weights and scales)"
 
 
-def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
-    """Quantize ``model`` (float, external data loaded) in place of its MatMuls; ``reference`` is the PyTorch
-    model it was exported from (to map weights to parameters). Returns (model, build.json summary)."""
-    tied = prepare_matmuls(model)
+@dataclass(frozen=True)
+class Plan:
+    """What to quantize, decided from the graph's structure and the parameters, before any weight changes."""
+
+    tied: dict[str, str]  # {LM head MatMul output: tied embedding table}
+    matmuls: list[ConstMatMul]
+    odd: int  # constant-fed MatMuls the quantizer cannot take (named in not_quantized)
+    slices: dict[str, list[Slice]]
+    not_quantized: list[dict]
+    groups: dict[str, set[str]]  # precision group: MatMul node names
+
+    def bits(self, cfg: QuantConfig) -> dict[str, int]:
+        """{MatMul node name: bits} for every MatMul to quantize."""
+        return {n: group_bits(cfg, g) for g, nodes in self.groups.items() for n in nodes if group_bits(cfg, g)}
+
+
+def plan_quantization(model: onnx.ModelProto, cfg: QuantConfig, reference: object, load: Callable = numpy_helper.to_array) -> Plan:
+    """Prepare the MatMuls (in place) and sort them into precision groups; ``reference`` is the PyTorch model
+    the graph was exported from or its ``SeededWeights`` (to map weights to parameters)."""
+    tied = prepare_matmuls(model, load)
     matmuls, odd = const_matmuls(model.graph)
-    slices = parameter_slices(model.graph, matmuls, reference)
+    slices = parameter_slices(model.graph, matmuls, reference, load)
     not_quantized = [{"node": n, "reason": r} for n, r in odd]
     groups: dict[str, set[str]] = {"body": set(), "down": set(), "head": set()}
     for mm in matmuls:
@@ -178,29 +196,40 @@ def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, refere
             groups[weight_group(params)].add(mm.node)
         else:
             not_quantized.append({"node": mm.node, "reason": "weight matches no model parameter, so validate could not check it"})
-    body, head = groups["body"] | groups["down"], groups["head"]
-    if head and cfg.head_bits is None:
-        not_quantized += [{"node": n, "reason": "LM head kept float (--lm-head float)"} for n in sorted(head)]
-    for group, nodes in groups.items():
+    if groups["head"] and cfg.head_bits is None:
+        not_quantized += [{"node": n, "reason": "LM head kept float (--lm-head float)"} for n in sorted(groups["head"])]
+    return Plan(tied, matmuls, len(odd), slices, not_quantized, groups)
+
+
+def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
+    """Quantize ``model`` (float, external data loaded) whole, one ORT quantizer pass per precision group:
+    the reference the streamed quantization (``quant/folder.py``, what builds use) is tested against.
+    Returns (model, build.json summary)."""
+    plan = plan_quantization(model, cfg, reference)
+    for group, nodes in plan.groups.items():
         bits = group_bits(cfg, group)
         if nodes and bits:
             model = quantize_nodes(model, cfg, target, bits, nodes)
-    embedding = _embedding(model, tied, target, cfg)
-    quantized = {mm.output: mm.node for mm in matmuls if mm.node in body | (head if cfg.head_bits else set())}
-    summary = {
+    return model, summarize(model, cfg, target, plan, embedding_note(model, plan.tied, target, cfg))
+
+
+def summarize(model: onnx.ModelProto, cfg: QuantConfig, target: str, plan: Plan, embedding: str) -> dict:
+    """build.json's ``quantization`` for the quantized graph."""
+    body, head = plan.groups["body"] | plan.groups["down"], plan.groups["head"]
+    quantized = {mm.output: mm.node for mm in plan.matmuls if mm.node in body | (head if cfg.head_bits else set())}
+    return {
         **cfg.to_dict(),
         "quantizer": _quantizer_name(cfg, target),
-        "matmuls": {"constant_weight": len(matmuls) + len(odd), "quantized": len(quantized), "head": sorted(head)},
-        "not_quantized": not_quantized,
+        "matmuls": {"constant_weight": len(plan.matmuls) + plan.odd, "quantized": len(quantized), "head": sorted(head)},
+        "not_quantized": plan.not_quantized,
         "embedding": embedding,
         "embedding_quantized": embedding.startswith(GBQ_NOTE),
-        "weights": {out: [list(s) for s in slices[out]] for out in sorted(quantized)},
+        "weights": {out: [list(s) for s in plan.slices[out]] for out in sorted(quantized)},
         "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node if n.op_type in QUANT_OPS).items())),
     }
-    return model, summary
 
 
-def _embedding(model: onnx.ModelProto, tied: dict[str, str], target: str, cfg: QuantConfig) -> str:
+def embedding_note(model: onnx.ModelProto, tied: dict[str, str], target: str, cfg: QuantConfig) -> str:
     if not tied:
         return "embedding table kept float: not tied to the LM head (a Gather reads only the rows it needs)"
     if cfg.head_bits is None:
@@ -208,7 +237,7 @@ def _embedding(model: onnx.ModelProto, tied: dict[str, str], target: str, cfg: Q
     if target != "ort":
         return f"embedding table kept float: GatherBlockQuantized is a com.microsoft op (--target {target})"
     (head_output, table), *_ = tied.items()
-    return tie_embedding(model, head_output, table)
+    return tie_embedding(model, head_output, table)  # reads the head's packed weight only if it is a MatMulNBits
 
 
 QUANT_OPS = ("MatMulNBits", "DequantizeLinear", "GatherBlockQuantized", "MatMul")

@@ -8,6 +8,8 @@ with a 2-D (K, N) initializer. It skips anything else without a word, so these a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -17,9 +19,10 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def prepare_matmuls(model: onnx.ModelProto) -> dict[str, str]:
+def prepare_matmuls(model: onnx.ModelProto, load: Callable[[onnx.TensorProto], np.ndarray] = numpy_helper.to_array) -> dict[str, str]:
     """Rewrite in place; returns {head MatMul output: embedding initializer} for weights read through a
-    Transpose of a table that a Gather also reads (tied embeddings)."""
+    Transpose of a table that a Gather also reads (tied embeddings). ``load`` reads an initializer's values
+    (a streamed quantization reads them from the external data file, one at a time)."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
@@ -33,14 +36,14 @@ def prepare_matmuls(model: onnx.ModelProto) -> dict[str, str]:
             if src in inits and len(inits[src].dims) == 2 and _attrs(t).get("perm", [1, 0]) == [1, 0]:
                 name = f"{src}.T"
                 if name not in {a.name for a in added}:
-                    added.append(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(inits[src]).T), name))
+                    added.append(numpy_helper.from_array(np.ascontiguousarray(load(inits[src]).T), name))
                 if src in gathered:
                     tied[node.output[0]] = src
                 node = helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name)  # noqa: PLW2901
         elif node.op_type == "Gemm" and node.input[1] in inits:
             a = _attrs(node)
             if a.get("transA", 0) == 0 and a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:
-                w = numpy_helper.to_array(inits[node.input[1]])
+                w = load(inits[node.input[1]])
                 name = f"{node.input[1]}.kn"
                 added.append(numpy_helper.from_array(np.ascontiguousarray(w.T if a.get("transB", 0) else w), name))
                 out = node.output[0]

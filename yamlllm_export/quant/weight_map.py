@@ -8,7 +8,9 @@ matches no parameter is left float and named in build.json: its dequantized valu
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,37 +51,58 @@ def const_matmuls(graph: onnx.GraphProto) -> tuple[list[ConstMatMul], list[tuple
     return found, odd
 
 
-def parameter_slices(graph: onnx.GraphProto, matmuls: list[ConstMatMul], model: nn.Module) -> dict[str, list[Slice]]:
+def _parameters(reference: object) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, values) of every parameter, one at a time, Linear weights first (a tied head appears under its
+    own Linear name too, and is preferred): of the PyTorch model, or of a seeded build's ``SeededWeights``
+    (which regenerates each parameter when asked, so the model is never whole in memory)."""
+    module = reference if isinstance(reference, nn.Module) else reference.model
+    linear = {f"{name}.weight" for name, m in module.named_modules() if isinstance(m, nn.Linear)}
+    names = sorted((name for name, _ in module.named_parameters(remove_duplicate=False)), key=lambda name: name not in linear)
+    tensors = dict(module.named_parameters(remove_duplicate=False))
+    for name in names:
+        tensor = tensors[name].detach() if isinstance(reference, nn.Module) else reference.value(name)
+        yield name, tensor.cpu().numpy()
+
+
+def _digest(a: np.ndarray) -> bytes:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).digest()
+
+
+def parameter_slices(
+    graph: onnx.GraphProto,
+    matmuls: list[ConstMatMul],
+    reference: object,
+    load: Callable[[onnx.TensorProto], np.ndarray] = numpy_helper.to_array,
+) -> dict[str, list[Slice]]:
     """{MatMul output name: column slices of its weight, each a parameter's transpose}; weights that do not
-    split exactly into parameters are left out."""
-    params: dict[bytes, list[tuple[str, np.ndarray]]] = defaultdict(list)
-    linear = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    named = sorted(model.named_parameters(remove_duplicate=False), key=lambda kv: kv[0] not in linear)
-    for name, p in named:  # a tied head appears under its own (Linear) name too, and is preferred
-        a = p.detach().cpu().numpy()
-        if p.ndim == 2:
-            params[a[0].tobytes()].append((name, a))
-        elif p.ndim == 3:  # stacked experts (E, out, in): the graph multiplies by one expert at a time
+    split exactly into parameters are left out. ``reference``: the PyTorch model or ``SeededWeights``;
+    ``load`` reads an initializer. Parameters are kept as (first row, shape, SHA-256 of the values), so
+    only one parameter and one weight are in memory at a time."""
+    params: dict[bytes, list[tuple[str, tuple[int, ...], bytes]]] = defaultdict(list)
+    for name, a in _parameters(reference):
+        if a.ndim == 2:
+            params[a[0].tobytes()].append((name, a.shape, _digest(a)))
+        elif a.ndim == 3:  # stacked experts (E, out, in): the graph multiplies by one expert at a time
             for e in range(len(a)):
-                params[a[e, 0].tobytes()].append((f"{name}[{e}]", a[e]))
+                params[a[e, 0].tobytes()].append((f"{name}[{e}]", a[e].shape, _digest(a[e])))
     inits = {i.name: i for i in graph.initializer}
     out: dict[str, list[Slice]] = {}
     for mm in matmuls:
-        w = numpy_helper.to_array(inits[mm.weight])
+        w = load(inits[mm.weight])
         slices, col = [], 0
         while col < w.shape[1]:
             match = next(
                 (
-                    (name, a)
-                    for name, a in params.get(np.ascontiguousarray(w[:, col]).tobytes(), [])
-                    if a.shape[1] == w.shape[0] and col + a.shape[0] <= w.shape[1] and np.array_equal(w[:, col : col + a.shape[0]], a.T)
+                    (name, shape)
+                    for name, shape, digest in params.get(np.ascontiguousarray(w[:, col]).tobytes(), [])
+                    if shape[1] == w.shape[0] and col + shape[0] <= w.shape[1] and _digest(w[:, col : col + shape[0]].T) == digest
                 ),
                 None,
             )
             if match is None:
                 break
-            slices.append((match[0], col, col + match[1].shape[0]))
-            col += match[1].shape[0]
+            slices.append((match[0], col, col + match[1][0]))
+            col += match[1][0]
         if slices and col == w.shape[1]:
             out[mm.output] = slices
     return out
