@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -467,3 +468,22 @@ def hf_parity(hf_model: torch.nn.Module, folder: Path, *, seed: int = 0, lengths
         got, past = stepper.step(token, mask, past)
         decode = max(decode, step_diff(ref, got, np.ones(got.shape[:2])))
     return HFParity(prefill, decode)
+
+
+def imported_cases(tmp_path_factory: Any, prefix: str, make: Callable[[str, Path], torch.nn.Module]) -> Callable[[str], tuple]:
+    """case → (the model ``make(case, folder)`` saved as an HF folder, that folder, the imported YAML path),
+    made once per fixture scope."""
+    from yamlllm_export.hf import import_hf, render_yaml
+
+    made: dict[str, tuple] = {}
+
+    def get(case: str) -> tuple:
+        if case not in made:
+            root = tmp_path_factory.mktemp(f"{prefix}-{case}")
+            model = make(case, root / "hf")
+            spec, header = import_hf(root / "hf", root / "model.yaml")
+            (root / "model.yaml").write_text(render_yaml(spec, header))
+            made[case] = (model, root / "hf", root / "model.yaml")
+        return made[case]
+
+    return get

@@ -146,17 +146,15 @@ def test_unknown_target_is_a_usage_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_full_size_llama_is_refused_before_work_when_memory_is_short(tmp_path):
-    """A quantized build holds the float model (a seeded float build streams and fits: benchmarks/scale.py)."""
-    from yamlllm_export.export.resources import RAM_FACTOR_EXTERNAL, available_ram
-    from yamlllm_export.spec import load_spec
+def test_full_size_llama_is_refused_before_work_when_memory_is_short(tmp_path, monkeypatch):
+    """A machine with 1 GB free: even the streamed 6.7 B build (the graph plus its largest weight) is refused up
+    front, naming both numbers. (With 2 GB or more it builds: benchmarks/scale.py.)"""
+    from yamlllm_export.export import resources
 
-    need = load_spec(MODELS / "llama-style.yaml").parameter_count() * 4 * RAM_FACTOR_EXTERNAL
-    if available_ram() >= need:
-        pytest.skip("this machine could build the 6.7 B model; the refusal path is covered by test_export")
+    monkeypatch.setattr(resources, "available_ram", lambda: 1 << 30)
     result = CliRunner().invoke(main, ["build", str(MODELS / "llama-style.yaml"), "-o", str(tmp_path / "out"), "--quant", "int8"])
     _assert_clean_failure(result, "of RAM", tmp_path)
-    assert "GB of weights" in result.stderr and "available" in result.stderr
+    assert "GB of weights" in result.stderr and "1.1 GB is available" in result.stderr
 
 
 def test_check_and_schema_commands():

@@ -102,7 +102,7 @@ BAD_FOLDERS = {
     "odd-activation": (lambda d: _edit_config(d, hidden_act="relu") or d, "hidden_act='relu' is not supported"),
     "odd-scaling": (
         lambda d: _edit_config(d, rope_parameters={"rope_type": "longrope", "rope_theta": 1e4}) or d,
-        "'longrope' is not supported",
+        "rope_parameters.short_factor must be a list of 8 numbers (rotary dim 16), got None",
     ),
 }
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from tests.hf_fixtures import HF_CASES, hf_parity, make_hf_model, text_parameter_count
+from tests.hf_fixtures import HF_CASES, hf_parity, imported_cases, make_hf_model, text_parameter_count
 from yamlllm_export import export_onnx
-from yamlllm_export.hf import import_hf, render_yaml
+from yamlllm_export.hf import import_hf
 from yamlllm_export.spec import load_spec
 
 pytest.importorskip("transformers")
@@ -27,18 +27,7 @@ def grouped(cases: list[str]) -> list:
 @pytest.fixture(scope="session")
 def hf_case(tmp_path_factory):
     """case → (the HF model in fp32, its saved folder, the imported YAML path), made once per session."""
-    made: dict[str, tuple] = {}
-
-    def get(case: str) -> tuple:
-        if case not in made:
-            root = tmp_path_factory.mktemp(f"hf-{case}")
-            model = make_hf_model(case, root / "hf")
-            spec, header = import_hf(root / "hf", root / "model.yaml")
-            (root / "model.yaml").write_text(render_yaml(spec, header))
-            made[case] = (model, root / "hf", root / "model.yaml")
-        return made[case]
-
-    return get
+    return imported_cases(tmp_path_factory, "hf", make_hf_model)
 
 
 @pytest.fixture(scope="session")

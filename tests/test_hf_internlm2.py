@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests import hf_fixtures
-from tests.hf_fixtures import LLAMA, hf_parity
+from tests.hf_fixtures import LLAMA, hf_parity, imported_cases
 from yamlllm_export import export_onnx
 from yamlllm_export.errors import BuildError
 from yamlllm_export.hf import import_hf, render_yaml
@@ -111,27 +111,16 @@ def make_internlm2(case: str, folder: Path, **changes: Any) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def internlm2_case(tmp_path_factory):
-    made: dict[str, tuple] = {}
-
-    def get(case: str) -> tuple:
-        if case not in made:
-            root = tmp_path_factory.mktemp(f"internlm2-{case}")
-            model = make_internlm2(case, root / "hf")
-            spec, header = import_hf(root / "hf", root / "model.yaml")
-            (root / "model.yaml").write_text(render_yaml(spec, header))
-            made[case] = (model, root / "hf", root / "model.yaml")
-        return made[case]
-
-    return get
+    return imported_cases(tmp_path_factory, "internlm2", make_internlm2)
 
 
 @pytest.mark.parametrize("target", ["ort", "portable"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_logits_match_the_llama_it_was_written_from(case, target, internlm2_case, tmp_path, monkeypatch):
+def test_logits_match_the_llama_it_was_written_from(case, target, internlm2_case, tmp_path):
     model, hf_dir, yaml_path = internlm2_case(case)
-    if case == "mha-dynamic-rope":  # one row: HF grows the base from the batch's longest row, we per row (docs/design.md)
-        monkeypatch.setattr(hf_fixtures, "PROMPT_LENGTHS", (12,))
-    parity = hf_parity(model, export_onnx(yaml_path, tmp_path / "out", target=target, weights=hf_dir))
+    # one row for dynamic RoPE: HF grows the base from the batch's longest row, we per row (docs/design.md)
+    lengths = (12,) if case == "mha-dynamic-rope" else hf_fixtures.PROMPT_LENGTHS
+    parity = hf_parity(model, export_onnx(yaml_path, tmp_path / "out", target=target, weights=hf_dir), lengths=lengths)
     assert parity.prefill <= TOLERANCE and parity.decode <= TOLERANCE, f"{case}/{target}: {parity}"
 
 

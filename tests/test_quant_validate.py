@@ -45,6 +45,8 @@ CASES = [
     ("tiny-llama", "--quant", "int4"),
     ("tiny-gpt2", "--quant", "int4"),  # tied: GatherBlockQuantized table, int8 head
     ("tiny-llama", "--quant", "int8", "--target", "portable"),
+    # float32 scales (all opset 18 takes) dequantize a float16 weight, then a Cast: this build failed onnx.checker
+    ("tiny-llama", "--quant", "int8", "--target", "portable", "--dtype", "float16"),
 ]
 
 

@@ -31,7 +31,7 @@ class StaticKV(nn.Module):
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, past_key: torch.Tensor, past_value: torch.Tensor,
         attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
         position_ids: torch.Tensor | None, num_heads: int, num_kv_heads: int, scale: float,
-        window_size: int = 0, causal: bool = True, softcap: float = 0.0,
+        window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         B, S, _ = query.shape
         P, hs = past_key.shape[2], past_key.shape[3]  # the placeholder says how much of the cache is filled
@@ -43,7 +43,17 @@ class StaticKV(nn.Module):
         self.keys[:, :, P : P + S] = k.transpose(1, 2)  # (B, nkv, S, hs) into slots P .. P+S-1
         self.values[:, :, P : P + S] = value.view(B, S, num_kv_heads, hs).transpose(1, 2)
         keys, values = self.keys[:, :, : P + S], self.values[:, :, : P + S]  # views, no copy
-        out = attend(q.transpose(1, 2), keys, values, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap)
+        out = attend(
+            q.transpose(1, 2),
+            keys,
+            values,
+            attention_bias,
+            scale=scale,
+            causal=causal,
+            window_size=window_size,
+            softcap=softcap,
+            sinks=sinks,
+        )
         return out.transpose(1, 2).reshape(B, S, num_heads * hs), keys, values
 
 

@@ -68,7 +68,8 @@ def _ort_quantize(model: onnx.ModelProto, cfg: QuantConfig, bits: int, nodes: se
 
 def _int8_per_channel(model: onnx.ModelProto, nodes: set[str]) -> None:
     """Symmetric int8, one scale per output column: B ≈ DequantizeLinear(q, s, axis=1), q = round(B / s),
-    s = max|B[:, n]| / 127. Standard ONNX since opset 13, so every target can run it."""
+    s = max|B[:, n]| / 127. Standard ONNX since opset 13, so every target can run it. Opset 13-18 take float32
+    scales only, so a float16 / bfloat16 weight is dequantized to float32 and cast back to its own type."""
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     kept, new_nodes = [], []
@@ -77,6 +78,7 @@ def _int8_per_channel(model: onnx.ModelProto, nodes: set[str]) -> None:
             new_nodes.append(node)
             continue
         name = node.input[1]
+        dtype = inits[name].data_type
         w = numpy_helper.to_array(inits[name]).astype(np.float32)
         scale = np.abs(w).max(axis=0) / 127.0
         scale[scale == 0] = 1.0
@@ -87,11 +89,18 @@ def _int8_per_channel(model: onnx.ModelProto, nodes: set[str]) -> None:
             numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}_DQ_zero_points"),
         ]
         deq = f"{name}_DQ"
+        dq_out = deq if dtype == onnx.TensorProto.FLOAT else f"{name}_DQ_f32"
         new_nodes.append(
             helper.make_node(
-                "DequantizeLinear", [f"{name}_DQ_Q8", f"{name}_DQ_scales", f"{name}_DQ_zero_points"], [deq], name=f"{node.name}_DQ", axis=1
+                "DequantizeLinear",
+                [f"{name}_DQ_Q8", f"{name}_DQ_scales", f"{name}_DQ_zero_points"],
+                [dq_out],
+                name=f"{node.name}_DQ",
+                axis=1,
             )
         )
+        if dq_out != deq:
+            new_nodes.append(helper.make_node("Cast", [dq_out], [deq], name=f"{node.name}_DQ_cast", to=dtype))
         new_nodes.append(helper.make_node("MatMul", [node.input[0], deq], list(node.output), name=node.name))
         del inits[name]
     graph.ClearField("node")

@@ -73,8 +73,8 @@ def dequantized_weights(model: onnx.ModelProto, outputs: list[str]) -> dict[str,
         node = producer.get(name)
         if node is not None and node.op_type == "MatMulNBits":
             out[name] = matmul_nbits_weight(node, inits)
-        elif node is not None and node.op_type == "MatMul" and getattr(producer.get(node.input[1]), "op_type", "") == "DequantizeLinear":
-            out[name] = dequantize_linear_weight(producer[node.input[1]], inits)
+        elif node is not None and node.op_type == "MatMul" and (dq := _dequantize_node(producer, node.input[1])) is not None:
+            out[name] = dequantize_linear_weight(dq, inits)
         else:
             raise BuildError(f"model.onnx: build.json names {name!r} as a quantized MatMul's output, the graph has no such node")
     return out
@@ -100,3 +100,12 @@ def load_dequantized(model: nn.Module, weights: dict[str, list[list]], deq: dict
             p = params[base][int(expert[:-1])] if expert else params[base]
             p.copy_(w[:, start:stop].T.to(p.dtype))
     return model
+
+
+def _dequantize_node(producer: dict[str, onnx.NodeProto], weight: str) -> onnx.NodeProto | None:
+    """The DequantizeLinear that makes a MatMul's weight, directly or through the Cast back to float16 / bfloat16
+    that a float32-scale int8 weight takes (``apply._int8_per_channel``)."""
+    node = producer.get(weight)
+    if node is not None and node.op_type == "Cast":
+        node = producer.get(node.input[0])
+    return node if node is not None and node.op_type == "DequantizeLinear" else None
