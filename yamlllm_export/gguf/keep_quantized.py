@@ -30,7 +30,7 @@ def _packed_weights(gguf_path: Path) -> tuple[dict[str, tuple[np.ndarray, NBits]
         if t.qtype in FLOAT_TYPES or t.data.ndim != 2 or t.cols % BLOCK:
             continue
         if t.name not in cache:
-            cache[t.name] = dequantized(t)
+            cache[t.name] = dequantized(t, f.path)
         values = _rows(cache[t.name], p)
         try:
             out[ours] = (values, pack(t.qtype, _rows(np.asarray(t.data), p), t.cols, values))

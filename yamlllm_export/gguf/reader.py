@@ -4,6 +4,7 @@ one line naming the file: a missing package, a wrong magic, a truncated file, a 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,22 @@ def _read(path: Path, size: int, mtime_ns: int) -> GGUFFile:
     except (ValueError, IndexError, KeyError, OverflowError, OSError, EOFError) as err:  # the reader's ways to fail on bad bytes
         line = " ".join(str(err).split())[:200] or type(err).__name__
         raise BuildError(f"{path}: not a readable GGUF file, truncated or corrupt ({line})") from None
+    for key, value in meta.items():
+        _finite(path, key, value)
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         raise BuildError(f"{path}: metadata key 'general.architecture' is missing")
     return GGUFFile(path, arch, meta, tensors)
+
+
+def _finite(path: Path, key: str, value: Any) -> None:
+    """Refuse a NaN or ±inf metadata number (a broken converter's rope_freq_base, layer_norm_rms_epsilon, ...);
+    the tokenizer's per-token arrays (scores) are not model settings and are left alone."""
+    values = value if isinstance(value, list) and not key.startswith("tokenizer.") else [value]
+    for i, v in enumerate(values):
+        if isinstance(v, float) and not math.isfinite(v):
+            at = f"[{i}]" if values is value else ""
+            raise BuildError(f"{path}: metadata key '{key}'{at} = {v} is not a finite number")
 
 
 def _value(field: Any) -> Any:

@@ -15,7 +15,7 @@ from torch import nn
 from yamlllm_export.errors import BuildError
 from yamlllm_export.gguf.archs import arch_for
 from yamlllm_export.gguf.reader import GGUFFile, GGUFTensor, gguf_module, read_gguf
-from yamlllm_export.weights.checkpoint import listed, load_weights
+from yamlllm_export.weights.checkpoint import check_finite, listed, load_weights
 
 FLOAT_TYPES = {"F32", "F16", "BF16"}
 
@@ -103,16 +103,21 @@ def check_types(f: GGUFFile) -> None:
         )
 
 
-def dequantized(t: GGUFTensor) -> np.ndarray:
-    """The stored tensor as float32, with llama.cpp's own dequantizer (exact for float types)."""
+def dequantized(t: GGUFTensor, source: Path) -> np.ndarray:
+    """The stored tensor as float32, with llama.cpp's own dequantizer (exact for float types); NaN or ±inf
+    (in a float tensor or a block's scale) is refused naming ``source`` and the tensor."""
     if t.qtype in ("F32", "F16"):
-        return np.asarray(t.data, dtype=np.float32).reshape(t.shape)
-    gguf = gguf_module()
-    try:
-        values = gguf.quants.dequantize(np.asarray(t.data), gguf.GGMLQuantizationType[t.qtype])
-    except (NotImplementedError, KeyError) as err:
-        raise BuildError(f"tensor '{t.name}': quantization type {t.qtype} cannot be dequantized by gguf ({err})") from None
-    return values.astype(np.float32, copy=False).reshape(t.shape)
+        values = np.asarray(t.data, dtype=np.float32).reshape(t.shape)
+    else:
+        gguf = gguf_module()
+        try:
+            values = gguf.quants.dequantize(np.asarray(t.data), gguf.GGMLQuantizationType[t.qtype])
+        except (NotImplementedError, KeyError) as err:
+            raise BuildError(f"tensor '{t.name}': quantization type {t.qtype} cannot be dequantized by gguf ({err})") from None
+        values = values.astype(np.float32, copy=False).reshape(t.shape)
+    if not np.isfinite(values).all():  # numpy's test: the array may be read-only memory-mapped data
+        check_finite(torch.tensor(values), t.name, source)
+    return values
 
 
 def state_dict(f: GGUFFile, wanted: dict[str, Piece] | None = None) -> dict[str, torch.Tensor]:
@@ -121,7 +126,7 @@ def state_dict(f: GGUFFile, wanted: dict[str, Piece] | None = None) -> dict[str,
     out: dict[str, torch.Tensor] = {}
     for ours, p in (wanted or pieces(f)).items():
         if p.source.name not in cache:
-            cache[p.source.name] = dequantized(p.source)
+            cache[p.source.name] = dequantized(p.source, f.path)
         values = cache[p.source.name]
         values = values[p.index] if p.index is not None else values
         if p.offset:

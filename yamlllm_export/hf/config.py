@@ -7,6 +7,7 @@ transformers 5 writes ``rope_parameters`` (with ``rope_theta`` inside); 4.x wrot
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,27 @@ def read_config(folder: str | Path) -> HFConfig:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BuildError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise BuildError(f"{path}: JSON nested too deeply to be a model config") from None
     if not isinstance(raw, dict):
         raise BuildError(f"{path}: expected a JSON object")
+    bad = first_nonfinite(raw)
+    if bad is not None:
+        key, value = bad
+        raise BuildError(f"{path}: {key} = {value} is not a finite number (JSON has no NaN or Infinity; a broken converter wrote it)")
     return HFConfig(folder, raw)
+
+
+def first_nonfinite(data: Any) -> tuple[str, float] | None:
+    """(key path, value) of the first NaN or ±inf in parsed JSON (Python's json reads ``NaN``, ``Infinity`` and
+    ``1e400`` as floats), in document order; None if every number is finite."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "<top level>", value
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None

@@ -40,7 +40,7 @@ def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:
     generation = cfg.folder / "generation_config.json"
     try:
         extra = json.loads(generation.read_text()) if generation.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         extra = {}
     sources = [cfg.raw, cfg.get("text_config"), extra]
     out: dict[str, Any] = {}

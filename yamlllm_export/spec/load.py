@@ -35,11 +35,35 @@ from yamlllm_export.spec.types import (
     TokensSpec,
 )
 
+# Limits on what a spec file may be (docs/validation-input.md). The dialect nests 6 levels at most
+# (embedding.positional_encoding.rope_scaling.short_factor[i], schema.max_depth()); 32 leaves room for a wrong value to be named by
+# its key path and stays far below the recursion the YAML composer, jsonschema and deepcopy would hit.
 MAX_SPEC_BYTES = 1 << 20
+MAX_NESTING = 32
+MAX_SPEC_VALUES = 100_000  # scalars and containers, an alias counted at each use (a real spec has a few hundred)
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark | None) -> None:
+        self.mark = mark
 
 
 class _Loader(yaml.SafeLoader):
-    """``SafeLoader`` that reads ``1e-6`` as a float (YAML 1.1 wants ``1.0e-6``) and refuses duplicate keys."""
+    """``SafeLoader`` that reads ``1e-6`` as a float (YAML 1.1 wants ``1.0e-6``), refuses duplicate keys, and
+    stops composing at ``MAX_NESTING`` levels (PyYAML's composer recurses once per level)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 class SpecDumper(yaml.SafeDumper):
@@ -79,16 +103,26 @@ def _read_yaml(path: Path) -> Any:
         raise SpecError(f"{path}: no such file")
     if not path.is_file():
         raise SpecError(f"{path}: not a regular file")
-    if path.stat().st_size > MAX_SPEC_BYTES:
-        raise SpecError(f"{path}: {path.stat().st_size} bytes is too large for a model spec")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # not stat's size alone: a file may grow, or be a pipe-like special file
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SpecError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:
         raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES:,} bytes, the limit for a model spec")
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_shape(node, path)
+        return loader.construct_document(node)
+    except _TooDeep as err:
+        where = f"{path}:{err.mark.line + 1}:{err.mark.column + 1}" if err.mark else str(path)
+        raise SpecError(f"{where}: YAML nested deeper than {MAX_NESTING} levels (the dialect nests {schema.max_depth()} at most)") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -99,6 +133,26 @@ def _read_yaml(path: Path) -> Any:
         raise SpecError(f"{where}: YAML error: {problem}") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{path}: YAML error: {err}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_shape(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose aliases expand it past ``MAX_SPEC_VALUES`` values or ``MAX_NESTING`` levels (a
+    'billion laughs' file, an anchor used inside itself) before anything walks the constructed data."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_NESTING:
+            raise _TooDeep(node.start_mark)
+        if count > MAX_SPEC_VALUES:
+            raise SpecError(f"{path}: more than {MAX_SPEC_VALUES:,} YAML values (an alias counts at each use), the limit for a model spec")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((part, depth + 1) for pair in node.value for part in pair)
 
 
 def _key_path(parts: Any) -> str:
@@ -120,6 +174,20 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
     if err.validator == "enum":
         return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
     return f"{where}: {err.message}"
+
+
+def _best(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
+    """jsonschema's best match, unless the value there is not a finite float32 number (schema.number_problem):
+    that says more than the bound a NaN or inf also breaks or the oneOf none of whose branches admits it."""
+    best = jsonschema.exceptions.best_match(errors)
+    assert best is not None
+    stack = list(errors)
+    while stack:
+        err = stack.pop(0)
+        if err.validator == "finite" and err.absolute_path == best.absolute_path:
+            return err
+        stack.extend(err.context or ())
+    return best
 
 
 def _derive(d: dict[str, Any]) -> None:
@@ -236,8 +304,7 @@ def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
         raise SpecError(f"{source}: the spec must be a mapping of keys, not {kind}")
     errors = sorted(schema.validator().iter_errors(dict(data)), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        raise SpecError(_schema_message(best))
+        raise SpecError(_schema_message(_best(errors)))
     filled = schema.fill_defaults(dict(data))
     found = rules.problems(filled)
     if found:

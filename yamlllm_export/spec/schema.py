@@ -1,14 +1,23 @@
-"""The JSON Schema (draft 2020-12) of the YamlLLM dialect, and the defaults it declares."""
+"""The JSON Schema (draft 2020-12) of the YamlLLM dialect, the defaults it declares, and the validator that
+applies it with one rule JSON Schema cannot say: every number is a finite float32 (see ``_finite_numbers``)."""
 
 from __future__ import annotations
 
 import copy
 import functools
 import json
+import math
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
 import jsonschema
+from jsonschema import ValidationError
+
+# The model computes in float32 (or narrower): a spec number outside float32's normal range is an overflow or an
+# underflow to zero waiting to happen (rope_theta 1e300 is inf in float32, an eps of 1e-320 is 0).
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32
 
 
 @functools.cache
@@ -18,9 +27,40 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def number_problem(value: Any) -> str | None:
+    """Why ``value`` (a JSON number) cannot be a number of the spec, or None: NaN and ±inf never (JSON Schema's
+    bounds all pass NaN, and YAML's ``.nan`` / ``.inf`` and Python's json ``NaN`` / ``Infinity`` read as floats),
+    nor magnitudes outside float32's normal range (zero, signed or not, is fine)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if abs(value) > FLOAT32_MAX:
+        return f"{value:.6g} overflows float32 (largest {FLOAT32_MAX:.6g})"
+    if value and abs(value) < FLOAT32_TINY:
+        return f"{value:.6g} underflows float32 (smallest normal {FLOAT32_TINY:.6g}; 0 is allowed where the range admits it)"
+    return None
+
+
+def _finite_numbers(check: jsonschema.protocols.Validator, types: Any, instance: Any, node: dict[str, Any]) -> Iterator[ValidationError]:
+    """The ``type`` keyword, and for a node whose type admits ``number``: ``number_problem``, unless the node says
+    ``"x-nonfinite": true`` (NaN and ±inf then pass, the float32 range still applies to finite values)."""
+    yield from jsonschema.Draft202012Validator.VALIDATORS["type"](check, types, instance, node)
+    if "number" not in (types if isinstance(types, list) else [types]) or not check.is_type(instance, "number"):
+        return
+    if node.get("x-nonfinite") and isinstance(instance, float) and not math.isfinite(instance):
+        return
+    problem = number_problem(instance)
+    if problem:
+        yield ValidationError(problem, validator="finite")  # load.py names it before a bound NaN or inf also breaks
+
+
+SpecValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_numbers})
+
+
 @functools.cache
-def validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+def validator() -> jsonschema.protocols.Validator:
+    return SpecValidator(schema())
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -82,3 +122,17 @@ def coerce_numbers(data: dict[str, Any], node: dict[str, Any] | None = None) -> 
                     coerce_numbers(item, items)
         elif isinstance(value, int) and not isinstance(value, bool) and _admits_number(sub):
             data[key] = float(value)
+
+
+@functools.cache
+def max_depth(node_json: str | None = None) -> int:
+    """Levels of the deepest value the schema admits (the top mapping is level 1, a number in
+    ``embedding.positional_encoding.rope_scaling.short_factor`` level 6); the YAML reader's nesting limit leaves
+    room above it."""
+    node = _resolve(json.loads(node_json)) if node_json else schema()
+    children = list(node.get("properties", {}).values())
+    children += [node["items"]] if isinstance(node.get("items"), dict) else []
+    options = node.get("oneOf", []) + node.get("anyOf", [])
+    below = [max_depth(json.dumps(o, sort_keys=True)) - 1 for o in options]  # an option sits at the node's own level
+    below += [max_depth(json.dumps(c, sort_keys=True)) for c in children]
+    return 1 + max(below, default=0)

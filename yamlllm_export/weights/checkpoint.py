@@ -3,7 +3,8 @@
 Reading never executes code from the file: safetensors, or ``torch.load(weights_only=True)`` for
 ``.pt``/``.bin`` (a pickle that would run code is refused). Loading compares names and shapes with the
 model's state dict and reports missing, unexpected and mis-shaped tensors together (the first few of
-each, with counts). Float tensors in another precision are cast to the build's dtype, with a note.
+each, with counts). Float tensors in another precision are cast to the build's dtype, with a note. A float
+tensor holding NaN or ±inf is refused as it is read, naming the file and the tensor (``check_finite``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError) as err:
             raise BuildError(f"{path}: not a readable safetensors file ({_line(err)})") from None
+        for name, t in tensors.items():
+            check_finite(t, name, path)
+        return tensors
     if suffix in PICKLES:
         try:
             with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line is enough
@@ -58,8 +62,23 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
             raise BuildError(f"{path}: expected a state dict (tensor name → tensor)")
+        for name, t in state.items():
+            check_finite(t, name, path)
         return state
     raise BuildError(f"{path}: unknown weights format {suffix!r} (use .safetensors, .pt or .bin)")
+
+
+def check_finite(t: torch.Tensor, name: str, source: str | Path) -> None:
+    """Refuse a float tensor with NaN or ±inf values, naming ``source`` (its file) and the tensor: one
+    ``isfinite`` over data just read, so the cost is a fraction of the read (docs/validation-input.md)."""
+    if not t.is_floating_point() or bool(torch.isfinite(t).all()):
+        return
+    nan = int(torch.isnan(t).sum())
+    first = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0])
+    raise BuildError(
+        f"{source}: tensor '{name}' holds {nan} NaN and {int((~torch.isfinite(t)).sum()) - nan} infinite values "
+        f"(first at index {list(first)}); a model cannot be built from it"
+    )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
