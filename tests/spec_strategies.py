@@ -8,7 +8,13 @@ fit together), each checked against the schema's bounds at import. Rules the sch
 
 ``invalid_specs()`` draws one of those and breaks it at one place the schema describes: a value of a type the
 node does not admit, a value past a bound, an enum value that is not one, an unknown key, a missing required
-key. It returns the spec and the key path the error must name (as the CLI writes it: ``a.b[0].c``).
+key, a NaN / ±inf / huge / subnormal / negative-zero float where the node does not admit it (at every number
+and integer the spec holds or could hold), a container nested past the reader's limit. It returns the spec and
+the key path the error must name (as the CLI writes it: ``a.b[0].c``; for too deep a nesting, the file).
+
+Both strategies judge admission with the project's own validator (``SpecValidator``: JSON Schema plus "every
+number is a finite float32"), so the extreme floats a node does admit (-0.0 where 0 is in range) are drawn as
+valid values and must build.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +30,8 @@ from typing import Any
 import jsonschema
 from hypothesis import strategies as st
 
-from yamlllm_export.spec.schema import schema
+from yamlllm_export.spec.load import MAX_NESTING
+from yamlllm_export.spec.schema import SpecValidator, schema
 
 # Size keys (schema path, array items as ``[]``) -> the tiny values drawn for them. Divisible widths and few heads
 # keep hidden_dim / num_heads / head_dim consistent often enough that most drawn specs build.
@@ -72,6 +80,13 @@ NUMBER_SPAN = 4.0  # a number without a maximum is drawn from its lower bound up
 EXCLUSIVE_GAP = 0.25
 MAX_ITEMS = 2
 MAX_OPTIONAL = (0, 1, 2, 4, 8)  # optional keys per object: sparse objects are mostly consistent, dense ones mostly not
+# the floats of issue 29, by kind: each is tried wherever a number goes; admitted ones are valid draws, others breakages
+EXTREME_FLOATS: dict[str, tuple[float, ...]] = {
+    "non-finite": (float("nan"), float("inf"), float("-inf")),
+    "huge": (1e300, -1e300, 3.5e38),  # 3.5e38: just past float32's largest
+    "subnormal": (5e-324, -5e-324, 1e-40),  # 1e-40: normal in float64, subnormal in float32
+    "negative zero": (-0.0,),
+}
 
 
 def _defs() -> dict[str, Any]:
@@ -87,13 +102,17 @@ def resolve(node: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _validator_for(node_json: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator({**json.loads(node_json), "$defs": _defs()})
+def _validator_for(node_json: str) -> jsonschema.protocols.Validator:
+    return SpecValidator({**json.loads(node_json), "$defs": _defs()})
 
 
 def admits(node: dict[str, Any], value: Any) -> bool:
-    """Whether the schema ``node`` accepts ``value`` (jsonschema is the judge, not this file)."""
+    """Whether the schema ``node`` accepts ``value`` (the project's validator is the judge, not this file)."""
     return _validator_for(json.dumps(node, sort_keys=True)).is_valid(value)
+
+
+def is_negative_zero(value: Any) -> bool:
+    return isinstance(value, float) and value == 0.0 and math.copysign(1.0, value) < 0
 
 
 def _types(node: dict[str, Any]) -> list[str]:
@@ -122,7 +141,8 @@ def _numbers(node: dict[str, Any]) -> st.SearchStrategy[float]:
     lo += EXCLUSIVE_GAP if exclusive else 0.0
     drawn = st.floats(lo, node.get("maximum", lo + NUMBER_SPAN), allow_nan=False, allow_subnormal=False)
     defaults = [node["default"]] if isinstance(node.get("default"), float) else []
-    return st.sampled_from(defaults) | drawn if defaults else drawn
+    extremes = [v for vs in EXTREME_FLOATS.values() for v in vs if admits(node, v)]  # -0.0 where 0 is in range
+    return st.sampled_from(defaults + extremes) | drawn if defaults + extremes else drawn
 
 
 def _of_type(kind: str, node: dict[str, Any], path: str) -> st.SearchStrategy[Any]:
@@ -228,10 +248,27 @@ class Breakage:
     delete: bool = False
 
 
+def _numeric(node: dict[str, Any]) -> bool:
+    node = resolve(node)
+    options = [resolve(o) for o in node.get("oneOf", [])] or [node]
+    return any({"number", "integer"} & set(_types(o)) for o in options)
+
+
+def nested(value: Any, levels: int) -> Any:
+    """``value`` wrapped in ``levels`` containers, lists and mappings in turn."""
+    for k in range(levels):
+        value = [value] if k % 2 else {"deep": value}
+    return value
+
+
 def _breakages(site: Site) -> list[Breakage]:
     """Every way to make ``site`` alone invalid that its schema node describes."""
     node, branch, here = site.node, site.branch, site.where
     values: list[tuple[str, Any]] = [("wrong type", v) for v in OTHER_TYPES if type(v) is not type(site.value)]
+    if _numeric(node):
+        values += [(kind, v) for kind, vs in EXTREME_FLOATS.items() for v in vs]
+    if isinstance(site.value, dict | list):  # past the reader's limit wherever it sits: refused naming the file
+        values.append(("deep nesting", nested(site.value, MAX_NESTING)))
     if "enum" in branch:
         values.append(("not in enum", f"no-such-{branch['enum'][0]}"))
     if "minimum" in branch:
@@ -250,6 +287,10 @@ def _breakages(site: Site) -> list[Breakage]:
     if isinstance(site.value, dict) and branch.get("additionalProperties") is False:
         out.append(Breakage("unknown key", (*here, "unknown_key"), 1))
         out += [Breakage("missing required key", (*here, key), delete=True) for key in branch.get("required", [])]
+        for key, sub in branch.get("properties", {}).items():  # a number the spec could hold: set it, extreme
+            if key not in site.value and _numeric(sub):
+                extremes = [(kind, v) for kind, vs in EXTREME_FLOATS.items() for v in vs]
+                out += [Breakage(kind, (*here, key), v) for kind, v in extremes if not admits(sub, v)]
     return out
 
 
@@ -272,15 +313,18 @@ class Broken:
     path: str  # the key path the error must name
 
 
+EXTREME_KINDS = (*EXTREME_FLOATS, "deep nesting")
+
+
 @st.composite
-def invalid_specs(draw: st.DrawFn) -> Broken:
-    """A valid spec broken at one schema-described place: first the kind of breakage, then where. (Not the
-    top level's type: 'the spec must be a mapping' is test_cli's.)"""
+def invalid_specs(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> Broken:
+    """A valid spec broken at one schema-described place: first the kind of breakage (one of ``kinds`` if given),
+    then where. (Not the top level's type: 'the spec must be a mapping' is test_cli's.)"""
     spec = draw(valid_specs())
     by_kind: dict[str, list[Breakage]] = {}
     for site in sites(spec, schema()):
         for b in _breakages(site):
-            if b.where:
+            if b.where and (kinds is None or b.kind in kinds):
                 by_kind.setdefault(b.kind, []).append(b)
     b = draw(st.sampled_from(by_kind[draw(st.sampled_from(sorted(by_kind)))]))
     path = key_path(b.where[:-1]) if b.kind == "unknown key" else key_path(b.where)

@@ -4,8 +4,10 @@
   path; ``build`` then says the same and writes nothing) or builds for T and passes ``validate``; T is one
   target per example, chosen from the spec (builds are the cost). Contradictory combinations come from here: the strategy
   follows the schema, not spec/rules.py.
-- A broken spec gets exit 2 and one ``error:`` line naming the key path that was broken, from ``check`` and from
-  ``build``, no traceback, and nothing in the output folder's parent.
+- A broken spec gets exit 2 and one ``error:`` line naming the key path that was broken (the file and line for a
+  nesting past the reader's limit), from ``check`` and from ``build``, no traceback, and nothing in the output
+  folder's parent. Breakages include NaN, ±inf, huge, subnormal and negative-zero floats at every number the spec
+  holds or could hold, and too deep a nesting at every container (issue 29); the summary line counts each kind.
 
 CI runs a fixed, derandomized handful; ``YAMLLLM_FUZZ=long`` runs hundreds with a random seed (the README has the
 counts of the last long run). Each test prints its counts in the terminal summary (conftest.py).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,12 +25,13 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, Phase, given, settings
 
 from tests.conftest import ROOT, TARGETS
-from tests.spec_strategies import Broken, invalid_specs, node_at, valid_specs
+from tests.spec_strategies import EXTREME_KINDS, Broken, invalid_specs, is_negative_zero, node_at, valid_specs
 from yamlllm_export.cli import main
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import load_spec
@@ -36,7 +40,8 @@ from yamlllm_export.spec.load import dump_yaml
 LONG = os.environ.get("YAMLLLM_FUZZ") == "long"
 EXAMPLES = {
     "valid": 150 if LONG else 10,
-    "invalid": 1000 if LONG else 40,
+    "invalid": 1000 if LONG else 30,
+    "extreme": 60 if LONG else 3,  # per kind of issue 29's (5), drawn alone so that CI draws each of them
     "loads back": 1000 if LONG else 100,
 }  # long: ~25 min on 2 busy cores
 _FUZZ = settings(
@@ -87,6 +92,23 @@ def error_path(result: Result) -> str:
     return path
 
 
+def file_refusal(result: Result, path: Path) -> str:
+    """A clean refusal naming the file and line, not a key path (too deep a nesting)."""
+    assert result.exit_code == 2, f"exit {result.exit_code}: {result.output[-2000:]}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and re.fullmatch(rf"error: {re.escape(str(path))}:\d+:\d+: YAML nested deeper than .*", lines[0]), result.stderr
+    return lines[0]
+
+
+def _floats(data: object) -> list[float]:
+    if isinstance(data, dict):
+        return [f for v in data.values() for f in _floats(v)]
+    if isinstance(data, list):
+        return [f for v in data for f in _floats(v)]
+    return [data] if isinstance(data, float) else []
+
+
 def _left_behind(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != "spec.yaml")
 
@@ -99,6 +121,7 @@ def test_valid_specs_build_and_validate_or_are_refused(record_property):
     @given(spec=valid_specs())
     def one(spec: dict) -> None:
         counts["examples"] += 1
+        counts["negative zero"] += any(is_negative_zero(f) for f in _floats(spec))
         target = target_of(spec)
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             path = _write(spec, Path(tmp))
@@ -120,34 +143,49 @@ def test_valid_specs_build_and_validate_or_are_refused(record_property):
     one()
     record_property(
         "fuzz",
-        f"valid specs: {counts['examples']} examples, {counts['built']} built and validated, {counts['refused']} refused by check, "
-        f"{len(failures)} failures",
+        f"valid specs: {counts['examples']} examples ({counts['negative zero']} with a -0.0), {counts['built']} built and validated, "
+        f"{counts['refused']} refused by check, {len(failures)} failures",
     )
     assert not failures, _report(failures)
 
 
-def test_invalid_specs_get_one_line_naming_the_key(record_property):
+def _refused_in_one_line(record_property, what: str, examples: int, kinds: tuple[str, ...] | None) -> None:
     counts: Counter[str] = Counter()
     failures: list[str] = []
 
-    @fuzz(EXAMPLES["invalid"])
-    @given(broken=invalid_specs())
+    @fuzz(examples)
+    @given(broken=invalid_specs(kinds))
     def one(broken: Broken) -> None:
         counts["examples"] += 1
         counts[broken.kind] += 1
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             path = _write(broken.spec, Path(tmp))
             try:
-                assert error_path(_cli("check", str(path))) == broken.path, broken.kind
-                assert error_path(_cli("build", str(path), "-o", f"{tmp}/out")) == broken.path, broken.kind
+                check, build = _cli("check", str(path)), _cli("build", str(path), "-o", f"{tmp}/out")
+                if broken.kind == "deep nesting":
+                    assert file_refusal(check, path) == file_refusal(build, path)
+                else:
+                    assert error_path(check) == broken.path, broken.kind
+                    assert error_path(build) == broken.path, broken.kind
                 assert _left_behind(Path(tmp)) == [], "build wrote something"
             except AssertionError as err:
                 failures.append(f"{broken.kind} at {broken.path}\n{path.read_text()}{err}")
 
     one()
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "examples")
-    record_property("fuzz", f"invalid specs: {counts['examples']} examples ({kinds}), {len(failures)} failures")
+    drawn = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "examples")
+    record_property("fuzz", f"{what}: {counts['examples']} examples ({drawn}), {len(failures)} failures")
     assert not failures, _report(failures)
+
+
+def test_invalid_specs_get_one_line_naming_the_key(record_property):
+    _refused_in_one_line(record_property, "invalid specs", EXAMPLES["invalid"], None)
+
+
+@pytest.mark.parametrize("kind", EXTREME_KINDS, ids=str)
+def test_extreme_values_and_deep_nesting_get_one_line(record_property, kind: str):
+    """NaN, ±inf, huge, subnormal and negative-zero floats where a number goes, and nesting past the reader's
+    limit at any container (issue 29): each kind drawn by itself too, so a CI run counts all of them."""
+    _refused_in_one_line(record_property, f"extreme values, {kind}", EXAMPLES["extreme"], (kind,))
 
 
 @fuzz(EXAMPLES["loads back"])

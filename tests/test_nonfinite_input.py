@@ -59,6 +59,9 @@ NUMBERS = {
     "rope-theta-huge-int": ("embedding.positional_encoding.rope_theta", "1" + "0" * 60, "1e+60 overflows float32"),
     "eps-subnormal": ("layer.layer_norm.eps", "5e-324", "4.94066e-324 underflows float32"),
     "eps-negative-zero": ("layer.layer_norm.eps", "-0.0", "-0.0 is less than or equal to the minimum of 0"),
+    "num-layers-float": ("num_layers", "2.0", "2.0 is not of type 'integer'"),  # was an internal error (range(2.0))
+    "num-heads-huge-float": ("layer.attention.num_heads", "1e300", "1e+300 is not of type 'integer'"),
+    "vocab-past-int64": ("embedding.vocab_size", "1" + "0" * 29, "1e+29 does not fit int64"),
 }
 
 

@@ -177,10 +177,18 @@ def _schema_message(err: jsonschema.ValidationError) -> str:
 
 
 def _best(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
-    """jsonschema's best match, unless the value there is not a finite float32 number (schema.number_problem):
-    that says more than the bound a NaN or inf also breaks or the oneOf none of whose branches admits it."""
+    """jsonschema's best match, taken down to the deepest key a ``oneOf`` branch reports (jsonschema stops at the
+    ``oneOf`` when two errors of a branch tie, e.g. a type and a bound of ``moe.top_k: 1e-40``); at that key, a
+    value that is no finite float32 number (schema.number_problem) says more than the bound it also breaks."""
     best = jsonschema.exceptions.best_match(errors)
     assert best is not None
+    while best.validator in ("oneOf", "anyOf") and best.context:
+        deepest = max(len(e.absolute_path) for e in best.context)
+        if deepest <= len(best.absolute_path):
+            break
+        inner = jsonschema.exceptions.best_match([e for e in best.context if len(e.absolute_path) == deepest])
+        assert inner is not None
+        best = inner
     stack = list(errors)
     while stack:
         err = stack.pop(0)

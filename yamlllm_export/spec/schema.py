@@ -18,6 +18,7 @@ from jsonschema import ValidationError
 # underflow to zero waiting to happen (rope_theta 1e300 is inf in float32, an eps of 1e-320 is 0).
 FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32
+INT64_MAX = 2**63 - 1  # sizes and token ids become ONNX int64 dims and tensors
 
 
 @functools.cache
@@ -46,7 +47,10 @@ def _finite_numbers(check: jsonschema.protocols.Validator, types: Any, instance:
     """The ``type`` keyword, and for a node whose type admits ``number``: ``number_problem``, unless the node says
     ``"x-nonfinite": true`` (NaN and ±inf then pass, the float32 range still applies to finite values)."""
     yield from jsonschema.Draft202012Validator.VALIDATORS["type"](check, types, instance, node)
-    if "number" not in (types if isinstance(types, list) else [types]) or not check.is_type(instance, "number"):
+    kinds = types if isinstance(types, list) else [types]
+    if "integer" in kinds and check.is_type(instance, "integer") and abs(instance) > INT64_MAX:
+        yield ValidationError(f"{instance:.6g} does not fit int64 (largest {INT64_MAX})", validator="finite")
+    if "number" not in kinds or not check.is_type(instance, "number"):
         return
     if node.get("x-nonfinite") and isinstance(instance, float) and not math.isfinite(instance):
         return
@@ -55,7 +59,17 @@ def _finite_numbers(check: jsonschema.protocols.Validator, types: Any, instance:
         yield ValidationError(problem, validator="finite")  # load.py names it before a bound NaN or inf also breaks
 
 
-SpecValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_numbers})
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """An int, not a float with no fraction as JSON Schema has it: ``num_layers: 2.0`` or ``num_heads: 1e300``
+    would reach ``range`` and shape arithmetic as floats."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+SpecValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    {"type": _finite_numbers},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 @functools.cache
