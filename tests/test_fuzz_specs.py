@@ -7,7 +7,7 @@
 - A broken spec gets exit 2 and one ``error:`` line naming the key path that was broken, from ``check`` and from
   ``build``, no traceback, and nothing in the output folder's parent.
 
-CI runs a fixed, derandomized handful; ``YAMLLLM_FUZZ=long`` runs hundreds with a random seed (the README has the
+CI runs a fixed, derandomized handful; ``YAMLLLM_FUZZ=long`` runs hundreds with a random seed (docs/validation.md has the
 counts of the last long run). Each test prints its counts in the terminal summary (conftest.py).
 """
 
