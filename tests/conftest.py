@@ -80,17 +80,40 @@ def smollm2_hf() -> Path:
     return smollm2.hf_dir()
 
 
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 @pytest.fixture(scope="session")
-def smollm2_build(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct imported with ``import-hf`` and built from its real weights (ort, float32, logits of
-    every position), once per session: ~45 s. Tests using it share ``xdist_group("smollm2")``."""
-    from yamlllm_export import export_onnx
-    from yamlllm_export.hf import import_hf, render_yaml
+def smollm2_hub_cache(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face hub cache holding ``SMOLLM2_ID`` (the folder above, laid out as huggingface_hub writes it)."""
+    from tests.hub_cache import lay_out
+
+    cache = tmp_path_factory.mktemp("hf-hub-cache")
+    lay_out(cache, SMOLLM2_ID, smollm2_hf)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smollm2_build(smollm2_hub_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct imported and built from its real weights (ort, float32, logits of every position) by
+    the command line from its hub id, offline from the laid-out cache (``import-hf ID`` + ``build --weights ID``),
+    once per session: ~50 s. Tests using it share ``xdist_group("smollm2")``."""
+    import subprocess
+    import sys
+
+    from tests.hub_cache import offline_env
 
     root = tmp_path_factory.mktemp("smollm2")
-    spec, header = import_hf(smollm2_hf, root / "smollm2.yaml")
-    (root / "smollm2.yaml").write_text(render_yaml(spec, header))
-    return export_onnx(root / "smollm2.yaml", root / "ort", target="ort", weights=smollm2_hf)
+    env = offline_env(smollm2_hub_cache)
+    for args in (
+        ["import-hf", SMOLLM2_ID, "-o", root / "smollm2.yaml"],
+        ["build", root / "smollm2.yaml", "--weights", SMOLLM2_ID, "-o", root / "ort"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "yamlllm_export", *map(str, args)], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, f"{args[0]}: {done.stderr}"
+    return root / "ort"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -125,7 +125,7 @@ def test_mla_caches_normalised_latent_and_rotated_rope_key() -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_mla_chunked_prefill_of_a_batch(target: str, export_case: Callable[..., Path]) -> None:
     """Several new tokens with a past, batch 2, one row left-padded: the MLA lowerings use no
-    GroupQueryAttention, so ORT CPU's refusal of that case (README, known limit) does not apply."""
+    GroupQueryAttention, so ORT CPU's refusal of that case (docs/io-contract.md, known limit) does not apply."""
     spec = load_spec(CASES["mla"])
     stepper = GraphStepper.for_session(cpu_session(export_case("mla", CASES["mla"], target)), IOContract.for_spec(spec))
     ids = np.random.default_rng(0).integers(1, 256, (2, 9))

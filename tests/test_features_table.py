@@ -1,4 +1,4 @@
-"""The README's feature table is the schema's, and a target that cannot express a feature refuses it."""
+"""The feature table in docs/dialect.md is the schema's, and a target that cannot express a feature refuses it."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from yamlllm_export import SpecError, load_spec
 from yamlllm_export.cli import main
 from yamlllm_export.spec import features as feats
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DIALECT = Path(__file__).resolve().parents[1] / "docs" / "dialect.md"
 
 
-def test_readme_table_matches_the_schema():
-    text = README.read_text()
+def test_dialect_page_table_matches_the_schema():
+    text = DIALECT.read_text()
     block = re.search(r"<!-- features:start[^\n]*-->\n(.*?)<!-- features:end -->", text, re.S)
-    assert block, "README has no generated feature table"
-    assert block.group(1) == feats.feature_table(), "README feature table is stale: paste `yamlllm-export features` into it"
+    assert block, "docs/dialect.md has no generated feature table"
+    assert block.group(1) == feats.feature_table(), "docs/dialect.md feature table is stale: paste `yamlllm-export features` into it"
     assert CliRunner().invoke(main, ["features"]).output == feats.feature_table()
 
 

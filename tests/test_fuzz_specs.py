@@ -9,7 +9,7 @@
   folder's parent. Breakages include NaN, ±inf, huge, subnormal and negative-zero floats at every number the spec
   holds or could hold, and too deep a nesting at every container (issue 29); the summary line counts each kind.
 
-CI runs a fixed, derandomized handful; ``YAMLLLM_FUZZ=long`` runs hundreds with a random seed (the README has the
+CI runs a fixed, derandomized handful; ``YAMLLLM_FUZZ=long`` runs hundreds with a random seed (docs/validation.md has the
 counts of the last long run). Each test prints its counts in the terminal summary (conftest.py).
 """
 

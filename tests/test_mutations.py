@@ -1,7 +1,7 @@
 """``validate`` fails the export errors that matter however small the weights: on tiny-llama (init std 0.02,
 logits spread σ ≈ 0.1, where a fixed 1e-4 let a 2 % softmax-scale error pass) a 2 % softmax-scale error, a
 swapped rotary half and a decode position off by one each fail, on every target, by a wide margin over the
-float32 limit, while the unmutated build passes by as wide a one (README, Validation, has the margins on
+float32 limit, while the unmutated build passes by as wide a one (docs/validation.md has the margins on
 SmolLM2)."""
 
 from __future__ import annotations

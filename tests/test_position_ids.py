@@ -1,4 +1,4 @@
-"""The ``position_ids`` input and masks with holes, the same on every target (README, "Graph I/O contract").
+"""The ``position_ids`` input and masks with holes, the same on every target (docs/io-contract.md).
 
 - Custom ``position_ids`` (gaps, an offset) are honoured: the export's logits equal PyTorch's given the
   same positions, on the prompt and on a cached decode step.

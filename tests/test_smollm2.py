@@ -1,7 +1,7 @@
 """A real trained model end to end: SmolLM2-135M-Instruct (30 layers, logits spread σ ≈ 8) imported from its
 Hugging Face folder and built from its weights passes ``validate``, and the build's perplexity on a fixed
 English text is transformers' own. One build per session (``smollm2_build``); the validation is bounded
-(``--long-context 256``: the full 8192 positions take minutes, see README, Validation)."""
+(``--long-context 256``: the full 8192 positions take minutes, see docs/validation.md)."""
 
 from __future__ import annotations
 

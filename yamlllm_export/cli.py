@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 TARGET_CHOICE = click.Choice(["ort", "onnx", "portable"])
 DTYPE_CHOICE = click.Choice(["float32", "float16", "bfloat16"])
 EP_CHOICE = click.Choice(["cpu", "cuda"])
+REVISION_HELP = "With a hub id: the branch, tag or commit to read [default: main]."
+
+
+def example(line: str) -> str:
+    """A command's help epilog: one example line, kept verbatim by click (``\\b``); tests/test_cli_help.py parses it."""
+    return f"\b\nExample:\n  yamlllm-export {line}"
 
 
 def _fail(message: str, code: int) -> None:
@@ -49,13 +55,15 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]}, epilog=example("build models/tiny-llama.yaml -o out/tiny-llama --validate")
+)
 @click.version_option(package_name="yamlllm-export")
 def main() -> None:
     """Compile YamlLLM transformer YAML into verified ONNX models."""
 
 
-@main.command()
+@main.command(epilog=example("build models/tiny-llama.yaml -o out/tiny-llama --target ort --validate"))
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("-o", "--output", "out_dir", required=True, help="Output folder (must not exist unless --overwrite).")
 @click.option("--target", type=TARGET_CHOICE, default="ort", show_default=True, help="Lowering target.")
@@ -67,8 +75,10 @@ def main() -> None:
     "--weights",
     type=click.Path(),
     default=None,
-    help="Trained weights instead of --seed: a checkpoint (.safetensors, .pt, .bin), an HF folder or a GGUF file.",
+    help="Trained weights instead of --seed: a checkpoint (.safetensors, .pt, .bin), an HF folder, a GGUF file or a hub id ORG/NAME.",
 )
+@click.option("--revision", default=None, help=REVISION_HELP)
+@click.option("--gguf-file", default=None, metavar="NAME.gguf", help="With --weights ORG/NAME (or a folder): the GGUF file inside it.")
 @click.option(
     "--logits",
     type=click.Choice(["all", "last"]),
@@ -106,6 +116,8 @@ def build(
     quant_algo: str | None,
     lm_head: str | None,
     ffn_down: str | None,
+    revision: str | None,
+    gguf_file: str | None,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.quant.config import quant_config
@@ -122,6 +134,7 @@ def build(
         target=target,
     )
     spec = load_spec(spec_path)  # fail fast, before torch is imported
+    weights = _weights_source(weights, revision, gguf_file)
     from yamlllm_export.export.writer import export_onnx
 
     folder = export_onnx(
@@ -177,7 +190,7 @@ def _validate_and_exit(folder: Path, options: ValidateOptions) -> None:
         sys.exit(report.exit_code)
 
 
-@main.command()
+@main.command(epilog=example("check models/tiny-llama.yaml --target portable"))
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("--target", type=TARGET_CHOICE, default=None, help="Also check that this target can express the spec.")
 @handle_errors
@@ -194,7 +207,7 @@ def check(spec_path: str, target: str | None) -> None:
     click.echo(f"ok: {spec_path} ({spec.name}: {spec.parameter_count():,} parameters{suffix})")
 
 
-@main.command()
+@main.command(epilog=example("validate out/tiny-llama --ep cpu --steps 8"))
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--ep", "eps", type=EP_CHOICE, multiple=True, help="Execution provider (repeatable). Default: CPU, and CUDA when usable.")
 @click.option(
@@ -233,7 +246,7 @@ def validate(
     _validate_and_exit(folder, options)
 
 
-@main.command()
+@main.command(epilog=example('generate out/tiny-llama --prompt-ids "1 2 3" --max-new-tokens 16 --stats'))
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--prompt", "texts", multiple=True, help="Prompt text, encoded with the folder's tokenizer.json (repeatable: a batch).")
 @click.option("--prompt-ids", "id_lists", multiple=True, help='Prompt token ids, e.g. "1 15043 3186" (repeatable: a batch).')
@@ -255,7 +268,7 @@ def generate(folder: Path, texts: tuple[str, ...], id_lists: tuple[str, ...], **
     run_generate(folder, texts, id_lists, **options)
 
 
-@main.command()
+@main.command(epilog=example("bench out/tiny-llama --prompt-len 128 --gen-len 64 --backend ort --backend eager"))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FOLDER|SPEC.yaml...")
 @click.option("--prompt-len", type=int, default=128, show_default=True, help="Prompt tokens (one prefill forward).")
 @click.option("--gen-len", type=int, default=64, show_default=True, help="New tokens, one decode step each.")
@@ -296,7 +309,7 @@ def bench(
     run_and_show(list(paths), options)
 
 
-@main.command()
+@main.command(epilog=example("schema > yamlllm.schema.json"))
 def schema() -> None:
     """Print the JSON Schema of the YamlLLM dialect."""
     from yamlllm_export.spec.schema import schema as load_schema
@@ -304,7 +317,7 @@ def schema() -> None:
     click.echo(json.dumps(load_schema(), indent=2))
 
 
-@main.command()
+@main.command(epilog=example("features"))
 def features() -> None:
     """Print which lowering targets support which spec features (a Markdown table, from the schema)."""
     from yamlllm_export.spec.features import feature_table
@@ -328,29 +341,52 @@ def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[s
     click.echo(f"wrote {out_path}: {spec['name']}, {load_spec(spec).parameter_count():,} parameters")
 
 
-@main.command("import-hf")
-@click.argument("hf_dir", metavar="HF_DIR", type=click.Path(path_type=Path))
+@main.command("import-hf", epilog=example("import-hf HuggingFaceTB/SmolLM2-135M-Instruct -o smollm2.yaml"))
+@click.argument("hf_dir", metavar="HF_DIR|ORG/NAME")
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @handle_errors
-def import_hf(hf_dir: Path, out_path: Path, overwrite: bool) -> None:
-    """Write the YAML spec of a local Hugging Face model folder (config.json; no network)."""
+def import_hf(hf_dir: str, out_path: Path, overwrite: bool, revision: str | None) -> None:
+    """Write the YAML spec of a Hugging Face model: a local folder (config.json), or a hub id read through
+    huggingface_hub (downloaded when online, from its cache when offline or with HF_HUB_OFFLINE=1)."""
     from yamlllm_export.hf import import_hf as to_spec
     from yamlllm_export.hf import read_config
     from yamlllm_export.hf.families import family_for
+    from yamlllm_export.hf.hub import is_hub_id, resolve_model_dir
 
-    _write_spec(out_path, overwrite, lambda: to_spec(hf_dir, out_path))
-    if note := family_for(read_config(hf_dir)).note:
+    folder = resolve_model_dir(hf_dir, revision=revision)
+    hub_id = hf_dir if folder != Path(hf_dir) and is_hub_id(hf_dir) else None
+    _write_spec(out_path, overwrite, lambda: to_spec(folder, out_path, source=hub_id))
+    if note := family_for(read_config(folder)).note:
         click.echo(f"note: {note}", err=True)
 
 
-@main.command("import-gguf")
-@click.argument("gguf_path", metavar="FILE.gguf", type=click.Path(path_type=Path))
+@main.command("import-gguf", epilog=example("import-gguf SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2.yaml"))
+@click.argument("gguf_path", metavar="FILE.gguf|ORG/NAME")
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@click.option("--gguf-file", default=None, metavar="NAME.gguf", help="The GGUF file inside a folder or hub repository ORG/NAME.")
+@click.option("--revision", default=None, help=REVISION_HELP)
 @handle_errors
-def import_gguf(gguf_path: Path, out_path: Path, overwrite: bool) -> None:
+def import_gguf(gguf_path: str, out_path: Path, overwrite: bool, gguf_file: str | None, revision: str | None) -> None:
     """Write the YAML spec of a GGUF file (llama.cpp's metadata; build it with --weights FILE.gguf)."""
     from yamlllm_export.gguf import import_gguf as to_spec
+    from yamlllm_export.hf.hub import resolve_gguf_file
 
-    _write_spec(out_path, overwrite, lambda: to_spec(gguf_path, out_path))
+    path = resolve_gguf_file(gguf_path, gguf_file, revision=revision)
+    _write_spec(out_path, overwrite, lambda: to_spec(path, out_path))
+
+
+def _weights_source(weights: str | None, revision: str | None, gguf_file: str | None) -> str | None:
+    """``--weights`` as a local path: a hub id becomes its snapshot folder (or the ``--gguf-file`` in it)."""
+    from yamlllm_export.errors import BuildError
+    from yamlllm_export.hf.hub import resolve_gguf_file, resolve_model_dir
+
+    if weights is None:
+        if revision is not None or gguf_file is not None:
+            raise BuildError("--revision and --gguf-file need --weights (a hub id ORG/NAME or a folder)")
+        return None
+    if gguf_file is not None:
+        return str(resolve_gguf_file(weights, gguf_file, revision=revision))
+    return str(resolve_model_dir(weights, revision=revision, weights=True))

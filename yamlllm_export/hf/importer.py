@@ -14,19 +14,20 @@ from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.load import dump_yaml
 
 
-def import_hf(folder: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[str, Any], str]:
-    """(the spec mapping, its header comment) for the HF model in ``folder``. Raises ``BuildError`` for an
-    unsupported model or config, ``SpecError`` if the mapping fails our own rules."""
+def import_hf(folder: str | Path, out: str | Path = "THIS.yaml", *, source: str | None = None) -> tuple[dict[str, Any], str]:
+    """(the spec mapping, its header comment) for the HF model in ``folder``; ``source``: the hub id the folder is a
+    snapshot of (named in the header and the default name). Raises ``BuildError`` for an unsupported model or config,
+    ``SpecError`` if the mapping fails our own rules."""
     from yamlllm_export.hf.families import family_for
 
     cfg = read_config(folder)
     family = family_for(cfg)
-    spec = {"name": _name(cfg), **family.to_spec(cfg)}
+    spec = {"name": _name(cfg, source), **family.to_spec(cfg)}
     tokens = _tokens(cfg, spec["embedding"]["vocab_size"])
     if tokens:
         spec["tokens"] = tokens
     load_spec(spec)  # our schema and rules must accept what we write
-    return spec, _header(cfg, out, family.note)
+    return spec, _header(cfg, out, family.note, source)
 
 
 def render_yaml(spec: dict[str, Any], header: str) -> str:
@@ -52,20 +53,22 @@ def _tokens(cfg: HFConfig, vocab_size: int) -> dict[str, Any]:
     return out
 
 
-def _name(cfg: HFConfig) -> str:
-    source = str(cfg.get("_name_or_path", "")) or cfg.folder.resolve().name
+def _name(cfg: HFConfig, hub_id: str | None = None) -> str:
+    source = str(cfg.get("_name_or_path", "")) or hub_id or cfg.folder.resolve().name
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).name).strip("-") or cfg.model_type
 
 
-def _header(cfg: HFConfig, out: str | Path, note: str) -> str:
+def _header(cfg: HFConfig, out: str | Path, note: str, hub_id: str | None = None) -> str:
     arch = ", ".join(cfg.get("architectures", [])) or "?"
     made_by = cfg.get("transformers_version")
     lines = [
-        f"Imported from the Hugging Face model in {cfg.folder.resolve()}",
+        f"Imported from the Hugging Face model {hub_id} ({cfg.folder.resolve()})"
+        if hub_id
+        else f"Imported from the Hugging Face model in {cfg.folder.resolve()}",
         f"  model_type {cfg.model_type}, {arch}" + (f", saved by transformers {made_by}" if made_by else ""),
         f"by yamlllm-export {__version__} import-hf. Keys left out take yamlllm-export's defaults",
         "(yamlllm-export schema). Build it with these weights:",
-        f"  yamlllm-export build {out} --weights {cfg.folder.resolve()} -o out/",
+        f"  yamlllm-export build {out} --weights {hub_id or cfg.folder.resolve()} -o out/",
         *([f"note: {note}"] if note else []),
     ]
     return "".join(f"# {line}\n" for line in lines)

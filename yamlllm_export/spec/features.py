@@ -4,7 +4,7 @@ The schema is the one home of this knowledge: a property carries ``x-feature`` (
 table) and, when not every target can express it, ``x-targets`` (those that can); an enum carries
 ``x-values`` mapping a value to ``{feature, targets}``. A feature is *used* by a spec when its value is
 set: not null, not false, not an empty list, and for enums the annotated value. ``unsupported`` turns that
-into the refusal ``check`` and ``build`` give; ``feature_table`` into the README's table.
+into the refusal ``check`` and ``build`` give; ``feature_table`` into the table of docs/dialect.md.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ C = ``FP32_HEADROOM``. Why this shape:
   3.3e-5, maximum 1.4e-3 at one position, 3.9× under the limit).
 - Depth. Each layer adds its own independent error to the residual stream: variances add, √L.
 
-README (Validation) has SmolLM2's measured margins; a 2 % softmax-scale error, a swapped rotary half or an
+docs/validation.md has SmolLM2's measured margins; a 2 % softmax-scale error, a swapped rotary half or an
 off-by-one decode position measure ≥ 16× the limit on tiny-llama and ≥ 460× on SmolLM2
 (tests/test_mutations.py).
 """
