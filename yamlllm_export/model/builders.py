@@ -15,7 +15,9 @@ from torch import nn
 from yamlllm_export import ops
 from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
-from yamlllm_export.model.ffn import MLP, GatedMLP
+from yamlllm_export.model.activations import make_activation
+from yamlllm_export.model.ffn import MLP, DualPathMLP, GatedMLP, Offsets
+from yamlllm_export.model.forge_norms import DyT, HypersphereNorm, KRMSNorm, PartialRMSNorm
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
@@ -46,6 +48,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def _norm(spec: NormSpec, dim: int) -> nn.Module:
+    """LayerNorm / RMSNorm, or one of ReaLLM-Forge's variants (``model/forge_norms.py``)."""
+    if spec.type == "prmsnorm":
+        return PartialRMSNorm(dim, pct=spec.prmsnorm_pct, gain=spec.elementwise_affine)
+    if spec.type == "krmsnorm":
+        return KRMSNorm(dim, num=spec.krmsnorm_num, select=spec.krmsnorm_select, gain=spec.elementwise_affine)
+    if spec.type == "hyperspherenorm":
+        return HypersphereNorm(radius=spec.hypersphere_radius)
+    if spec.type == "dyt":
+        return DyT(
+            dim, act=make_activation(spec.dyt_activation), alpha_init=spec.dyt_alpha_init, alpha=bool(spec.dyt_alpha),
+            beta=bool(spec.dyt_beta), gamma=bool(spec.dyt_gamma),
+        )  # fmt: skip
+    if spec.type == "identity":
+        return nn.Identity()
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine, unit_offset=spec.unit_offset)
 
 
@@ -58,9 +74,22 @@ def _residual(lay: LayerSpec) -> Residual:
     return Residual(**norms, dropout=lay.residual_dropout, scale=lay.residual_scale)
 
 
+def _activation(ffn: FFNSpec) -> nn.Module:
+    """The FFN's activation module (the gate's, when gated): a function or a module with learned parameters."""
+    k = ffn.activation_knots
+    knots = (k.num, k.left_bound, k.right_bound) if k is not None else (0, 0.0, 0.0)
+    return make_activation(ffn.activation, gelu_shift=ffn.gelu_shift or 0.0, knots=knots)
+
+
 def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
+    """Plain, gated (any gate activation) or dual-path MLP, with Forge's activation offsets and summed down projections."""
+    act = _activation(ffn)
+    if ffn.variant == "dual_path":
+        return DualPathMLP(dim, hidden, act=act, bias=ffn.bias, dropout=ffn.dropout, x_offset=ffn.x_offset, y_offset=ffn.y_offset)
+    if ffn.x_offset is not None or ffn.y_offset is not None:
+        act = Offsets(act, x_offset=ffn.x_offset, y_offset=ffn.y_offset)
     mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
-    return mlp_cls(dim, hidden, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
+    return mlp_cls(dim, hidden, activation=act, bias=ffn.bias, dropout=ffn.dropout, down_blocks=ffn.down_projections)
 
 
 def _ffn(lay: LayerSpec) -> nn.Module:

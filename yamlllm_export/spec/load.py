@@ -18,6 +18,7 @@ import yaml
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import rules, schema
 from yamlllm_export.spec.types import (
+    ActivationKnotsSpec,
     AttentionSpec,
     ClampedSwiGLUSpec,
     EmbeddingSpec,
@@ -156,9 +157,42 @@ def _derive(d: dict[str, Any]) -> None:
         ffn["moe"]["jitter_eps"] = 0.01  # transformers' PhimoeConfig.router_jitter_noise default
     if "final_layer_norm" not in d:  # post-norm models end on a norm already
         d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
+    for norm in (layer["layer_norm"], d["final_layer_norm"], d["embedding_layer_norm"]):
+        if norm is not None:
+            _derive_norm(norm, layer["hidden_dim"])
+    _derive_activation(ffn)
     pe.pop("max_position_embeddings", None)
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
+
+
+# ReaLLM-Forge's defaults of each norm variant's own keys (its CLI defaults, FORGE.md §5)
+NORM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prmsnorm": {"prmsnorm_pct": 0.0625},
+    "krmsnorm": {"krmsnorm_num": 10, "krmsnorm_select": "last", "krmsnorm_quantize": "none"},
+    "hyperspherenorm": {"hypersphere_radius": None},  # sqrt(C), below
+    "dyt": {"dyt_activation": "tanh", "dyt_alpha_init": 1.0, "dyt_alpha": True, "dyt_beta": True, "dyt_gamma": True},
+}
+# (num, left, right) of the knot activations: Forge's defaults (FORGE.md §6)
+KNOT_DEFAULTS = {"piecewise": (7, -2.0, 2.0), "pfla": (50, -10.0, 10.0), "pfla_le": (30, -10.0, 10.0), "learned_spline": (10, -5.0, 5.0)}
+
+
+def _derive_norm(norm: dict[str, Any], dim: int) -> None:
+    """A Forge norm variant's unset keys from its defaults; hyperspherenorm's radius sqrt(C)."""
+    for key, value in NORM_DEFAULTS.get(norm["type"], {}).items():
+        if norm.get(key) is None:
+            norm[key] = value
+    if norm["type"] == "hyperspherenorm" and norm.get("hypersphere_radius") is None:
+        norm["hypersphere_radius"] = math.sqrt(dim)
+
+
+def _derive_activation(ffn: dict[str, Any]) -> None:
+    """gelu_shifted's initial shift (0) and the knot activations' knots, when unset."""
+    if ffn["activation"] == "gelu_shifted" and ffn["gelu_shift"] is None:
+        ffn["gelu_shift"] = 0.0
+    if ffn["activation"] in KNOT_DEFAULTS and ffn["activation_knots"] is None:
+        num, left, right = KNOT_DEFAULTS[ffn["activation"]]
+        ffn["activation_knots"] = {"num": num, "left_bound": left, "right_bound": right}
 
 
 def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
@@ -213,7 +247,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"])}),
+                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),

@@ -11,7 +11,14 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def _norm_params(norm: NormSpec | None, dim: int) -> int:
-    if norm is None or not norm.elementwise_affine:
+    """Scale (and shift); ReaLLM-Forge's variants: hyperspherenorm a radius, dyt α, β, γ as set, identity none."""
+    if norm is None or norm.type == "identity":
+        return 0
+    if norm.type == "hyperspherenorm":
+        return 1
+    if norm.type == "dyt":
+        return int(bool(norm.dyt_alpha)) + dim * (int(bool(norm.dyt_beta)) + int(bool(norm.dyt_gamma)))
+    if not norm.elementwise_affine:
         return 0
     return dim * (2 if norm.type == "layernorm" else 1)
 
@@ -47,9 +54,21 @@ def _sink_params(att: AttentionSpec) -> int:
     return att.num_heads if att.sinks else 0
 
 
+def _activation_params(ffn: FFNSpec) -> int:
+    """Forge's learned activation parameters: a shift or slope, 2·n knots; the x / y offsets."""
+    own = 1 if ffn.activation in ("gelu_shifted", "prelu") else 0
+    if ffn.activation_knots is not None:
+        own = 2 * ffn.activation_knots.num
+    return own + (ffn.x_offset is not None) + (ffn.y_offset is not None)
+
+
 def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
+    """Up (and gate) and down projections; dual_path: up and two downs; down_projections k: a down of k·d."""
+    if ffn.moe is None and ffn.variant == "dual_path":
+        return d * hidden + 2 * hidden * d + ((hidden + 2 * d) if ffn.bias else 0) + _activation_params(ffn)
     n_in = 2 if ffn.use_gated_activation else 1
-    return n_in * d * hidden + hidden * d + ((n_in * hidden + d) if ffn.bias else 0)
+    k = ffn.down_projections
+    return n_in * d * hidden + hidden * d * k + ((n_in * hidden + d * k) if ffn.bias else 0) + _activation_params(ffn)
 
 
 def _ffn_params(ffn: FFNSpec, d: int) -> int:

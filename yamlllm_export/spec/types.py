@@ -105,6 +105,13 @@ class MoESpec:
 
 
 @dataclass(frozen=True)
+class ActivationKnotsSpec:
+    num: int  # learned knots (x_vals, y_vals)
+    left_bound: float  # the knots start between the bounds
+    right_bound: float  # piecewise / pfla: also R, where the last segment meets y = x
+
+
+@dataclass(frozen=True)
 class FFNSpec:
     intermediate_size: int  # derived when absent (expansion_factor / LLaMA rounding)
     expansion_factor: float | None
@@ -115,14 +122,31 @@ class FFNSpec:
     bias: bool
     dropout: float
     moe: MoESpec | None  # in ``layer_specs()``: None on the layers that keep the dense FFN
+    variant: str = "mlp"  # mlp | dual_path (ReaLLM-Forge)
+    down_projections: int = 1  # Forge's mlp_down_projs: k blocks of hidden_dim summed
+    x_offset: float | None = None  # act(u − x_offset)
+    y_offset: float | None = None  # act(·) − y_offset
+    gelu_shift: float | None = None  # derived 0 for gelu_shifted
+    activation_knots: ActivationKnotsSpec | None = None  # derived for the knot activations
 
 
 @dataclass(frozen=True)
 class NormSpec:
-    type: str  # layernorm | rmsnorm
-    eps: float
+    type: str  # layernorm | rmsnorm | prmsnorm | krmsnorm | hyperspherenorm | dyt | identity
+    eps: float  # rmsnorm may have 0 (Forge's RMSNorm); unused by the Forge variants
     elementwise_affine: bool
     unit_offset: bool  # scale by (1 + w), w starting at 0 (Gemma)
+    # ReaLLM-Forge's variants: each derived for its own type, None for the others
+    prmsnorm_pct: float | None = None
+    krmsnorm_num: int | None = None
+    krmsnorm_select: str | None = None  # first | last
+    krmsnorm_quantize: str | None = None  # none (float16 rounding)
+    hypersphere_radius: float | None = None
+    dyt_activation: str | None = None
+    dyt_alpha_init: float | None = None
+    dyt_alpha: bool | None = None
+    dyt_beta: bool | None = None
+    dyt_gamma: bool | None = None
 
 
 @dataclass(frozen=True)
