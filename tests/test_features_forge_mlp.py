@@ -30,27 +30,42 @@ def plain(activation: str) -> dict:
 
 CASES = {
     # Forge's swiglu: a GELU gate; pRMSNorm in the layers, kRMSNorm (first 8, fp16 slice) at the end; offsets
-    "prmsnorm-krmsnorm-first-gelu-gate-offsets": c({
-        "layer.ffn.activation": "gelu", "layer.ffn.x_offset": 0.1, "layer.ffn.y_offset": -0.05,
-        "layer.layer_norm": {"type": "prmsnorm", "prmsnorm_pct": 0.2},
-        "final_layer_norm": {"type": "krmsnorm", "krmsnorm_num": 8, "krmsnorm_select": "first"},
-    }),
+    "prmsnorm-krmsnorm-first-gelu-gate-offsets": c(
+        {
+            "layer.ffn.activation": "gelu",
+            "layer.ffn.x_offset": 0.1,
+            "layer.ffn.y_offset": -0.05,
+            "layer.layer_norm": {"type": "prmsnorm", "prmsnorm_pct": 0.2},
+            "final_layer_norm": {"type": "krmsnorm", "krmsnorm_num": 8, "krmsnorm_select": "first"},
+        }
+    ),
     # kRMSNorm (last 10, no gain) in the layers, the hypersphere at the end; PReLU; two summed down projections
-    "krmsnorm-last-hypersphere-prelu-downprojs": c({
-        **plain("prelu"), "layer.ffn.down_projections": 2,
-        "layer.layer_norm": {"type": "krmsnorm", "elementwise_affine": False},
-        "final_layer_norm": {"type": "hyperspherenorm", "hypersphere_radius": 3.0},
-    }),
+    "krmsnorm-last-hypersphere-prelu-downprojs": c(
+        {
+            **plain("prelu"),
+            "layer.ffn.down_projections": 2,
+            "layer.layer_norm": {"type": "krmsnorm", "elementwise_affine": False},
+            "final_layer_norm": {"type": "hyperspherenorm", "hypersphere_radius": 3.0},
+        }
+    ),
     # peri-LN (sandwich) with DyT everywhere but the final norm (identity); dual-path MLP with offsets
-    "peri-dyt-identity-dualpath": c({
-        **plain("gelu"), "layer.ffn.variant": "dual_path", "layer.ffn.x_offset": 0.2, "layer.ffn.y_offset": 0.1,
-        "layer.norm_placement": "sandwich", "layer.layer_norm": {"type": "dyt", "dyt_alpha_init": 0.8},
-        "final_layer_norm": {"type": "identity"},
-    }),
+    "peri-dyt-identity-dualpath": c(
+        {
+            **plain("gelu"),
+            "layer.ffn.variant": "dual_path",
+            "layer.ffn.x_offset": 0.2,
+            "layer.ffn.y_offset": 0.1,
+            "layer.norm_placement": "sandwich",
+            "layer.layer_norm": {"type": "dyt", "dyt_alpha_init": 0.8},
+            "final_layer_norm": {"type": "identity"},
+        }
+    ),
     # Forge's RMSNorm (no epsilon) and the knot activations
     "rmsnorm-eps0-pfla": c({**plain("pfla"), "layer.layer_norm": {"type": "rmsnorm", "eps": 0.0}}),
     "learned-spline-gated": c({"layer.ffn.activation": "learned_spline"}),
-    "pfla_le-dyt-softsign-no-beta": c({**plain("pfla_le"), "layer.layer_norm": {"type": "dyt", "dyt_activation": "softsign", "dyt_beta": False}}),
+    "pfla_le-dyt-softsign-no-beta": c(
+        {**plain("pfla_le"), "layer.layer_norm": {"type": "dyt", "dyt_activation": "softsign", "dyt_beta": False}}
+    ),
     "gelu_shifted": c({**plain("gelu_shifted"), "layer.ffn.gelu_shift": 0.3}),
     "piecewise": c({**plain("piecewise")}),
 }

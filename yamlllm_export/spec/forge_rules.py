@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from yamlllm_export.spec.steering_file import read_steering_vector
+
 Problem = tuple[str, str]
 
 # each Forge norm variant's own keys (None on the other types)
@@ -81,4 +83,75 @@ def ffn(d: dict[str, Any]) -> Iterator[Problem]:
             yield f"{path}.activation_knots.num", f"{knots['num']}: a cubic spline needs at least 3 knots"
 
 
-RULES = (norms, ffn)
+def weights(d: dict[str, Any]) -> Iterator[Problem]:
+    """Embedding options and linear variants."""
+    emb, layer = d["embedding"], d["layer"]
+    factorized = emb["embedding_dim"] != layer["hidden_dim"]
+    if emb["tie_projections"] and not factorized:
+        yield "embedding.tie_projections", "applies to factorized embeddings (embedding_dim ≠ layer.hidden_dim)"
+    if emb["quantize_wpe"] is not None and emb["positional_encoding"]["type"] != "learned":
+        yield (
+            "embedding.quantize_wpe",
+            f"quantizes the learned position table; positional_encoding.type is '{emb['positional_encoding']['type']}'",
+        )
+    lin = layer["linear"]
+    if lin is None:
+        return
+    att, f = layer["attention"], layer["ffn"]
+    if "ffn" in lin["apply_to"] and f["moe"] is not None:
+        yield "layer.linear.apply_to", "ffn with moe: the experts' weights are stacked, not linear layers (apply_to: [attention])"
+    if "attention" in lin["apply_to"] and att["mechanism"] == "mla":
+        yield "layer.linear.apply_to", "attention with mechanism 'mla': its latent projections are absorbed into the kernel"
+    if lin["type"] == "quantized":
+        biased = [k for k, on in (("layer.attention.bias", "attention" in lin["apply_to"] and (att["bias"] or att["qkv_bias"] or att["out_bias"])),
+                                  ("layer.ffn.bias", "ffn" in lin["apply_to"] and f["bias"])) if on]  # fmt: skip
+        if biased:
+            yield (
+                "layer.linear.type",
+                f"quantized with {biased[0]} true: ReaLLM-Forge's quantized_linear crashes on a bias in eval (`if self.bias:`); "
+                "set the bias false",
+            )
+
+
+def steering(d: dict[str, Any]) -> Iterator[Problem]:
+    """Layers that exist, selectors that fit the variant, and a readable vector file of hidden_dim numbers."""
+    st = d["steering"]
+    if st is None:
+        return
+    vec, lsv, layers = st["vector"], st["lsv"], d["num_layers"]
+    if vec is not None:
+        if vec["layer"] > layers:
+            yield "steering.vector.layer", f"{vec['layer']}: there is no block {vec['layer']} (num_layers {layers})"
+        yield from _vector_file(vec["file"], d["layer"]["hidden_dim"])
+    if lsv is None:
+        return
+    n, variant = lsv["num_vectors"], lsv["variant"]
+    if lsv["layer"] > layers:
+        yield "steering.lsv.layer", f"{lsv['layer']}: there is no block {lsv['layer']} (num_layers {layers})"
+    if vec is not None and vec["layer"] == lsv["layer"]:
+        yield "steering.lsv.layer", f"{lsv['layer']} is also steering.vector.layer; the order of the two at one layer is not defined"
+    selected = variant in ("one_hot", "one_hot_mlp")
+    if lsv["index"] is not None and not selected:
+        yield "steering.lsv.index", f"applies to one_hot and one_hot_mlp, not {variant} (its router chooses)"
+    elif lsv["index"] is not None and lsv["index"] >= n:
+        yield "steering.lsv.index", f"{lsv['index']} is not below num_vectors {n}"
+    if lsv["scale"] is not None and variant != "one_hot":
+        yield "steering.lsv.scale", f"applies to one_hot, not {variant} (Forge scales no other variant)"
+    mix = lsv["mixture"]
+    if mix is not None:
+        if not selected:
+            yield "steering.lsv.mixture", f"applies to one_hot and one_hot_mlp, not {variant}"
+        elif len(mix) != n:
+            yield "steering.lsv.mixture", f"has {len(mix)} weights; num_vectors is {n}"
+        elif lsv["index"] is not None or lsv["scale"] is not None:
+            yield "steering.lsv.mixture", "replaces the one-hot selection; leave index and scale unset with a mixture"
+
+
+def _vector_file(path: str, dim: int) -> Iterator[Problem]:
+    try:
+        read_steering_vector(path, dim)
+    except (OSError, ValueError) as err:
+        yield "steering.vector.file", f"{path}: {err}"
+
+
+RULES = (norms, ffn, weights, steering)

@@ -26,6 +26,8 @@ from yamlllm_export.spec.types import (
     InitSpec,
     LayerOverrideSpec,
     LayerSpec,
+    LinearVariantSpec,
+    LSVSpec,
     ModelSpec,
     MoESpec,
     NormSpec,
@@ -33,7 +35,10 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    SteeringSpec,
+    SteeringVectorSpec,
     TokensSpec,
+    WeightQuantSpec,
 )
 
 MAX_SPEC_BYTES = 1 << 20
@@ -161,6 +166,11 @@ def _derive(d: dict[str, Any]) -> None:
         if norm is not None:
             _derive_norm(norm, layer["hidden_dim"])
     _derive_activation(ffn)
+    lsv = (d["steering"] or {}).get("lsv")
+    if lsv is not None and lsv["variant"] in ("one_hot", "one_hot_mlp") and lsv["mixture"] is None:
+        lsv["index"] = 0 if lsv["index"] is None else lsv["index"]
+    if lsv is not None and lsv["variant"] == "one_hot" and lsv["scale"] is None:
+        lsv["scale"] = 1.0
     pe.pop("max_position_embeddings", None)
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
@@ -241,14 +251,24 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
     )
     return ModelSpec(
         name=d["name"],
-        embedding=EmbeddingSpec(**{**emb, "positional_encoding": pe}),
+        embedding=EmbeddingSpec(
+            **{
+                **emb,
+                "positional_encoding": pe,
+                "quantize_wte": _optional(WeightQuantSpec, emb["quantize_wte"]),
+                "quantize_wpe": _optional(WeightQuantSpec, emb["quantize_wpe"]),
+            }
+        ),  # fmt: skip
         num_layers=d["num_layers"],
         layer=LayerSpec(
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}),
+                "ffn": FFNSpec(
+                    **{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}
+                ),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
+                "linear": lay["linear"] and LinearVariantSpec(**{**lay["linear"], "apply_to": tuple(lay["linear"]["apply_to"])}),
             }
         ),
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
@@ -260,7 +280,17 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
         tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),
+        steering=_steering(d["steering"]),
     )
+
+
+def _steering(st: dict[str, Any] | None) -> SteeringSpec | None:
+    if st is None:
+        return None
+    lsv = st.get("lsv")
+    if lsv is not None:
+        lsv = LSVSpec(**{**lsv, "mixture": tuple(lsv["mixture"]) if lsv["mixture"] is not None else None})
+    return SteeringSpec(vector=_optional(SteeringVectorSpec, st.get("vector")), lsv=lsv)
 
 
 def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
@@ -289,4 +319,13 @@ def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) ->
     if isinstance(source, Mapping):
         return validate_dict(source)
     path = Path(source)
-    return validate_dict(_read_yaml(path), str(path))
+    return validate_dict(_relative_to(_read_yaml(path), path.parent), str(path))
+
+
+def _relative_to(data: Any, folder: Path) -> Any:
+    """A relative steering-vector file is relative to the spec file's folder (made absolute here)."""
+    steering = data.get("steering") if isinstance(data, Mapping) else None
+    vector = steering.get("vector") if isinstance(steering, Mapping) else None
+    if isinstance(vector, dict) and isinstance(vector.get("file"), str) and not Path(vector["file"]).is_absolute():
+        vector["file"] = str((folder / vector["file"]).resolve())
+    return data

@@ -95,15 +95,32 @@ def parameter_count(spec: ModelSpec) -> int:
         attn + _sink_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs()
     )
     total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d) + _norm_params(spec.embedding_layer_norm, d)
-    if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head
-        total += 2 * e * d
+    if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head (one matrix when tied)
+        total += (1 if emb.tie_projections else 2) * e * d
+    if emb.learned_scale:
+        total += 1
     if emb.positional_encoding.type == "learned":
         total += emb.max_position_embeddings * d
     if not spec.tie_word_embeddings:
         total += emb.vocab_size * e
     if spec.lm_head_bias:
         total += emb.vocab_size
-    return total
+    return total + _lsv_params(spec)
+
+
+def _lsv_params(spec: ModelSpec) -> int:
+    """ReaLLM-Forge's learned steering vectors (model/steering.py): M (n × C), or n MLPs (C → 64 → 64 → C or
+    C → 64 → C, biased) and a router (C → n, biased) or queries (n × C)."""
+    lsv = spec.steering.lsv if spec.steering is not None else None
+    if lsv is None:
+        return 0
+    n, c, w = lsv.num_vectors, spec.layer.hidden_dim, 64
+    if lsv.variant == "one_hot":
+        return n * c
+    deep = lsv.variant in ("one_hot_mlp", "ohmg", "mol")
+    mlp = (c * w + w) + (w * w + w if deep else 0) + (w * c + c)
+    route = 0 if lsv.variant == "one_hot_mlp" else n * c if lsv.variant == "ohma" else c * n + n
+    return n * mlp + route
 
 
 def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
