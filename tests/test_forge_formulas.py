@@ -280,3 +280,186 @@ def test_forge_parameters_start_at_their_own_values(scheme):
     assert model.final_norm.radius.item() == 2.0
     assert block.ffn.act.x_offset.item() == 0.25
     assert torch.allclose(block.ffn.act.act.x_vals, torch.linspace(-10, 10, 52)[1:-1])
+
+
+# --- weights (FORGE.md §7, §8)
+
+from yamlllm_export.model.forge_weights import (  # noqa: E402
+    BitLinear158,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    TransposedProjection,
+    bitlinear_activations,
+    bitlinear_weight,
+    fake_quant,
+)
+
+
+def _quant_formula(w: np.ndarray, method: str, bits: int, rnd=np.round) -> np.ndarray:
+    """FORGE.md §8 in float64 (np.round is half to even, as torch.round and ONNX Round)."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if method == "symmetric":
+        s = np.abs(w).max() / hi
+        return np.clip(rnd(w / s), lo, hi) * s
+    if method == "affine":
+        s = (w.max() - w.min()) / (2**bits - 1)
+        zp = -rnd(w.min() / s) - 2 ** (bits - 1)
+        return (np.clip(rnd(w / s) + zp, lo, hi) - zp) * s
+    s = max(np.abs(w).mean(), 1e-5)
+    return np.clip(rnd(w / s), -1, 1) * s
+
+
+def _half_away(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+@pytest.mark.parametrize(("method", "bits"), [("symmetric", 8), ("affine", 8), ("affine", 4), ("ternary", 8)])
+def test_fake_quant(method, bits):
+    w = torch.randn(24, 16, generator=torch.Generator().manual_seed(3))
+    got = fake_quant(w, method, bits).double().numpy()  # computed in float32, as Forge's
+    assert np.abs(got - _quant_formula(w.double().numpy(), method, bits)).max() < 1e-6 * np.abs(w.numpy()).max()
+
+
+def test_fake_quant_rounds_half_to_even():
+    """Codes exactly halfway: 0.5 → 0 and 2.5 → 2 (half to even, ONNX Round); half away from zero gives 1 and 3."""
+    w = torch.tensor([-2.5, -0.5, 0.5, 1.5, 2.5, 3.0])  # symmetric 3-bit: s = max|w| / 3 = 1
+    assert torch.equal(fake_quant(w, "symmetric", 3), torch.tensor([-2.0, 0.0, 0.0, 2.0, 2.0, 3.0]))
+    assert not np.array_equal(fake_quant(w, "symmetric", 3).numpy(), _quant_formula(w.numpy(), "symmetric", 3, rnd=_half_away))
+
+
+def _bitlinear_formula(x: np.ndarray, w: np.ndarray, clamp: float = 1e-5) -> np.ndarray:
+    a = 127.0 / np.maximum(np.abs(x).max(-1, keepdims=True), clamp)
+    xq = np.clip(np.round(x * a), -128, 127) / a
+    s = 1.0 / max(np.abs(w).mean(), clamp)
+    wq = np.clip(np.round(w * s), -1, 1) / s
+    return xq @ wq.T
+
+
+def test_bitlinear_1p58():
+    """Per-token absmax/127 activations and ternary weights; rows 1 and 2 are tiny, below the 1e-5 clamp (row 2
+    between 1e-6 and 1e-5: a 1e-6 clamp (mutation) changes it)."""
+    layer = BitLinear158(16, 8, bias=False).double()
+    x = torch.randn(3, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x[1] *= 1e-7 / x[1].abs().max()
+    x[2] *= 3e-6 / x[2].abs().max()
+    xd, wd = x.numpy(), layer.weight.detach().numpy()
+    got = layer(x).detach().numpy()
+    # computed in float32 inside, as Forge's (x.float(), weight.float()); rows compared relative to their own size
+    for row, want in zip(got, _bitlinear_formula(xd, wd), strict=True):
+        assert np.abs(row - want).max() <= 1e-6 * np.abs(want).max()
+    assert np.abs(got[2] - _bitlinear_formula(xd, wd, clamp=1e-6)[2]).max() > 1e-3 * np.abs(got[2]).max()
+    tiny = torch.full((4, 4), 1e-7, dtype=torch.float64)  # mean|W| below the clamp: s = 1e5, round(0.01) = 0
+    assert torch.equal(bitlinear_weight(tiny), torch.zeros_like(tiny))
+    assert torch.equal(bitlinear_activations(torch.zeros(2, 4)), torch.zeros(2, 4))  # no 0/0
+
+
+def test_quantized_linear_and_embedding():
+    lin = QuantizedLinear(16, 8, bias=False, method="affine", bits=4).double()
+    x = _x(3, 16).double()
+    want = x.numpy() @ _quant_formula(lin.weight.detach().numpy(), "affine", 4).T
+    assert _close(lin(x), want, tol=1e-6)
+    emb = QuantizedEmbedding(10, 6, method="symmetric", bits=8).double()
+    ids = torch.tensor([[3, 0, 9]])
+    assert _close(emb(ids), _quant_formula(emb.weight.detach().numpy(), "symmetric", 8)[ids.numpy()], tol=1e-6)
+
+
+def test_tied_lm_head_reads_the_raw_table_when_the_lookup_is_quantized():
+    """Forge: lookups from deq(quant(wte)), logits from the raw wte (the tied head does not see the quantization)."""
+    model = build_model(load_spec(case("embedding.quantize_wte", {"bits": 4}, "tie_word_embeddings", True)))
+    assert model.lm_head.weight is model.embed.weight
+    h = torch.randn(1, 2, 64)
+    assert torch.equal(model.lm_head(h), h @ model.embed.weight.t())
+    raw = model.embed.weight.detach().numpy()
+    assert _close(model.embed(torch.tensor([[5]]))[0, 0], _quant_formula(raw.astype(np.float64), "affine", 4)[5], tol=1e-6)
+    assert not _close(model.embed(torch.tensor([[5]]))[0, 0], raw[5], tol=1e-4)
+
+
+def test_factorized_embeddings_with_a_shared_projection_and_learned_scale():
+    """h₀ = U·wte[tok]·s_emb, z = x·U (U ≡ D), logits = wte·z (tied); s_emb starts at sqrt(C)."""
+    model = build_model(load_spec(case("embedding.embedding_dim", 32, "embedding.learned_scale", True, "embedding.tie_projections", True,
+                                       "tie_word_embeddings", True)))  # fmt: skip
+    assert isinstance(model.head_proj, TransposedProjection)
+    assert model.embed_scale.weight.item() == pytest.approx(8.0)
+    U = model.embed_proj.weight.detach().double().numpy()  # (C, E)
+    x = _x(2, 64).double()
+    assert _close(model.head_proj(x.float()), x.numpy() @ U, tol=1e-5)
+    names = [n for n, _ in model.named_parameters()]
+    assert "embed_proj.weight" in names and not any(n.startswith("head_proj") for n in names)
+
+
+# --- steering (FORGE.md §9)
+
+from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV  # noqa: E402
+
+
+def _relu(v: np.ndarray) -> np.ndarray:
+    return np.maximum(v, 0)
+
+
+def _seq(mlp: torch.nn.Sequential, v: np.ndarray) -> np.ndarray:
+    """MLP3 or MLP2 of Linear / ReLU layers, in numpy."""
+    linears = [m for m in mlp if isinstance(m, torch.nn.Linear)]
+    for i, layer in enumerate(linears):
+        v = _lin(layer, v)
+        if i < len(linears) - 1:
+            v = _relu(v)
+    return v
+
+
+def _init(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.3)
+    return module.double()
+
+
+@pytest.mark.parametrize("variant", ["ohmg", "ohmt", "ohmm", "ohma", "mol"])
+def test_routed_lsv(variant):
+    lsv = _init(RoutedLSV(variant, 4, 16))
+    x = _x(2, 5, 16).double()
+    xd = x.numpy()
+    outs = np.stack([_seq(m, xd) for m in lsv.mlps], axis=-2)  # (B, S, n, C)
+    if variant == "ohma":
+        logits = xd @ lsv.queries.detach().numpy().T
+    else:
+        logits = _lin(lsv.router[0] if isinstance(lsv.router, torch.nn.Sequential) else lsv.router, xd)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    if variant == "ohmg":
+        gates = 1 / (1 + np.exp(-logits))
+    elif variant == "ohmt":  # the two largest logits get 1, the rest 0
+        gates = (logits >= np.sort(logits, -1)[..., -2:-1]).astype(np.float64)
+    else:
+        gates = softmax
+    want = xd + (gates[..., None] * outs).sum(-2)
+    assert _close(lsv(x), want, tol=1e-12)
+    assert len(lsv.mlps[0]) == (5 if variant in ("ohmg", "mol") else 3)  # MLP3 vs MLP2
+
+
+def test_one_hot_lsv_selection_scale_and_mixture():
+    one = _init(OneHotLSV(3, 16, index=2, scale=0.5, mixture=None))
+    x = _x(2, 16).double()
+    M = one.lsv_matrix.detach().numpy()
+    assert _close(one(x), x.numpy() + 0.5 * M[2], tol=1e-12)
+    mix = _init(OneHotLSV(3, 16, index=0, scale=1.0, mixture=(0.25, 0.0, 0.75)))
+    M = mix.lsv_matrix.detach().numpy()
+    assert _close(mix(x), x.numpy() + 0.25 * M[0] + 0.75 * M[2], tol=1e-12)
+    mlp = _init(OneHotMLPLSV(3, 16, index=1, mixture=None))
+    assert _close(mlp(x), x.numpy() + _seq(mlp.mlps[1], x.numpy()), tol=1e-12)
+    mixed = _init(OneHotMLPLSV(3, 16, index=0, mixture=(0.5, 0.5, 0.0)))
+    want = x.numpy() + 0.5 * _seq(mixed.mlps[0], x.numpy()) + 0.5 * _seq(mixed.mlps[1], x.numpy())
+    assert _close(mixed(x), want, tol=1e-12)
+
+
+def test_manual_steering_vector_is_added_after_block_k(tmp_path):
+    """x ← x + α·v after block k (1-based): the logits are the head of (block k's output + α·v)."""
+    v = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 1, 64)
+    np.save(tmp_path / "v.npy", v)
+    model = build_model(load_spec(case("steering", {"vector": {"file": str(tmp_path / "v.npy"), "layer": 2, "scale": 0.5}})))
+    seen = {}
+    model.blocks[1].register_forward_hook(lambda m, i, out: seen.update(x=out[0]))
+    ids = torch.randint(0, 256, (1, 4))
+    logits = model(ids)[0]
+    want = model.lm_head(model.final_norm(seen["x"] + 0.5 * torch.from_numpy(v.reshape(64))))
+    assert torch.allclose(logits, want, atol=1e-6)
+    assert not torch.allclose(logits, model.lm_head(model.final_norm(seen["x"])), atol=1e-3)
