@@ -60,7 +60,10 @@ RULES = {
     "mla-odd-rope-dim": (case(*MLA, "layer.attention.mla_rope_head_dim", 7), "layer.attention.mla_rope_head_dim: 7 is odd"),
     "mla-keys-without-mla": (case("layer.attention.mla_rank", 8), "layer.attention.mla_rank: is set but attention.mechanism is 'standard'"),
     "gated-needs-flag": (case("layer.ffn.use_gated_activation", False), "layer.ffn.use_gated_activation: 'swiglu' is a gated activation"),
-    "flag-needs-gated": (case("layer.ffn.activation", "squared_relu"), "true with non-gated activation 'squared_relu'"),
+    "dual-path-refuses-gate": (
+        case("layer.ffn.activation", "gelu", "layer.ffn.variant", "dual_path"),
+        "layer.ffn.use_gated_activation: dual_path has one up projection and no gate",
+    ),
     "alibi-needs-mechanism": (case("embedding.positional_encoding", {"type": "alibi"}), "ALiBi requires attention.mechanism: alibi"),
     "mechanism-needs-alibi": (case("layer.attention.mechanism", "alibi"), "ALiBi requires positional_encoding.type: alibi"),
     "window-needs-causal": (
@@ -195,6 +198,76 @@ RULES = {
     "bad-placement": (case("layer.norm_placement", "middle"), "layer.norm_placement: 'middle' is not one of pre, post, sandwich, output"),
     "token-outside-vocab": (case("tokens", {"eos_token_id": [2, 256]}), "tokens.eos_token_id: 256 is not below embedding.vocab_size 256"),
     "unknown-token-key": (case("tokens", {"eos_id": 2}), "tokens: unknown key 'eos_id'"),
+    # ReaLLM-Forge's per-token options (spec/forge_rules.py)
+    "krmsnorm-int8-full-window-only": (
+        case("layer.layer_norm", {"type": "krmsnorm", "krmsnorm_quantize": "int8"}),
+        "layer.layer_norm.krmsnorm_quantize: int8 quantizes with per-tensor statistics of the whole window",
+    ),
+    "krmsnorm-int16-final": (
+        case("final_layer_norm", {"type": "krmsnorm", "krmsnorm_quantize": "int16"}),
+        "final_layer_norm.krmsnorm_quantize: int16 quantizes",
+    ),
+    "krmsnorm-random": (
+        case("layer.layer_norm", {"type": "krmsnorm", "krmsnorm_select": "random"}),
+        "layer.layer_norm.krmsnorm_select: random draws a fresh random subset",
+    ),
+    "norm-key-of-another-type": (
+        case("layer.layer_norm", {"type": "rmsnorm", "prmsnorm_pct": 0.5}),
+        "layer.layer_norm.prmsnorm_pct: applies to type prmsnorm, not rmsnorm",
+    ),
+    "layernorm-eps-zero": (
+        case("layer.layer_norm", {"type": "layernorm", "eps": 0}),
+        "layer.layer_norm.eps: 0 is RMSNorm's no-epsilon form",
+    ),
+    "unit-offset-forge-norm": (
+        case("layer.layer_norm", {"type": "dyt", "unit_offset": True}),
+        "layer.layer_norm.unit_offset: applies to layernorm and rmsnorm, not dyt",
+    ),
+    "glu-activation-refused": (case("layer.ffn.activation", "glu"), "layer.ffn.activation: 'glu' is not one of"),
+    "forge-activation-with-moe": (
+        case("layer.ffn.activation", "mish", "layer.ffn.moe", {"num_experts": 4, "top_k": 2}),
+        "layer.ffn.activation: 'mish' with moe",
+    ),
+    "offsets-with-moe": (
+        case("layer.ffn.x_offset", 0.1, "layer.ffn.moe", {"num_experts": 4, "top_k": 2}),
+        "layer.ffn.x_offset: applies to a dense FFN",
+    ),
+    "down-projections-dual-path": (
+        case(
+            "layer.ffn.activation",
+            "gelu",
+            "layer.ffn.use_gated_activation",
+            False,
+            "layer.ffn.variant",
+            "dual_path",
+            "layer.ffn.down_projections",
+            2,
+        ),
+        "layer.ffn.down_projections: applies to variant mlp, not dual_path",
+    ),
+    "gelu-shift-other-activation": (
+        case("layer.ffn.gelu_shift", 0.5),
+        "layer.ffn.gelu_shift: applies to activation gelu_shifted, not swiglu",
+    ),
+    "knots-other-activation": (
+        case("layer.ffn.activation_knots", {"num": 4, "left_bound": -1, "right_bound": 1}),
+        "layer.ffn.activation_knots: applies to the knot activations",
+    ),
+    "knots-bounds-order": (
+        case(
+            "layer.ffn.activation",
+            "pfla",
+            "layer.ffn.use_gated_activation",
+            False,
+            "layer.ffn.activation_knots",
+            {"num": 4, "left_bound": 1, "right_bound": -1},
+        ),
+        "layer.ffn.activation_knots.left_bound: 1 must be below right_bound -1",
+    ),
+    "spline-needs-three-knots": (
+        case("layer.ffn.activation", "learned_spline", "layer.ffn.activation_knots", {"num": 2, "left_bound": -1, "right_bound": 1}),
+        "layer.ffn.activation_knots.num: 2: a cubic spline needs at least 3 knots",
+    ),
 }
 
 
@@ -250,6 +323,12 @@ DERIVED = {
     ),
     "sandwich-final-norm": (case("layer.norm_placement", "sandwich"), "final_layer_norm.type", "rmsnorm"),
     "post-no-final-norm": (case("layer.norm_placement", "post"), "final_layer_norm", None),
+    "prmsnorm-pct": (case("layer.layer_norm", {"type": "prmsnorm"}), "layer.layer_norm.prmsnorm_pct", 0.0625),
+    "krmsnorm-last": (case("layer.layer_norm", {"type": "krmsnorm"}), "final_layer_norm.krmsnorm_select", "last"),
+    "hypersphere-radius": (case("layer.layer_norm", {"type": "hyperspherenorm"}), "layer.layer_norm.hypersphere_radius", 8.0),
+    "dyt-tanh": (case("layer.layer_norm", {"type": "dyt"}), "layer.layer_norm.dyt_activation", "tanh"),
+    "pfla-knots": (case("layer.ffn.activation", "pfla"), "layer.ffn.activation_knots.num", 50),
+    "gelu-shift": (case("layer.ffn.activation", "gelu_shifted"), "layer.ffn.gelu_shift", 0.0),
 }
 
 
@@ -306,8 +385,21 @@ def test_normalized_spec_round_trips_with_every_new_block():
         case(*MLA),
         case(*MLA, "embedding.positional_encoding", {"type": "learned"}),
         case("embedding.scale", "sqrt_hidden", "embedding.positional_encoding.rope_scaling", {"type": "yarn", "factor": 2}),
+        case(
+            "layer.layer_norm", {"type": "krmsnorm"}, "embedding_layer_norm", {"type": "hyperspherenorm"}, "layer.ffn.activation", "pfla_le"
+        ),
+        case("layer.layer_norm", {"type": "dyt"}, "final_layer_norm", {"type": "prmsnorm"}, "layer.ffn.activation", "gelu_shifted"),
     ],
-    ids=["partial-rotary", "llama-rounding", "expansion-factor", "mla", "mla-learned", "scale-and-yarn"],
+    ids=[
+        "partial-rotary",
+        "llama-rounding",
+        "expansion-factor",
+        "mla",
+        "mla-learned",
+        "scale-and-yarn",
+        "forge-krms-pfla_le",
+        "forge-dyt-gelu_shifted",
+    ],
 )
 def test_derived_values_load_back(spec):
     """model.yaml holds derived values next to the inputs they came from; it must load to the same spec."""

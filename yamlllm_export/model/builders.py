@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from yamlllm_export import ops
+from yamlllm_export.model.activations import make_activation
 from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
-from yamlllm_export.model.ffn import MLP, GatedMLP
+from yamlllm_export.model.ffn import MLP, DualPathMLP, GatedMLP, Offsets
+from yamlllm_export.model.forge_norms import DyT, HypersphereNorm, KRMSNorm, PartialRMSNorm
+from yamlllm_export.model.forge_weights import (
+    BitLinear158,
+    LearnedScale,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    TransposedProjection,
+    swap_linears,
+)
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
@@ -29,6 +40,7 @@ from yamlllm_export.model.positions import (
     RotaryCache,
     SinusoidalPositions,
 )
+from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV, SteeringVector
 from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
 from yamlllm_export.spec.types import (
     AttentionSpec,
@@ -36,16 +48,32 @@ from yamlllm_export.spec.types import (
     EmbeddingSpec,
     FFNSpec,
     LayerSpec,
+    LinearVariantSpec,
     ModelSpec,
     NormSpec,
     QKNormSpec,
     RopeScalingSpec,
+    SteeringSpec,
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def _norm(spec: NormSpec, dim: int) -> nn.Module:
+    """LayerNorm / RMSNorm, or one of ReaLLM-Forge's variants (``model/forge_norms.py``)."""
+    if spec.type == "prmsnorm":
+        return PartialRMSNorm(dim, pct=spec.prmsnorm_pct, gain=spec.elementwise_affine)
+    if spec.type == "krmsnorm":
+        return KRMSNorm(dim, num=spec.krmsnorm_num, select=spec.krmsnorm_select, gain=spec.elementwise_affine)
+    if spec.type == "hyperspherenorm":
+        return HypersphereNorm(radius=spec.hypersphere_radius)
+    if spec.type == "dyt":
+        return DyT(
+            dim, act=make_activation(spec.dyt_activation), alpha_init=spec.dyt_alpha_init, alpha=bool(spec.dyt_alpha),
+            beta=bool(spec.dyt_beta), gamma=bool(spec.dyt_gamma),
+        )  # fmt: skip
+    if spec.type == "identity":
+        return nn.Identity()
     return make_norm(spec.type, dim, eps=spec.eps, affine=spec.elementwise_affine, unit_offset=spec.unit_offset)
 
 
@@ -58,9 +86,22 @@ def _residual(lay: LayerSpec) -> Residual:
     return Residual(**norms, dropout=lay.residual_dropout, scale=lay.residual_scale)
 
 
+def _activation(ffn: FFNSpec) -> nn.Module:
+    """The FFN's activation module (the gate's, when gated): a function or a module with learned parameters."""
+    k = ffn.activation_knots
+    knots = (k.num, k.left_bound, k.right_bound) if k is not None else (0, 0.0, 0.0)
+    return make_activation(ffn.activation, gelu_shift=ffn.gelu_shift or 0.0, knots=knots)
+
+
 def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
+    """Plain, gated (any gate activation) or dual-path MLP, with Forge's activation offsets and summed down projections."""
+    act = _activation(ffn)
+    if ffn.variant == "dual_path":
+        return DualPathMLP(dim, hidden, act=act, bias=ffn.bias, dropout=ffn.dropout, x_offset=ffn.x_offset, y_offset=ffn.y_offset)
+    if ffn.x_offset is not None or ffn.y_offset is not None:
+        act = Offsets(act, x_offset=ffn.x_offset, y_offset=ffn.y_offset)
     mlp_cls = GatedMLP if ffn.use_gated_activation else MLP
-    return mlp_cls(dim, hidden, activation=ffn.activation, bias=ffn.bias, dropout=ffn.dropout)
+    return mlp_cls(dim, hidden, activation=act, bias=ffn.bias, dropout=ffn.dropout, down_blocks=ffn.down_projections)
 
 
 def _ffn(lay: LayerSpec) -> nn.Module:
@@ -138,7 +179,24 @@ def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec 
         return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout,
             scale=lay.residual_scale,
         )  # fmt: skip
-    return Block(attn=attn, ffn=_ffn(lay), attn_norms=_residual(lay), ffn_norms=_residual(lay))
+    ffn = _ffn(lay)
+    if lay.linear is not None:
+        for part, module in (("attention", attn), ("ffn", ffn)):
+            if part in lay.linear.apply_to:
+                swap_linears(module, _linear_variant(lay.linear))
+    return Block(attn=attn, ffn=ffn, attn_norms=_residual(lay), ffn_norms=_residual(lay))
+
+
+def _linear_variant(lin: LinearVariantSpec) -> Callable[[nn.Linear], nn.Linear]:
+    """A factory turning a plain Linear into Forge's quantized or BitNet b1.58 one of the same shape."""
+
+    def make(old: nn.Linear) -> nn.Linear:
+        bias = old.bias is not None
+        if lin.type == "bitlinear_1p58":
+            return BitLinear158(old.in_features, old.out_features, bias=bias)
+        return QuantizedLinear(old.in_features, old.out_features, bias=bias, method=lin.method, bits=lin.bits)
+
+    return make
 
 
 def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
@@ -146,11 +204,18 @@ def _embedding_ends(spec: ModelSpec) -> dict[str, nn.Module | None]:
     the LM head; bias-free), the embedding norm and the final logit softcap; None where the spec asks for none."""
     emb, d = spec.embedding, spec.layer.hidden_dim
     factorized = emb.embedding_dim != d
+    embed_proj = nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None
+    head_proj: nn.Module | None = nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None
+    if embed_proj is not None and emb.tie_projections:
+        head_proj = TransposedProjection(embed_proj)
+    scale: nn.Module | None = Scale(emb.scale) if emb.scale not in (None, 1.0) else None
+    if emb.learned_scale:
+        scale = LearnedScale(emb.scale if emb.scale is not None else math.sqrt(d))
     return {
-        "embed_scale": Scale(emb.scale) if emb.scale not in (None, 1.0) else None,
-        "embed_proj": nn.Linear(emb.embedding_dim, d, bias=False) if factorized else None,
+        "embed_scale": scale,
+        "embed_proj": embed_proj,
         "embed_norm": _norm(spec.embedding_layer_norm, d) if spec.embedding_layer_norm is not None else None,
-        "head_proj": nn.Linear(d, emb.embedding_dim, bias=False) if factorized else None,
+        "head_proj": head_proj,
         "logit_scale": Scale(spec.final_logit_scale) if spec.final_logit_scale not in (None, 1.0) else None,
         "logit_softcap": Softcap(spec.final_logit_softcap) if spec.final_logit_softcap is not None else None,
     }
@@ -186,10 +251,14 @@ def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = Fal
 
 
 def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
-    """What is added to the token embeddings: learned or sinusoidal tables; nothing for rope, alibi and none."""
+    """What is added to the token embeddings: learned (optionally quantized) or sinusoidal tables; nothing
+    for rope, alibi and none."""
     kind = emb.positional_encoding.type
     if kind == "learned":
-        return LearnedPositions(emb.max_position_embeddings, dim)
+        positions = LearnedPositions(emb.max_position_embeddings, dim)
+        if (q := emb.quantize_wpe) is not None:
+            positions.embedding = QuantizedEmbedding(emb.max_position_embeddings, dim, method=q.method, bits=q.bits)
+        return positions
     if kind == "sinusoidal":
         return SinusoidalPositions(emb.max_position_embeddings, dim)
     return None
@@ -203,6 +272,8 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         key = (att.rope_theta, att.rope_unscaled)
         tables.setdefault(key, _rotary(emb, *key))
     embed = nn.Embedding(emb.vocab_size, emb.embedding_dim, padding_idx=emb.padding_idx)
+    if (q := emb.quantize_wte) is not None:  # the LM head, tied or not, reads the raw table (Forge)
+        embed = QuantizedEmbedding(emb.vocab_size, emb.embedding_dim, method=q.method, bits=q.bits, padding_idx=emb.padding_idx)
     lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
@@ -217,8 +288,28 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,
+        steering=_steering(spec.steering, d),
         **_embedding_ends(spec),
     )
+
+
+def _steering(st: SteeringSpec | None, d: int) -> dict[str, tuple[int, nn.Module]]:
+    """ReaLLM-Forge's manual steering vector and learned steering vectors, with the slot each is added at."""
+    out: dict[str, tuple[int, nn.Module]] = {}
+    if st is None:
+        return out
+    if (lsv := st.lsv) is not None:
+        module: nn.Module
+        if lsv.variant == "one_hot":
+            module = OneHotLSV(lsv.num_vectors, d, index=lsv.index or 0, scale=lsv.scale or 1.0, mixture=lsv.mixture)
+        elif lsv.variant == "one_hot_mlp":
+            module = OneHotMLPLSV(lsv.num_vectors, d, index=lsv.index or 0, mixture=lsv.mixture)
+        else:
+            module = RoutedLSV(lsv.variant, lsv.num_vectors, d)
+        out["lsv"] = (lsv.layer, module)
+    if (vec := st.vector) is not None:
+        out["vector"] = (vec.layer, SteeringVector(vec.file, d, scale=vec.scale))
+    return out
 
 
 def skeleton(spec: ModelSpec) -> DecoderLM:

@@ -121,6 +121,7 @@ class DecoderLM(nn.Module):
         head_proj: nn.Module | None = None,
         logit_scale: nn.Module | None = None,
         logit_softcap: nn.Module | None = None,
+        steering: dict[str, tuple[int, nn.Module]] | None = None,
     ) -> None:
         super().__init__()
         self.embed, self.positions, self.alibi = embed, positions, alibi
@@ -130,6 +131,16 @@ class DecoderLM(nn.Module):
         self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
         self.logit_scale = _or_identity(logit_scale)
         self.dropout = nn.Dropout(dropout)
+        # ReaLLM-Forge's steering: name → (slot, module); slot 0 after the embeddings, k after block k
+        self.steering = nn.ModuleDict({name: m for name, (_, m) in (steering or {}).items()})
+        self.steering_slots = {name: slot for name, (slot, _) in (steering or {}).items()}
+
+    def _steer(self, slot: int, x: torch.Tensor) -> torch.Tensor:
+        """The steering modules of ``slot`` (Forge's steering vectors / LSVs), applied to the residual stream."""
+        for name, module in self.steering.items():
+            if self.steering_slots[name] == slot:
+                x = module(x)
+        return x
 
     def empty_cache(self, batch: int) -> list[KV]:
         """A cache of length 0 for every layer (a prefill's ``past_key_values``): each attention module's
@@ -161,14 +172,15 @@ class DecoderLM(nn.Module):
         x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
         if self.positions is not None:
             x = self.positions(x, position_ids)
-        x = self.dropout(self.embed_norm(x))
+        x = self._steer(0, self.dropout(self.embed_norm(x)))
         slopes = self.alibi.slopes if self.alibi is not None else None
         bias = ops.attention_bias(attention_mask, input_ids, slopes)  # (B, 1|nh, S, P+S), float32
         if x.dtype != torch.float32:  # keep masked entries finite in half precision
             bias = bias.clamp(min=mask_value(x.dtype)).to(x.dtype)
         presents = []
-        for block, layer_past in zip(self.blocks, past, strict=True):
+        for k, (block, layer_past) in enumerate(zip(self.blocks, past, strict=True), start=1):
             x, present = block(x, bias, position_ids, layer_past)
+            x = self._steer(k, x)
             presents.append(present)
         if last_logits:
             x = x.gather(1, last_real(attention_mask, S)[:, None, None].expand(-1, 1, x.shape[-1]))  # (B, 1, d)

@@ -12,7 +12,9 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
-starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
+starts at 0); a ``padding_idx`` row is zeroed. A module with ``init_fixups()`` (ReaLLM-Forge's norms and
+activations: radii, knots, slopes, offsets) sets those parameters to its own initial values in every scheme.
+Attention sinks start at 0 in every scheme: one exp(0) in each
 softmax's denominator (the "off-by-one" softmax), which training moves per head.
 """
 
@@ -135,6 +137,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
     fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
     ]
+    for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, activations)
+        if hasattr(m, "init_fixups"):
+            fixes.extend(m.init_fixups())
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
     return fixes

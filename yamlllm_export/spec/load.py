@@ -18,6 +18,7 @@ import yaml
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import rules, schema
 from yamlllm_export.spec.types import (
+    ActivationKnotsSpec,
     AttentionSpec,
     ClampedSwiGLUSpec,
     EmbeddingSpec,
@@ -25,6 +26,8 @@ from yamlllm_export.spec.types import (
     InitSpec,
     LayerOverrideSpec,
     LayerSpec,
+    LinearVariantSpec,
+    LSVSpec,
     ModelSpec,
     MoESpec,
     NormSpec,
@@ -32,7 +35,10 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    SteeringSpec,
+    SteeringVectorSpec,
     TokensSpec,
+    WeightQuantSpec,
 )
 
 # Limits on what a spec file may be (docs/validation-input.md). The dialect nests 6 levels at most
@@ -232,9 +238,47 @@ def _derive(d: dict[str, Any]) -> None:
         ffn["moe"]["jitter_eps"] = 0.01  # transformers' PhimoeConfig.router_jitter_noise default
     if "final_layer_norm" not in d:  # post-norm models end on a norm already
         d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
+    for norm in (layer["layer_norm"], d["final_layer_norm"], d["embedding_layer_norm"]):
+        if norm is not None:
+            _derive_norm(norm, layer["hidden_dim"])
+    _derive_activation(ffn)
+    lsv = (d["steering"] or {}).get("lsv")
+    if lsv is not None and lsv["variant"] in ("one_hot", "one_hot_mlp") and lsv["mixture"] is None:
+        lsv["index"] = 0 if lsv["index"] is None else lsv["index"]
+    if lsv is not None and lsv["variant"] == "one_hot" and lsv["scale"] is None:
+        lsv["scale"] = 1.0
     pe.pop("max_position_embeddings", None)
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
+
+
+# ReaLLM-Forge's defaults of each norm variant's own keys (its CLI defaults, FORGE.md §5)
+NORM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prmsnorm": {"prmsnorm_pct": 0.0625},
+    "krmsnorm": {"krmsnorm_num": 10, "krmsnorm_select": "last", "krmsnorm_quantize": "none"},
+    "hyperspherenorm": {"hypersphere_radius": None},  # sqrt(C), below
+    "dyt": {"dyt_activation": "tanh", "dyt_alpha_init": 1.0, "dyt_alpha": True, "dyt_beta": True, "dyt_gamma": True},
+}
+# (num, left, right) of the knot activations: Forge's defaults (FORGE.md §6)
+KNOT_DEFAULTS = {"piecewise": (7, -2.0, 2.0), "pfla": (50, -10.0, 10.0), "pfla_le": (30, -10.0, 10.0), "learned_spline": (10, -5.0, 5.0)}
+
+
+def _derive_norm(norm: dict[str, Any], dim: int) -> None:
+    """A Forge norm variant's unset keys from its defaults; hyperspherenorm's radius sqrt(C)."""
+    for key, value in NORM_DEFAULTS.get(norm["type"], {}).items():
+        if norm.get(key) is None:
+            norm[key] = value
+    if norm["type"] == "hyperspherenorm" and norm.get("hypersphere_radius") is None:
+        norm["hypersphere_radius"] = math.sqrt(dim)
+
+
+def _derive_activation(ffn: dict[str, Any]) -> None:
+    """gelu_shifted's initial shift (0) and the knot activations' knots, when unset."""
+    if ffn["activation"] == "gelu_shifted" and ffn["gelu_shift"] is None:
+        ffn["gelu_shift"] = 0.0
+    if ffn["activation"] in KNOT_DEFAULTS and ffn["activation_knots"] is None:
+        num, left, right = KNOT_DEFAULTS[ffn["activation"]]
+        ffn["activation_knots"] = {"num": num, "left_bound": left, "right_bound": right}
 
 
 def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
@@ -283,14 +327,24 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
     )
     return ModelSpec(
         name=d["name"],
-        embedding=EmbeddingSpec(**{**emb, "positional_encoding": pe}),
+        embedding=EmbeddingSpec(
+            **{
+                **emb,
+                "positional_encoding": pe,
+                "quantize_wte": _optional(WeightQuantSpec, emb["quantize_wte"]),
+                "quantize_wpe": _optional(WeightQuantSpec, emb["quantize_wpe"]),
+            }
+        ),  # fmt: skip
         num_layers=d["num_layers"],
         layer=LayerSpec(
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"])}),
+                "ffn": FFNSpec(
+                    **{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}
+                ),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
+                "linear": lay["linear"] and LinearVariantSpec(**{**lay["linear"], "apply_to": tuple(lay["linear"]["apply_to"])}),
             }
         ),
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
@@ -302,7 +356,17 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
         tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),
+        steering=_steering(d["steering"]),
     )
+
+
+def _steering(st: dict[str, Any] | None) -> SteeringSpec | None:
+    if st is None:
+        return None
+    lsv = st.get("lsv")
+    if lsv is not None:
+        lsv = LSVSpec(**{**lsv, "mixture": tuple(lsv["mixture"]) if lsv["mixture"] is not None else None})
+    return SteeringSpec(vector=_optional(SteeringVectorSpec, st.get("vector")), lsv=lsv)
 
 
 def validate_dict(data: Any, source: str = "<spec>") -> ModelSpec:
@@ -330,4 +394,13 @@ def load_spec(source: str | os.PathLike[str] | Mapping[str, Any] | ModelSpec) ->
     if isinstance(source, Mapping):
         return validate_dict(source)
     path = Path(source)
-    return validate_dict(_read_yaml(path), str(path))
+    return validate_dict(_relative_to(_read_yaml(path), path.parent), str(path))
+
+
+def _relative_to(data: Any, folder: Path) -> Any:
+    """A relative steering-vector file is relative to the spec file's folder (made absolute here)."""
+    steering = data.get("steering") if isinstance(data, Mapping) else None
+    vector = steering.get("vector") if isinstance(steering, Mapping) else None
+    if isinstance(vector, dict) and isinstance(vector.get("file"), str) and not Path(vector["file"]).is_absolute():
+        vector["file"] = str((folder / vector["file"]).resolve())
+    return data

@@ -11,7 +11,14 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def _norm_params(norm: NormSpec | None, dim: int) -> int:
-    if norm is None or not norm.elementwise_affine:
+    """Scale (and shift); ReaLLM-Forge's variants: hyperspherenorm a radius, dyt α, β, γ as set, identity none."""
+    if norm is None or norm.type == "identity":
+        return 0
+    if norm.type == "hyperspherenorm":
+        return 1
+    if norm.type == "dyt":
+        return int(bool(norm.dyt_alpha)) + dim * (int(bool(norm.dyt_beta)) + int(bool(norm.dyt_gamma)))
+    if not norm.elementwise_affine:
         return 0
     return dim * (2 if norm.type == "layernorm" else 1)
 
@@ -47,9 +54,21 @@ def _sink_params(att: AttentionSpec) -> int:
     return att.num_heads if att.sinks else 0
 
 
+def _activation_params(ffn: FFNSpec) -> int:
+    """Forge's learned activation parameters: a shift or slope, 2·n knots; the x / y offsets."""
+    own = 1 if ffn.activation in ("gelu_shifted", "prelu") else 0
+    if ffn.activation_knots is not None:
+        own = 2 * ffn.activation_knots.num
+    return own + (ffn.x_offset is not None) + (ffn.y_offset is not None)
+
+
 def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
+    """Up (and gate) and down projections; dual_path: up and two downs; down_projections k: a down of k·d."""
+    if ffn.moe is None and ffn.variant == "dual_path":
+        return d * hidden + 2 * hidden * d + ((hidden + 2 * d) if ffn.bias else 0) + _activation_params(ffn)
     n_in = 2 if ffn.use_gated_activation else 1
-    return n_in * d * hidden + hidden * d + ((n_in * hidden + d) if ffn.bias else 0)
+    k = ffn.down_projections
+    return n_in * d * hidden + hidden * d * k + ((n_in * hidden + d * k) if ffn.bias else 0) + _activation_params(ffn)
 
 
 def _ffn_params(ffn: FFNSpec, d: int) -> int:
@@ -76,15 +95,32 @@ def parameter_count(spec: ModelSpec) -> int:
         attn + _sink_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs()
     )
     total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d) + _norm_params(spec.embedding_layer_norm, d)
-    if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head
-        total += 2 * e * d
+    if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head (one matrix when tied)
+        total += (1 if emb.tie_projections else 2) * e * d
+    if emb.learned_scale:
+        total += 1
     if emb.positional_encoding.type == "learned":
         total += emb.max_position_embeddings * d
     if not spec.tie_word_embeddings:
         total += emb.vocab_size * e
     if spec.lm_head_bias:
         total += emb.vocab_size
-    return total
+    return total + _lsv_params(spec)
+
+
+def _lsv_params(spec: ModelSpec) -> int:
+    """ReaLLM-Forge's learned steering vectors (model/steering.py): M (n × C), or n MLPs (C → 64 → 64 → C or
+    C → 64 → C, biased) and a router (C → n, biased) or queries (n × C)."""
+    lsv = spec.steering.lsv if spec.steering is not None else None
+    if lsv is None:
+        return 0
+    n, c, w = lsv.num_vectors, spec.layer.hidden_dim, 64
+    if lsv.variant == "one_hot":
+        return n * c
+    deep = lsv.variant in ("one_hot_mlp", "ohmg", "mol")
+    mlp = (c * w + w) + (w * w + w if deep else 0) + (w * c + c)
+    route = 0 if lsv.variant == "one_hot_mlp" else n * c if lsv.variant == "ohma" else c * n + n
+    return n * mlp + route
 
 
 def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:

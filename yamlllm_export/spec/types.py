@@ -35,6 +35,20 @@ class PositionalEncodingSpec:
 
 
 @dataclass(frozen=True)
+class WeightQuantSpec:
+    method: str  # symmetric | affine | ternary (per tensor, FORGE.md §8)
+    bits: int
+
+
+@dataclass(frozen=True)
+class LinearVariantSpec:
+    type: str  # quantized | bitlinear_1p58
+    method: str  # quantized: symmetric | affine | ternary
+    bits: int
+    apply_to: tuple[str, ...]  # attention | ffn
+
+
+@dataclass(frozen=True)
 class EmbeddingSpec:
     vocab_size: int
     max_position_embeddings: int
@@ -43,6 +57,10 @@ class EmbeddingSpec:
     dropout: float
     scale: float | None  # multiply token embeddings ('sqrt_hidden' is resolved to a number); None = 1
     positional_encoding: PositionalEncodingSpec
+    learned_scale: bool = False  # Forge's use_embedding_scale: a learned scalar starting at ``scale`` (or sqrt(d))
+    tie_projections: bool = False  # factorized: the head-side projection is the transpose of the up-projection
+    quantize_wte: WeightQuantSpec | None = None
+    quantize_wpe: WeightQuantSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,13 @@ class MoESpec:
 
 
 @dataclass(frozen=True)
+class ActivationKnotsSpec:
+    num: int  # learned knots (x_vals, y_vals)
+    left_bound: float  # the knots start between the bounds
+    right_bound: float  # piecewise / pfla: also R, where the last segment meets y = x
+
+
+@dataclass(frozen=True)
 class FFNSpec:
     intermediate_size: int  # derived when absent (expansion_factor / LLaMA rounding)
     expansion_factor: float | None
@@ -115,14 +140,31 @@ class FFNSpec:
     bias: bool
     dropout: float
     moe: MoESpec | None  # in ``layer_specs()``: None on the layers that keep the dense FFN
+    variant: str = "mlp"  # mlp | dual_path (ReaLLM-Forge)
+    down_projections: int = 1  # Forge's mlp_down_projs: k blocks of hidden_dim summed
+    x_offset: float | None = None  # act(u − x_offset)
+    y_offset: float | None = None  # act(·) − y_offset
+    gelu_shift: float | None = None  # derived 0 for gelu_shifted
+    activation_knots: ActivationKnotsSpec | None = None  # derived for the knot activations
 
 
 @dataclass(frozen=True)
 class NormSpec:
-    type: str  # layernorm | rmsnorm
-    eps: float
+    type: str  # layernorm | rmsnorm | prmsnorm | krmsnorm | hyperspherenorm | dyt | identity
+    eps: float  # rmsnorm may have 0 (Forge's RMSNorm); unused by the Forge variants
     elementwise_affine: bool
     unit_offset: bool  # scale by (1 + w), w starting at 0 (Gemma)
+    # ReaLLM-Forge's variants: each derived for its own type, None for the others
+    prmsnorm_pct: float | None = None
+    krmsnorm_num: int | None = None
+    krmsnorm_select: str | None = None  # first | last
+    krmsnorm_quantize: str | None = None  # none (float16 rounding)
+    hypersphere_radius: float | None = None
+    dyt_activation: str | None = None
+    dyt_alpha_init: float | None = None
+    dyt_alpha: bool | None = None
+    dyt_beta: bool | None = None
+    dyt_gamma: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +178,7 @@ class LayerSpec:
     parallel_norms: str  # shared | separate (GPT-NeoX, Falcon: x + Attn(N1(x)) + FFN(N2(x)))
     residual_dropout: float
     residual_scale: float  # x + c·F(x)
+    linear: LinearVariantSpec | None = None  # ReaLLM-Forge's quantized / BitNet linears
 
 
 @dataclass(frozen=True)
@@ -173,6 +216,29 @@ class TokensSpec:
 
 
 @dataclass(frozen=True)
+class SteeringVectorSpec:
+    file: str  # a .npy of hidden_dim numbers (relative paths resolved against the spec file by ``load_spec``)
+    layer: int  # after block k, 1-based
+    scale: float
+
+
+@dataclass(frozen=True)
+class LSVSpec:
+    variant: str  # one_hot | one_hot_mlp | ohmg | ohmt | ohmm | ohma | mol
+    num_vectors: int
+    layer: int  # 0: after the embeddings; k: after block k
+    index: int | None  # one_hot / one_hot_mlp (derived 0); None for the routed variants
+    scale: float | None  # one_hot (derived 1); None otherwise
+    mixture: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class SteeringSpec:
+    vector: SteeringVectorSpec | None
+    lsv: LSVSpec | None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     embedding: EmbeddingSpec
@@ -187,6 +253,7 @@ class ModelSpec:
     layer_overrides: tuple[LayerOverrideSpec, ...]
     initialization: InitSpec
     tokens: TokensSpec
+    steering: SteeringSpec | None = None  # ReaLLM-Forge's steering vectors
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
@@ -204,6 +271,10 @@ class ModelSpec:
                 scaling[key] = None if scaling[key] is None else list(scaling[key])
         if self.layer.ffn.moe is not None:
             d["layer"]["ffn"]["moe"]["dense_layers"] = list(self.layer.ffn.moe.dense_layers)
+        if self.steering is not None and self.steering.lsv is not None and self.steering.lsv.mixture is not None:
+            d["steering"]["lsv"]["mixture"] = list(self.steering.lsv.mixture)
+        if self.layer.linear is not None:
+            d["layer"]["linear"]["apply_to"] = list(self.layer.linear.apply_to)
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
