@@ -13,7 +13,8 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
 starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
-softmax's denominator (the "off-by-one" softmax), which training moves per head.
+softmax's denominator (the "off-by-one" softmax), which training moves per head. A module with
+``init_fixups()`` (FIRE, the softmax variants) sets its own parameters' initial values after the draws.
 """
 
 from __future__ import annotations
@@ -129,12 +130,19 @@ def init_weights(
         fix(param)
 
 
+def _fill_with(t: torch.Tensor, *, value: float | torch.Tensor) -> None:
+    t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t))
+
+
 def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
     """What every scheme does after its draws, per parameter (no RNG): attention sinks start at 0 (one exp(0) in
     each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
     fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
     ]
+    for m in model.modules():  # modules with their own initial values (FIRE's scalars, softmax variants' β, γ, knots)
+        if hasattr(m, "init_fixups"):
+            fixes += [(p, partial(_fill_with, value=value)) for p, value in m.init_fixups()]
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
     return fixes
