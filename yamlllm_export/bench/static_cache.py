@@ -32,14 +32,16 @@ class StaticKV(nn.Module):
         attention_bias: torch.Tensor | None, cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None,
         position_ids: torch.Tensor | None, num_heads: int, num_kv_heads: int, scale: float,
         window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: torch.Tensor | None = None,
+        rope_interleaved: bool = False, softmax: str = "softmax", softmax_params: torch.Tensor | None = None,
+        softmax_consts: list[float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         B, S, _ = query.shape
         P, hs = past_key.shape[2], past_key.shape[3]  # the placeholder says how much of the cache is filled
         q = query.view(B, S, num_heads, hs)
         k = key.view(B, S, num_kv_heads, hs)
         if cos_cache is not None:
-            q = apply_rotary(q, position_ids, cos_cache, sin_cache)
-            k = apply_rotary(k, position_ids, cos_cache, sin_cache)
+            q = apply_rotary(q, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
+            k = apply_rotary(k, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
         self.keys[:, :, P : P + S] = k.transpose(1, 2)  # (B, nkv, S, hs) into slots P .. P+S-1
         self.values[:, :, P : P + S] = value.view(B, S, num_kv_heads, hs).transpose(1, 2)
         keys, values = self.keys[:, :, : P + S], self.values[:, :, : P + S]  # views, no copy
@@ -53,6 +55,9 @@ class StaticKV(nn.Module):
             window_size=window_size,
             softcap=softcap,
             sinks=sinks,
+            softmax=softmax,
+            softmax_params=softmax_params,
+            softmax_consts=softmax_consts,
         )
         return out.transpose(1, 2).reshape(B, S, num_heads * hs), keys, values
 

@@ -41,9 +41,12 @@ def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
     window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: Any = None,
+    rope_interleaved: bool = False, softmax: str = "softmax", softmax_params: Any = None, softmax_consts: Any = None,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) →
-    com.microsoft.GroupQueryAttention (see module docstring). Variants map to GQA attributes, each checked
+    com.microsoft.GroupQueryAttention (see module docstring). A ``softmax`` variant (ReaLLM-Forge) has no
+    GroupQueryAttention form: the portable target's MatMul attention with the same cache computes it.
+    Interleaved RoPE pairs are RotaryEmbedding's ``interleaved=1``. Variants map to GQA attributes, each checked
     on ORT CPU against the eager op: ``local_window_size`` (keys j > i − w, Mistral), ``softcap`` (before
     attention_bias), ``causal=0`` (bidirectional, also with a past; GQA refuses it together with a window, as
     the spec does). Partial rotary sets RotaryEmbedding's ``rotary_embedding_dim``. Sinks are GQA's
@@ -51,14 +54,17 @@ def attention(
     padding, a window and softcap)."""
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
-    if past_key.shape[3] % 8:  # ORT's GQA kernels refuse such head sizes at run time: plain ops instead
+    if past_key.shape[3] % 8 or softmax != "softmax":  # GQA refuses such head sizes at run time; it has no variants
         return portable.attention(
             query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads,
-            scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
+            scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks, rope_interleaved=rope_interleaved,
+            softmax=softmax, softmax_params=softmax_params, softmax_consts=softmax_consts,
         )  # fmt: skip
     if cos_cache is not None:
         rd = rotary_dim(cos_cache)
         partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
+        if rope_interleaved:
+            partial["interleaved"] = 1
         query = msft.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, num_heads=num_heads, **partial)
         key = msft.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, num_heads=num_kv_heads, **partial)
     if attention_bias is not None:  # (B, 1|nh, S, T): the same tensor in every layer, so after common-subexpression

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from onnxscript import opset23 as op
 
-from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings import common, mla, portable
 from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.masking import visibility_mask, with_bias
@@ -31,15 +31,25 @@ def attention(
     query: Any, key: Any, value: Any, past_key: Any, past_value: Any, attention_bias: Any,
     cos_cache: Any, sin_cache: Any, position_ids: Any, num_heads: int, num_kv_heads: int, scale: float,
     window_size: int = 0, causal: bool = True, softcap: float = 0.0, sinks: Any = None,
+    rope_interleaved: bool = False, softmax: str = "softmax", softmax_params: Any = None, softmax_consts: Any = None,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """``yamlllm::attention`` (and ``complex_attention``, see ``ops/complex_attention.py``) → ONNX
-    ``Attention`` (see module docstring). Every variant is expressible: nothing falls back. Sinks, which the
+    ``Attention`` (see module docstring). Every variant of the softmax attention is expressible; a
+    ``softmax`` variant (ReaLLM-Forge) is not a softmax, so it takes the portable MatMul attention (plain
+    ops, valid in opset 23). Interleaved RoPE pairs are RotaryEmbedding's ``interleaved=1``. Sinks, which the
     op has no input for, are one extra key: zero, so its score is 0 (also after softcap), with a zero value, and
     a mask column holding each head's sink logit, so exp(sink) joins the denominator and adds nothing to the output."""
+    if softmax != "softmax":
+        return portable.attention(
+            query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads,
+            scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks, rope_interleaved=rope_interleaved,
+            softmax=softmax, softmax_params=softmax_params, softmax_consts=softmax_consts,
+        )  # fmt: skip
     if cos_cache is not None:
         rd = rotary_dim(cos_cache)
-        query = op.RotaryEmbedding(query, cos_cache, sin_cache, position_ids, num_heads=num_heads, rotary_embedding_dim=rd)
-        key = op.RotaryEmbedding(key, cos_cache, sin_cache, position_ids, num_heads=num_kv_heads, rotary_embedding_dim=rd)
+        layout = {"interleaved": 1} if rope_interleaved else {}
+        query = op.RotaryEmbedding(query, cos_cache, sin_cache, position_ids, num_heads=num_heads, rotary_embedding_dim=rd, **layout)
+        key = op.RotaryEmbedding(key, cos_cache, sin_cache, position_ids, num_heads=num_kv_heads, rotary_embedding_dim=rd, **layout)
     q = op.Transpose(op.Reshape(query, op.Constant(value_ints=[0, 0, num_heads, -1])), perm=[0, 2, 1, 3])  # (B, nh, S, hs)
     k = op.Transpose(op.Reshape(key, op.Constant(value_ints=[0, 0, num_kv_heads, -1])), perm=[0, 2, 1, 3])  # (B, nkv, S, hs)
     v = op.Transpose(op.Reshape(value, op.Constant(value_ints=[0, 0, num_kv_heads, -1])), perm=[0, 2, 1, 3])

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from yamlllm_export import ops
+from yamlllm_export.model.fire import FIRE
 from yamlllm_export.model.positions import RotaryCache
+from yamlllm_export.model.softmax_variants import SoftmaxVariant
 
 
 class PerHead(nn.Module):
@@ -36,7 +39,10 @@ class PerHead(nn.Module):
 class SelfAttention(nn.Module):
     """out = o_proj(Attn(q_norm(q_proj x), k_norm(k_proj x), v_proj x)); qk-norm comes before RoPE (which
     the kernel applies), as in OLMo-2, Qwen3 and Gemma 3; an optional clamp of q, k, v comes first (OLMo);
-    optional sinks (GPT-OSS) are a learned logit per query head that the kernel adds to the softmax's denominator."""
+    optional sinks (GPT-OSS) are a learned logit per query head that the kernel adds to the softmax's denominator.
+    ReaLLM-Forge's options: ``rope_interleaved`` RoPE pairs, a ``softmax`` variant in place of the softmax (its
+    parameters live here, under ``softmax.``), and ``fire``, a FIRE bias module the decoder evaluates and adds
+    to this layer's bias (one instance may serve every layer)."""
 
     RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
 
@@ -59,6 +65,9 @@ class SelfAttention(nn.Module):
         scale: float | None = None,
         clip: float | None = None,
         sinks: bool = False,
+        rope_interleaved: bool = False,
+        softmax: SoftmaxVariant | None = None,
+        fire: FIRE | None = None,
         kernel: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = ops.attention,
     ) -> None:
         super().__init__()
@@ -76,6 +85,7 @@ class SelfAttention(nn.Module):
         self.clip = clip  # q, k, v clamped to [-clip, clip] (OLMo); None: not clipped
         # attention sinks (GPT-OSS): one logit per query head in the softmax's denominator; None: no sinks
         self.sinks = nn.Parameter(torch.zeros(num_heads)) if sinks else None
+        self.rope_interleaved, self.softmax, self.fire = rope_interleaved, softmax, fire
         self.cache_dims = ((num_kv_heads, head_dim), (num_kv_heads, head_dim))  # (heads, dim) of key, value
 
     def forward(
@@ -89,9 +99,15 @@ class SelfAttention(nn.Module):
         if self.clip is not None:
             q, k, v = (t.clamp(-self.clip, self.clip) for t in (q, k, v))
         q, k = self.q_norm(q), self.k_norm(k)
+        variant: dict[str, Any] = {}  # only what is set, so kernels without these options (complex) keep their signature
+        if self.rope_interleaved:
+            variant["rope_interleaved"] = True
+        if self.softmax is not None:
+            variant.update(softmax=self.softmax.kind, softmax_params=self.softmax.packed(), softmax_consts=list(self.softmax.consts))
         out, present_k, present_v = self.kernel(
             query=q, key=k, value=v, past_key=past_key, past_value=past_value, attention_bias=bias,
             cos_cache=cos, sin_cache=sin, position_ids=pos, num_heads=self.num_heads, num_kv_heads=self.num_kv_heads,
             scale=self.scale, window_size=self.window_size, causal=self.causal, softcap=self.softcap, sinks=self.sinks,
+            **variant,
         )  # fmt: skip
         return self.dropout(self.o_proj(out)), present_k, present_v

@@ -18,6 +18,7 @@ from yamlllm_export.model.activations import make_activation
 from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
 from yamlllm_export.model.ffn import MLP, DualPathMLP, GatedMLP, Offsets
+from yamlllm_export.model.fire import FIRE
 from yamlllm_export.model.forge_norms import DyT, HypersphereNorm, KRMSNorm, PartialRMSNorm
 from yamlllm_export.model.forge_weights import (
     BitLinear158,
@@ -40,6 +41,7 @@ from yamlllm_export.model.positions import (
     RotaryCache,
     SinusoidalPositions,
 )
+from yamlllm_export.model.softmax_variants import SoftmaxVariant, make_softmax
 from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV, SteeringVector
 from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
 from yamlllm_export.spec.types import (
@@ -47,12 +49,14 @@ from yamlllm_export.spec.types import (
     ClampedSwiGLUSpec,
     EmbeddingSpec,
     FFNSpec,
+    FireSpec,
     LayerSpec,
     LinearVariantSpec,
     ModelSpec,
     NormSpec,
     QKNormSpec,
     RopeScalingSpec,
+    SoftmaxVariantSpec,
     SteeringSpec,
 )
 
@@ -156,7 +160,21 @@ def _qk_norm(qk: QKNormSpec | None, num_heads: int, head_dim: int) -> nn.Module 
     return make_norm(qk.type, num_heads * head_dim, eps=qk.eps, affine=qk.elementwise_affine)
 
 
-def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:
+def _softmax(s: SoftmaxVariantSpec | None, num_heads: int) -> SoftmaxVariant | None:
+    return make_softmax(s.type, num_heads, **s.options()) if s is not None else None
+
+
+def _fire(f: FireSpec | None, num_heads: int) -> FIRE | None:
+    if f is None:
+        return None
+    return FIRE(
+        num_heads, width=f.mlp_width, hidden_layers=f.num_hidden_layers, outermost_relu=f.outermost_relu, init_c=f.init_c,
+        init_L=f.init_L, log_bias=f.log_bias,
+    )  # fmt: skip
+
+
+def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None, *, interleaved: bool) -> SelfAttention:
+    """Standard attention; FIRE (unless shared: the decoder holds that one) is the layer's own."""
     return SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
         qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
@@ -164,16 +182,20 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
         k_norm=_qk_norm(att.qk_norm, att.num_kv_heads, att.head_dim),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
         scale=att.softmax_scale if att.softmax_scale is not None else 1.0 / math.sqrt(att.head_dim), clip=att.qkv_clip, sinks=att.sinks,
+        rope_interleaved=interleaved and rotary is not None, softmax=_softmax(att.softmax, att.num_heads),
+        fire=_fire(att.fire, att.num_heads) if att.fire is not None and not att.fire.shared else None,
         kernel=ops.complex_attention if att.mechanism == "complex" else ops.attention,
     )  # fmt: skip
 
 
-def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None) -> Block | ParallelBlock:
+def _block(
+    lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
+) -> Block | ParallelBlock:
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
     rotary = None if att.nope else rotary
-    attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary)
+    attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary, interleaved=interleaved)
     if lay.parallel:
         ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
         return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout,
@@ -247,7 +269,8 @@ def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = Fal
         )
     if scaling is not None and scaling.type == "longrope":
         return LongRopeRotary(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
-    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
+    soap = pe.soap_num_angles if pe.rope_variant == "soap" else None
+    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling, soap_angles=soap)
 
 
 def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
@@ -277,18 +300,27 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
     lm_head = nn.Linear(emb.embedding_dim, emb.vocab_size, bias=spec.lm_head_bias)
     if spec.tie_word_embeddings:
         lm_head.weight = embed.weight
+    att = spec.layer.attention
+    shared_fire = _fire(att.fire, att.num_heads) if att.fire is not None and att.fire.shared else None
+    interleaved = emb.positional_encoding.rope_layout == "interleaved"
     return DecoderLM(
         embed=embed,
         positions=_absolute_positions(emb, d),
         alibi=AlibiSlopes(spec.layer.attention.num_heads) if kind == "alibi" else None,
         blocks=[
-            _block(layer, tables[layer.attention.rope_theta, layer.attention.rope_unscaled], emb.positional_encoding.rope_scaling)
+            _block(
+                layer,
+                tables[layer.attention.rope_theta, layer.attention.rope_unscaled],
+                emb.positional_encoding.rope_scaling,
+                interleaved=interleaved,
+            )  # fmt: skip
             for layer in spec.layer_specs()
         ],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,
         dropout=emb.dropout,
         steering=_steering(spec.steering, d),
+        fire=shared_fire,
         **_embedding_ends(spec),
     )
 

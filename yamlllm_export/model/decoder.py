@@ -122,9 +122,11 @@ class DecoderLM(nn.Module):
         logit_scale: nn.Module | None = None,
         logit_softcap: nn.Module | None = None,
         steering: dict[str, tuple[int, nn.Module]] | None = None,
+        fire: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.embed, self.positions, self.alibi = embed, positions, alibi
+        self.fire = fire  # FIRE shared by every layer (ReaLLM-Forge's shared_fire_embeddings); per-layer FIRE is attn.fire
         self.embed_scale, self.embed_proj, self.embed_norm = _or_identity(embed_scale), _or_identity(embed_proj), _or_identity(embed_norm)
         self.blocks = nn.ModuleList(blocks)
         self.final_norm = _or_identity(final_norm)
@@ -178,13 +180,32 @@ class DecoderLM(nn.Module):
         if x.dtype != torch.float32:  # keep masked entries finite in half precision
             bias = bias.clamp(min=mask_value(x.dtype)).to(x.dtype)
         presents = []
+        fire = _FireBiases(attention_mask, S, self.fire)
         for k, (block, layer_past) in enumerate(zip(self.blocks, past, strict=True), start=1):
-            x, present = block(x, bias, position_ids, layer_past)
+            x, present = block(x, fire.added_to(bias, block), position_ids, layer_past)
             x = self._steer(k, x)
             presents.append(present)
         if last_logits:
             x = x.gather(1, last_real(attention_mask, S)[:, None, None].expand(-1, 1, x.shape[-1]))  # (B, 1, d)
         return self.logit_softcap(self.logit_scale(self.lm_head(self.head_proj(self.final_norm(x))))), presents
+
+
+class _FireBiases:
+    """FIRE's per-layer biases (``model/fire.py``) for one forward, at the key positions of the mask
+    (cumsum(mask) − 1, as ALiBi's): a layer's own module, or the ``shared`` one, which is evaluated once."""
+
+    def __init__(self, attention_mask: torch.Tensor, new: int, shared: nn.Module | None) -> None:
+        self.attention_mask, self.new, self.shared = attention_mask, new, shared
+        self.done: dict[int, torch.Tensor] = {}
+
+    def added_to(self, bias: torch.Tensor, block: nn.Module) -> torch.Tensor:
+        """``bias`` (B, 1|nh, S, T) + the block's FIRE bias (B, nh, S, T); ``bias`` itself without FIRE."""
+        fire = self.shared if self.shared is not None else getattr(block.attn, "fire", None)
+        if fire is None:
+            return bias
+        if id(fire) not in self.done:
+            self.done[id(fire)] = fire(positions_from_mask(self.attention_mask), self.new)
+        return bias + self.done[id(fire)].to(bias.dtype)
 
 
 def last_real(attention_mask: torch.Tensor, new: int) -> torch.Tensor:

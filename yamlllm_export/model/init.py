@@ -12,10 +12,11 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
-starts at 0); a ``padding_idx`` row is zeroed. A module with ``init_fixups()`` (ReaLLM-Forge's norms and
-activations: radii, knots, slopes, offsets) sets those parameters to its own initial values in every scheme.
-Attention sinks start at 0 in every scheme: one exp(0) in each
-softmax's denominator (the "off-by-one" softmax), which training moves per head.
+starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
+softmax's denominator (the "off-by-one" softmax), which training moves per head. A module with
+``init_fixups()`` (ReaLLM-Forge's norms, activations, FIRE, the softmax variants: radii, knots, slopes, offsets,
+β, γ) sets its own parameters' initial values after the draws, in every scheme: each entry is a parameter with
+either a function that fills it or the value to fill it with.
 """
 
 from __future__ import annotations
@@ -131,15 +132,19 @@ def init_weights(
         fix(param)
 
 
+def _fill_with(t: torch.Tensor, *, value: float | torch.Tensor) -> None:
+    t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t))
+
+
 def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
     """What every scheme does after its draws, per parameter (no RNG): attention sinks start at 0 (one exp(0) in
     each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
     fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
     ]
-    for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, activations)
+    for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, FIRE, softmax variants)
         if hasattr(m, "init_fixups"):
-            fixes.extend(m.init_fixups())
+            fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in m.init_fixups()]
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
     return fixes

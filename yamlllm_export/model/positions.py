@@ -19,7 +19,7 @@ from yamlllm_export.ops.rope_scaling import (
     longrope_inv_freq,
     static_inv_freq,
 )
-from yamlllm_export.ops.rotary import rope_tables
+from yamlllm_export.ops.rotary import rope_tables, soap_inv_freq
 
 
 class LearnedPositions(nn.Module):
@@ -58,18 +58,24 @@ class RotaryCache(nn.Module):
     spec, never saved as weights). ``scaling`` (linear, llama3, yarn) changes the frequencies and, for YaRN,
     the tables' scale; dynamic NTK depends on the sequence length and is ``DynamicNTKRotary``."""
 
-    def __init__(self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling | None = None) -> None:
+    def __init__(
+        self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling | None = None, soap_angles: int | None = None
+    ) -> None:
         super().__init__()
         if scaling is not None and scaling.type in ("dynamic", "longrope"):
             raise ValueError(f"{scaling.type} scaling has no single static table; use DynamicNTKRotary / LongRopeRotary")
         self.max_positions, self.rotary_dim, self.theta, self.scaling = max_positions, rotary_dim, theta, scaling
+        self.soap_angles = soap_angles  # SOAP (ReaLLM-Forge): one frequency 2π/N for every pair; None: RoPE's θ_i
         self.register_buffer("cos", torch.empty(max_positions, rotary_dim // 2), persistent=False)
         self.register_buffer("sin", torch.empty(max_positions, rotary_dim // 2), persistent=False)
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
         """(Re)compute the tables in float64, e.g. after the model is materialised from the meta device."""
-        inv_freq, attention_factor = static_inv_freq(self.rotary_dim, self.theta, self.scaling)
+        if self.soap_angles is not None:
+            inv_freq, attention_factor = soap_inv_freq(self.rotary_dim, self.soap_angles), 1.0
+        else:
+            inv_freq, attention_factor = static_inv_freq(self.rotary_dim, self.theta, self.scaling)
         positions = torch.arange(self.max_positions, dtype=torch.float64, device="cpu")
         cos, sin = rope_tables(positions, inv_freq, attention_factor)
         self.cos, self.sin = cos.to(self.cos.device, self.cos.dtype), sin.to(self.sin.device, self.sin.dtype)

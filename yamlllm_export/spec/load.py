@@ -17,12 +17,14 @@ import yaml
 
 from yamlllm_export.errors import SpecError
 from yamlllm_export.spec import rules, schema
+from yamlllm_export.spec.forge import SOFTMAX_OPTIONS
 from yamlllm_export.spec.types import (
     ActivationKnotsSpec,
     AttentionSpec,
     ClampedSwiGLUSpec,
     EmbeddingSpec,
     FFNSpec,
+    FireSpec,
     InitSpec,
     LayerOverrideSpec,
     LayerSpec,
@@ -35,6 +37,7 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    SoftmaxVariantSpec,
     SteeringSpec,
     SteeringVectorSpec,
     TokensSpec,
@@ -225,6 +228,13 @@ def _derive(d: dict[str, Any]) -> None:
         pe["rotary_dim"] = rotated if mla else int(rotated * pe["partial_rotary_factor"]) // 2 * 2
     elif pe["type"] != "rope":
         pe["rotary_dim"] = None
+    if pe["type"] == "rope" and pe["rope_variant"] == "soap" and pe["soap_num_angles"] is None:
+        pe["soap_num_angles"] = 512  # Forge's sym_rot_num_angles
+    softmax = att["softmax"]
+    if softmax is not None:
+        for key, default in SOFTMAX_OPTIONS[softmax["type"]].items():
+            if softmax[key] is None:
+                softmax[key] = default
     scaling = pe["rope_scaling"]
     if scaling is not None and scaling["original_max_position_embeddings"] is None:
         scaling["original_max_position_embeddings"] = max(1, int(emb["max_position_embeddings"] // scaling["factor"]))
@@ -339,7 +349,14 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer=LayerSpec(
             **{
                 **lay,
-                "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
+                "attention": AttentionSpec(
+                    **{
+                        **_without(att, *REFUSED_KEYS),
+                        "qk_norm": _optional(QKNormSpec, att["qk_norm"]),
+                        "softmax": _optional(SoftmaxVariantSpec, att["softmax"]),
+                        "fire": _optional(FireSpec, att["fire"]),
+                    }
+                ),
                 "ffn": FFNSpec(
                     **{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}
                 ),

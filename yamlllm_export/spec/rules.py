@@ -303,7 +303,71 @@ def _tokens(d: dict[str, Any]) -> Iterator[Problem]:
                 yield f"tokens.{key}", f"{token} is not below embedding.vocab_size {vocab}"
 
 
-RULES = (_attention, _mla, _positions, _ffn, _layout, _tokens, *forge_rules.RULES)
+def _forge_positions(d: dict[str, Any]) -> Iterator[Problem]:
+    """Interleaved pairs and SOAP change the RoPE tables and rotation of standard attention; MLA and complex
+    attention rotate in their own layouts."""
+    pe, mech = d["embedding"]["positional_encoding"], d["layer"]["attention"]["mechanism"]
+    path = "embedding.positional_encoding"
+    changed = [(k, pe[k]) for k, default in (("rope_layout", "half"), ("rope_variant", "rope")) if pe[k] != default]
+    for key, value in changed:
+        if pe["type"] != "rope":
+            yield f"{path}.{key}", f"{value!r} applies to RoPE, but positional_encoding.type is '{pe['type']}'"
+        elif mech in ("mla", "complex"):
+            yield f"{path}.{key}", f"{value!r} is not available with attention.mechanism '{mech}' (it rotates in its own layout)"
+    if pe["rope_variant"] == "soap" and pe["rope_scaling"] is not None:
+        yield f"{path}.rope_scaling", "SOAP turns every pair by one frequency 2π/N; RoPE scaling does not apply to it"
+    if pe["soap_num_angles"] is not None and (pe["type"] != "rope" or pe["rope_variant"] != "soap"):
+        yield f"{path}.soap_num_angles", "applies to rope_variant soap"
+
+
+def _forge_attention(d: dict[str, Any]) -> Iterator[Problem]:
+    """A softmax variant and FIRE: standard attention only; the variant's options must be ones it reads."""
+    from yamlllm_export.spec.forge import SOFTMAX_COMMON, SOFTMAX_OPTIONS
+
+    att = d["layer"]["attention"]
+    path = "layer.attention"
+    for key in ("softmax", "fire"):
+        if att[key] is not None and att["mechanism"] != "standard":
+            yield f"{path}.{key}", f"is implemented for attention.mechanism standard, not '{att['mechanism']}'"
+    if att["fire"] is not None and not att["causal"]:
+        yield f"{path}.fire", "FIRE needs causal attention (attention.causal is false): its normaliser reads the query's position"
+    softmax = att["softmax"]
+    if softmax is None:
+        return
+    kind = softmax["type"]
+    if kind == "squareplus":
+        yield (
+            f"{path}.softmax.type",
+            "'squareplus' is broken upstream (ReaLLM-Forge): it is NaN at a masked score (-inf), so causal attention gives NaN; choose another variant",
+        )
+        return
+    if softmax["div_by_seq_len"]:
+        yield (
+            f"{path}.softmax.div_by_seq_len",
+            "divides every row by the length of the whole window, which a KV cache cannot reproduce (a row's weights would "
+            "depend on later tokens); it needs a full-window graph, which this build does not have",
+        )
+    for key, value in softmax.items():
+        if key not in SOFTMAX_COMMON and value is not None and key not in SOFTMAX_OPTIONS[kind]:
+            reason = " (only the Euler base works upstream)" if key == "base" and kind in ("sigsoftmax", "exppolymax") else ""
+            yield f"{path}.softmax.{key}", f"is not an option of softmax variant '{kind}'{reason}"
+    if kind == "pfla_softmax":
+        bounds = {k: softmax[k] if softmax[k] is not None else SOFTMAX_OPTIONS[kind][k] for k in ("x_min", "x_max")}
+        if bounds["x_min"] >= bounds["x_max"]:
+            yield f"{path}.softmax.x_min", f"{bounds['x_min']} must be below x_max {bounds['x_max']}"
+    if kind == "pfla_softmax" and softmax["learned_divisor_init"] is not None and not softmax["learned_divisor"]:
+        yield f"{path}.softmax.learned_divisor_init", "applies with learned_divisor: true"
+    if att["sinks"]:
+        yield (
+            f"{path}.sinks",
+            "a sink joins the softmax's denominator; not with a softmax variant (strongermax has its own off-by-one, obo)",
+        )
+    for k, entry in enumerate(d["layer_overrides"]):
+        if entry.get("attention", {}).get("sinks"):
+            yield f"layer_overrides[{k}].attention.sinks", "not with layer.attention.softmax (a sink belongs to the softmax)"
+
+
+RULES = (_attention, _mla, _positions, _forge_positions, _forge_attention, _ffn, _layout, _tokens, *forge_rules.RULES)
 
 
 def problems(filled: dict[str, Any]) -> list[Problem]:

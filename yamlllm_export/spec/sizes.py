@@ -62,6 +62,32 @@ def _activation_params(ffn: FFNSpec) -> int:
     return own + (ffn.x_offset is not None) + (ffn.y_offset is not None)
 
 
+def _softmax_params(att: AttentionSpec) -> int:
+    """A ReaLLM-Forge softmax variant's parameters (``model/softmax_variants.py``)."""
+    s = att.softmax
+    if s is None:
+        return 0
+    if s.type in ("consmax", "consmax_quan", "saturatingconsmax"):
+        return 2  # beta, gamma
+    if s.type == "consmax_v2":
+        return 2 * att.num_heads  # per-head factors
+    if s.type == "strongermax":
+        return 1 + (att.num_heads if s.obo_per_head else 1)  # temperature, obo
+    if s.type == "pfla_softmax":
+        return 2 * (s.num_knots or 0) + (1 if s.learned_divisor else 0)  # x and √y knots, the learned divisor
+    return 0
+
+
+def _fire_params(att: AttentionSpec) -> int:
+    """FIRE's MLP Linear(1, W) → [Linear(W, W)] × (L − 1) → Linear(W, nh) (L = 0: Linear(1, nh)) and c, init_L, L_multiplier."""
+    f, nh = att.fire, att.num_heads
+    if f is None:
+        return 0
+    w, hidden = f.mlp_width, f.num_hidden_layers
+    mlp = 2 * nh if hidden == 0 else 2 * w + (hidden - 1) * (w * w + w) + w * nh + nh
+    return mlp + 3
+
+
 def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
     """Up (and gate) and down projections; dual_path: up and two downs; down_projections k: a down of k·d."""
     if ffn.moe is None and ffn.variant == "dual_path":
@@ -92,8 +118,11 @@ def parameter_count(spec: ModelSpec) -> int:
     att, d, e = lay.attention, lay.hidden_dim, emb.embedding_dim
     attn = _mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)
     layers = sum(
-        attn + _sink_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer) for layer in spec.layer_specs()
+        attn + _sink_params(layer.attention) + _softmax_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer)
+        for layer in spec.layer_specs()
     )
+    if att.fire is not None:  # one module for every layer when shared
+        layers += _fire_params(att) * (1 if att.fire.shared else spec.num_layers)
     total = layers + emb.vocab_size * e + _norm_params(spec.final_layer_norm, d) + _norm_params(spec.embedding_layer_norm, d)
     if e != d:  # factorized embeddings: e → d after the lookup, d → e before the head (one matrix when tied)
         total += (1 if emb.tie_projections else 2) * e * d

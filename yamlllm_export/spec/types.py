@@ -31,6 +31,9 @@ class PositionalEncodingSpec:
     rope_theta: float
     partial_rotary_factor: float
     rotary_dim: int | None  # derived for RoPE (even, <= the rotated head size); None otherwise
+    rope_layout: str  # half | interleaved (pairs (2i, 2i+1): ReaLLM-Forge, GPT-J)
+    rope_variant: str  # rope | soap (one frequency 2π/soap_num_angles)
+    soap_num_angles: int | None  # derived 512 for soap; None otherwise
     rope_scaling: RopeScalingSpec | None
 
 
@@ -72,6 +75,54 @@ class QKNormSpec:
 
 
 @dataclass(frozen=True)
+class SoftmaxVariantSpec:
+    """A ReaLLM-Forge attention softmax variant; options the variant does not read are None (``spec/forge.py``)."""
+
+    type: str
+    base: float | None
+    beta_init: float | None
+    gamma_init: float | None
+    clamp: float | None
+    saturation: float | None
+    x_intercept: float | None
+    y_intercept: float | None
+    power: float | None
+    divisor: float | None
+    use_xmax: bool | None
+    xmax_guess: float | None
+    div_by_sum: bool | None
+    obo: float | None
+    obo_per_head: bool | None
+    temperature: float | None
+    num_knots: int | None
+    x_min: float | None
+    x_max: float | None
+    density: str | None
+    mode: str | None
+    init_activation: str | None
+    learned_divisor: bool | None
+    learned_divisor_init: float | None
+    div_by_seq_len: bool  # always false here (rules.py refuses true)
+
+    def options(self) -> dict[str, Any]:
+        """The options this variant reads, by name."""
+        from yamlllm_export.spec.forge import SOFTMAX_OPTIONS
+
+        return {k: getattr(self, k) for k in SOFTMAX_OPTIONS[self.type]}
+
+
+@dataclass(frozen=True)
+class FireSpec:
+    mlp_width: int
+    num_hidden_layers: int
+    outermost_relu: bool
+    init_c: float
+    init_L: float
+    log_bias: float
+    shared: bool  # one module (one set of weights) for every layer
+
+
+@dataclass(frozen=True)
 class AttentionSpec:
     num_heads: int
     num_kv_heads: int
@@ -90,6 +141,8 @@ class AttentionSpec:
     softmax_scale: float | None  # None: 1/sqrt(head_dim)
     qkv_clip: float | None  # clamp q, k, v projections to [-c, c] (OLMo)
     sinks: bool  # a learned per-head logit in the softmax's denominator (GPT-OSS)
+    softmax: SoftmaxVariantSpec | None  # a ReaLLM-Forge variant in place of the softmax; None: the softmax
+    fire: FireSpec | None  # ReaLLM-Forge's FIRE bias; None: none
     qk_norm: QKNormSpec | None
     mla_latent_dim: int | None
     mla_rank: int | None
