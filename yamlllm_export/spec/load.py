@@ -23,6 +23,7 @@ from yamlllm_export.spec.types import (
     EmbeddingSpec,
     FFNSpec,
     InitSpec,
+    KANSpec,
     LayerOverrideSpec,
     LayerSpec,
     ModelSpec,
@@ -195,6 +196,10 @@ def _moe(moe: dict[str, Any] | None) -> MoESpec | None:
     )
 
 
+def _kan(kan: dict[str, Any] | None) -> KANSpec | None:
+    return None if kan is None else KANSpec(**{**kan, "middle_layers": tuple(kan["middle_layers"])})
+
+
 def _freeze(d: dict[str, Any]) -> ModelSpec:
     emb, lay = d["embedding"], d["layer"]
     pe = emb["positional_encoding"]
@@ -213,7 +218,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
             **{
                 **lay,
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
-                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"])}),
+                "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"]), "kan": _kan(ffn["kan"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
             }
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from yamlllm_export.spec.types import AttentionSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec
+    from yamlllm_export.spec.types import AttentionSpec, FFNSpec, KANSpec, LayerSpec, ModelSpec, NormSpec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -52,9 +52,17 @@ def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
     return n_in * d * hidden + hidden * d + ((n_in * hidden + d) if ffn.bias else 0)
 
 
+def _kan_params(kan: KANSpec, d: int) -> int:
+    """Per KAN layer (in → out): W_base (out × in), W_poly (out × in·(P+1)), LayerNorm weight and bias (out)."""
+    widths = (d, *kan.middle_layers, d)
+    return sum(o * i * (kan.poly_order + 2) + 2 * o for i, o in zip(widths, widths[1:], strict=False))
+
+
 def _ffn_params(ffn: FFNSpec, d: int) -> int:
     """The dense MLP, or an MoE layer: router (d × E, + E with router_bias) + E experts + the optional shared expert."""
     moe = ffn.moe
+    if ffn.kan is not None:
+        return _kan_params(ffn.kan, d)
     if moe is None:
         return _mlp_params(ffn, d, ffn.intermediate_size)
     shared = _mlp_params(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else 0

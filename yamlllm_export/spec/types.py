@@ -105,6 +105,17 @@ class MoESpec:
 
 
 @dataclass(frozen=True)
+class KANSpec:
+    """ReaLLM-Forge's KAN FFN (KAL-Net): layers d → middle_layers… → d, each W_base σ(x) + W_poly·P(x̂),
+    then σ(LayerNorm); x̂ is x normalised to [-1, 1] by its min/max over the window (full-window only)."""
+
+    middle_layers: tuple[int, ...]
+    poly_order: int  # P: Legendre P_0 … P_P
+    base_activation: str
+    norm_eps: float
+
+
+@dataclass(frozen=True)
 class FFNSpec:
     intermediate_size: int  # derived when absent (expansion_factor / LLaMA rounding)
     expansion_factor: float | None
@@ -115,6 +126,7 @@ class FFNSpec:
     bias: bool
     dropout: float
     moe: MoESpec | None  # in ``layer_specs()``: None on the layers that keep the dense FFN
+    kan: KANSpec | None = None  # the KAN FFN in place of the MLP (ReaLLM-Forge)
 
 
 @dataclass(frozen=True)
@@ -204,6 +216,8 @@ class ModelSpec:
                 scaling[key] = None if scaling[key] is None else list(scaling[key])
         if self.layer.ffn.moe is not None:
             d["layer"]["ffn"]["moe"]["dense_layers"] = list(self.layer.ffn.moe.dense_layers)
+        if self.layer.ffn.kan is not None:
+            d["layer"]["ffn"]["kan"]["middle_layers"] = list(self.layer.ffn.kan.middle_layers)
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:
