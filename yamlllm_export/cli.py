@@ -87,6 +87,10 @@ def main() -> None:
 @click.option("--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: rtn].")
 @click.option("--lm-head", default=None, metavar="int4|int8|float", help="LM head precision in a quantized build [default: int8].")
 @click.option("--ffn-down", default=None, metavar="int8|int4", help="FFN down projection precision in an int4 build [default: int8].")
+@click.option(
+    "--cache", type=click.Choice(["auto", "kv", "none"]), default="auto", show_default=True,
+    help="auto: a KV cache, or a full-window graph (no cache) when an option looks at later tokens; kv / none insist on one.",
+)  # fmt: skip
 @handle_errors
 def build(
     spec_path: str,
@@ -106,6 +110,7 @@ def build(
     quant_algo: str | None,
     lm_head: str | None,
     ffn_down: str | None,
+    cache: str,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.quant.config import quant_config
@@ -122,11 +127,13 @@ def build(
         target=target,
     )
     spec = load_spec(spec_path)  # fail fast, before torch is imported
-    from yamlllm_export.export.writer import export_onnx
+    from yamlllm_export.export.writer import check_cache, export_onnx
+
+    check_cache(spec, cache)
 
     folder = export_onnx(
         spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits,
-        keep_quantized=keep_quantized, quant=qcfg,
+        keep_quantized=keep_quantized, quant=qcfg, cache=cache,
     )  # fmt: skip
     info = json.loads((folder / "build.json").read_text())
     for note in info["weights"].get("notes", []) + info["weights"].get("quantized", {}).get("notes", []):
@@ -144,6 +151,8 @@ def build(
         click.echo(f"  quantized {q['scheme']} ({recipe}): {counts}; {mb:.1f} MiB on disk")
         for skipped in q["not_quantized"]:
             click.echo(f"note: {skipped['node']} not quantized: {skipped['reason']}", err=True)
+    if "full_window" in info:
+        click.echo(f"  full-window graph, no KV cache ({info['full_window'][0]}): generate recomputes the window each step")
     if fused:
         click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
     if "unsupported" in info["genai"]:

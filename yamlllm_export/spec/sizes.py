@@ -98,6 +98,10 @@ def parameter_count(spec: ModelSpec) -> int:
 def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
     """Bytes the exported KV cache grows by per token, summed over layers: keys + values (2·nkv·head_dim), or
     for multi-latent attention the compressed latent + the shared RoPE key (mla_latent_dim + mla_rope_head_dim)."""
+    from yamlllm_export.spec.features import needs_full_window
+
+    if needs_full_window(spec):  # no cache: the window is recomputed at every step
+        return 0
     att = spec.layer.attention
     per_layer = att.mla_latent_dim + att.mla_rope_head_dim if att.mechanism == "mla" else 2 * att.num_kv_heads * att.head_dim
     return spec.num_layers * per_layer * DTYPE_BYTES[dtype]
