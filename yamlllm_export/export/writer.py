@@ -266,7 +266,9 @@ def check_cache(spec: ModelSpec, cache: str) -> None:
     if cache == "kv" and needs_full_window(spec):
         raise BuildError(f"--cache kv: no cache can reproduce {full_window_line(spec)}; build it without --cache (a full-window graph)")
     if cache == "none" and not needs_full_window(spec):
-        raise BuildError(f"--cache none: {spec.name} is causal and exports with its KV cache; a full-window graph is for options that look at later tokens")
+        raise BuildError(
+            f"--cache none: {spec.name} is causal and exports with its KV cache; a full-window graph is for options that look at later tokens"
+        )
 
 
 def _check_keep_quantized(weights: str | Path | None, target: str, dtype: str) -> None:

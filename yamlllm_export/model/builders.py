@@ -16,8 +16,8 @@ from yamlllm_export import ops
 from yamlllm_export.model.attention import PerHead, SelfAttention
 from yamlllm_export.model.decoder import Block, DecoderLM, ParallelBlock, Residual, Scale, Softcap
 from yamlllm_export.model.ffn import MLP, GatedMLP
-from yamlllm_export.model.kan import KANFFN
 from yamlllm_export.model.init import init_weights
+from yamlllm_export.model.kan import KANFFN
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
