@@ -322,7 +322,7 @@ def features() -> None:
 
 
 def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[str, Any], str]]) -> None:
-    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``)."""
+    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``, ``import-forge``)."""
     from yamlllm_export.errors import BuildError
     from yamlllm_export.hf import render_yaml
     from yamlllm_export.spec import load_spec
@@ -363,3 +363,24 @@ def import_gguf(gguf_path: Path, out_path: Path, overwrite: bool) -> None:
     from yamlllm_export.gguf import import_gguf as to_spec
 
     _write_spec(out_path, overwrite, lambda: to_spec(gguf_path, out_path))
+
+
+@main.command("import-forge")
+@click.argument("ckpt_path", metavar="CKPT.pt", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@handle_errors
+def import_forge(ckpt_path: Path, out_path: Path, overwrite: bool) -> None:
+    """Write the YAML spec of a ReaLLM-Forge checkpoint (train.py's ckpt.pt; build it with --weights CKPT.pt)."""
+    from yamlllm_export.forge import import_forge as to_spec
+
+    notes: list[str] = []
+
+    def make() -> tuple[dict[str, Any], str]:
+        spec, header, found = to_spec(ckpt_path, out_path)
+        notes.extend(found)
+        return spec, header
+
+    _write_spec(out_path, overwrite, make)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
