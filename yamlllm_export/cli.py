@@ -97,6 +97,10 @@ def main() -> None:
 @click.option("--quant-algo", default=None, metavar="rtn|hqq", help="ORT weight-only quantizer algorithm [default: rtn].")
 @click.option("--lm-head", default=None, metavar="int4|int8|float", help="LM head precision in a quantized build [default: int8].")
 @click.option("--ffn-down", default=None, metavar="int8|int4", help="FFN down projection precision in an int4 build [default: int8].")
+@click.option(
+    "--cache", type=click.Choice(["auto", "kv", "none"]), default="auto", show_default=True,
+    help="auto: a KV cache, or a full-window graph (no cache) when an option looks at later tokens; kv / none insist on one.",
+)  # fmt: skip
 @handle_errors
 def build(
     spec_path: str,
@@ -118,6 +122,7 @@ def build(
     ffn_down: str | None,
     revision: str | None,
     gguf_file: str | None,
+    cache: str,
 ) -> None:
     """Build SPEC.yaml into an ONNX model folder."""
     from yamlllm_export.quant.config import quant_config
@@ -135,11 +140,13 @@ def build(
     )
     spec = load_spec(spec_path)  # fail fast, before torch is imported
     weights = _weights_source(weights, revision, gguf_file)
-    from yamlllm_export.export.writer import export_onnx
+    from yamlllm_export.export.writer import check_cache, export_onnx
+
+    check_cache(spec, cache)
 
     folder = export_onnx(
         spec, out_dir, target=target, seed=seed, dtype=dtype, overwrite=overwrite, weights=weights, tokenizer=tokenizer, logits=logits,
-        keep_quantized=keep_quantized, quant=qcfg,
+        keep_quantized=keep_quantized, quant=qcfg, cache=cache,
     )  # fmt: skip
     info = json.loads((folder / "build.json").read_text())
     for note in info["weights"].get("notes", []) + info["weights"].get("quantized", {}).get("notes", []):
@@ -157,6 +164,8 @@ def build(
         click.echo(f"  quantized {q['scheme']} ({recipe}): {counts}; {mb:.1f} MiB on disk")
         for skipped in q["not_quantized"]:
             click.echo(f"note: {skipped['node']} not quantized: {skipped['reason']}", err=True)
+    if "full_window" in info:
+        click.echo(f"  full-window graph, no KV cache ({info['full_window'][0]}): generate recomputes the window each step")
     if fused:
         click.echo("  fused kernels: " + ", ".join(f"{k.split('.', 2)[-1]} x{v}" for k, v in fused.items()))
     if "unsupported" in info["genai"]:
@@ -326,7 +335,7 @@ def features() -> None:
 
 
 def _write_spec(out_path: Path, overwrite: bool, make: Callable[[], tuple[dict[str, Any], str]]) -> None:
-    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``)."""
+    """Write the YAML ``make`` returns to ``out_path``, all or nothing (``import-hf``, ``import-gguf``, ``import-forge``)."""
     from yamlllm_export.errors import BuildError
     from yamlllm_export.hf import render_yaml
     from yamlllm_export.spec import load_spec
@@ -390,3 +399,24 @@ def _weights_source(weights: str | None, revision: str | None, gguf_file: str | 
     if gguf_file is not None:
         return str(resolve_gguf_file(weights, gguf_file, revision=revision))
     return str(resolve_model_dir(weights, revision=revision, weights=True))
+
+
+@main.command("import-forge")
+@click.argument("ckpt_path", metavar="CKPT.pt", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")
+@handle_errors
+def import_forge(ckpt_path: Path, out_path: Path, overwrite: bool) -> None:
+    """Write the YAML spec of a ReaLLM-Forge checkpoint (train.py's ckpt.pt; build it with --weights CKPT.pt)."""
+    from yamlllm_export.forge import import_forge as to_spec
+
+    notes: list[str] = []
+
+    def make() -> tuple[dict[str, Any], str]:
+        spec, header, found = to_spec(ckpt_path, out_path)
+        notes.extend(found)
+        return spec, header
+
+    _write_spec(out_path, overwrite, make)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)

@@ -24,6 +24,7 @@ class Row:
     ep: str
     folder: str
     logits: str | None = None  # positions whose logits each forward computes: "last" or "all" (None: unknown)
+    cache: str | None = None  # "kv", or "window": every step recomputes the whole window (a full-window graph)
     prefill_ms: float | None = None
     prompt_tok_s: float | None = None
     decode_tok_s: float | None = None
@@ -50,6 +51,7 @@ def row_for(m: Measured, workload: Workload) -> Row:
         ep=s.ep,
         folder=s.folder,
         logits=(info.logits if info else None) if onnx else "last",  # the PyTorch loop asks for the last only
+        cache=info.cache if info else None,
         prefill_ms=prefill * 1e3,
         prompt_tok_s=workload.batch * workload.prompt_len / prefill,
         decode_tok_s=workload.batch * steps_per_s,
@@ -131,6 +133,7 @@ COLUMNS = (  # (header, Row field, format)
     ("backend", "kind", "{}"),
     ("EP", "ep", "{}"),
     ("logits", "logits", "{}"),
+    ("cache", "cache", "{}"),
     ("prefill ms", "prefill_ms", "{:.1f}"),
     ("prompt tok/s", "prompt_tok_s", "{:.0f}"),
     ("decode tok/s", "decode_tok_s", "{:.1f}"),

@@ -17,6 +17,7 @@ from yamlllm_export.bench.types import KINDS, ModelInfo, System, Workload
 from yamlllm_export.errors import BuildError
 from yamlllm_export.runtime.folder_check import check_folder
 from yamlllm_export.spec import ModelSpec, load_spec
+from yamlllm_export.spec.features import needs_full_window
 from yamlllm_export.spec.sizes import DTYPE_BYTES
 
 BACKENDS = ("ort", "eager", "compile")
@@ -59,6 +60,7 @@ def folder_info(folder: Path) -> ModelInfo:
         kv_cache_bytes_per_token=int(info["kv_cache_bytes_per_token"]),
         build_seconds=info.get("build_seconds"),
         logits=info.get("logits"),
+        cache="window" if info.get("cache", "kv") != "kv" else "kv",
     )
 
 
@@ -96,7 +98,10 @@ def _materialise(path: Path, options: BenchOptions, tmp: Path, progress: Callabl
 
 
 def _check_context(folder: Path, w: Workload) -> None:
-    max_pos = load_spec(folder / "model.yaml").embedding.max_position_embeddings
+    spec = load_spec(folder / "model.yaml")
+    max_pos = spec.embedding.max_position_embeddings
+    if needs_full_window(spec):  # the window is cropped to the context, as ReaLLM-Forge's sampler does
+        return
     if w.prompt_len + w.gen_len > max_pos:
         raise BuildError(f"{folder}: --prompt-len {w.prompt_len} + --gen-len {w.gen_len} does not fit max_position_embeddings {max_pos}")
 
@@ -108,6 +113,8 @@ def systems_for(folders: list[tuple[str, Path]], options: BenchOptions) -> list[
         check_folder(folder, full=options.verify)
         _check_context(folder, options.workload)
         info = folder_info(folder)
+        if info.cache == "window" and "compile" in options.backends:
+            raise BuildError(f"{folder}: --backend compile runs a static KV cache; this full-window folder has none (use ort or eager)")
         for backend in options.backends:
             label = name if len(options.backends) == 1 else f"{name} {backend}"
             out.append(System(label=label, kind=backend, folder=str(folder), ep=options.ep, info=info))

@@ -1,6 +1,6 @@
 """The same generation loop in PyTorch: the folder's own reference model (``export.reference``) on the CPU
 or a CUDA device, computing the last position's logits only, as generation (and a ``--logits last`` build)
-does.
+does. A full-window folder (no cache) recomputes the window at every step (``export.reference.WindowRecompute``).
 
 ``eager``: the module as exported: its cache is the contract's ``present = past ++ new`` (a ``torch.cat``
 per layer and step). ``compile``: ``torch.compile`` of the same module with gpt-fast's static cache
@@ -15,7 +15,8 @@ import torch
 
 from yamlllm_export.bench.static_cache import StaticCache
 from yamlllm_export.bench.types import Round, System, Workload
-from yamlllm_export.export.reference import load_reference, read_build_info
+from yamlllm_export.export.reference import WindowRecompute, load_reference, read_build_info
+from yamlllm_export.spec import load_spec
 
 
 class TorchRunner:
@@ -28,6 +29,10 @@ class TorchRunner:
         self.static = StaticCache(model, workload.batch, workload.prompt_len + workload.gen_len) if system.kind == "compile" else None
         self.model = torch.compile(model, dynamic=True) if self.static else model
         self.empty_cache = model.empty_cache
+        if read_build_info(system.folder).get("cache", "kv") != "kv":  # a full-window folder: recompute, as its ORT row does
+            window = load_spec(f"{system.folder}/model.yaml").embedding.max_position_embeddings
+            self.model = WindowRecompute(model, window)
+            self.empty_cache = lambda batch: None
         self.workload = workload
         gen = torch.Generator().manual_seed(workload.seed)
         vocab = model.embed.num_embeddings

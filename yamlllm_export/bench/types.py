@@ -29,6 +29,7 @@ class ModelInfo:
     kv_cache_bytes_per_token: int
     build_seconds: float | None = None
     logits: str | None = None  # the build's ``--logits`` (build.json), None for folders of other exporters
+    cache: str | None = None  # "kv", or "window": a full-window graph recomputes the window each step (build.json)
 
 
 @dataclass(frozen=True)

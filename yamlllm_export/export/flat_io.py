@@ -20,13 +20,18 @@ class FlatIO(nn.Module):
         position_ids = rest[0] if self.contract.has_position_ids else None
         flat = rest[1:] if self.contract.has_position_ids else rest
         n = len(self.contract.cache)
-        past = [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
+        # a full-window graph has no cache: the model starts from its own empty one (length 0, folded away)
+        past = None if self.contract.full_window else [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
         logits, presents = self.model(input_ids, attention_mask, position_ids, past, last_logits=self.contract.last_logits)
+        if self.contract.full_window:
+            return (logits,)
         return (logits, *(t for kv in presents for t in kv if t is not None))  # None: MLA without RoPE has no rope key
 
 
 def example_inputs(contract: IOContract, dtype: torch.dtype, batch: int = 2, seq: int = 3, past: int = 2) -> tuple[torch.Tensor, ...]:
-    """Tracing inputs. past ≥ 2 and seq ≥ 2, else torch.export specialises those dims to 0/1."""
+    """Tracing inputs. past ≥ 2 and seq ≥ 2, else torch.export specialises those dims to 0/1. A full-window
+    graph has no past: its mask covers the new tokens alone."""
+    past = 0 if contract.full_window else past
     ids = torch.zeros(batch, seq, dtype=torch.int64)
     mask = torch.ones(batch, past + seq, dtype=torch.int64)
     pos = (torch.arange(past, past + seq, dtype=torch.int64)).expand(batch, -1).contiguous()
@@ -41,4 +46,4 @@ def dynamic_shapes(contract: IOContract) -> tuple[object, ...]:
     total = torch.export.Dim("total_sequence_length")
     past = torch.export.Dim("past_sequence_length")
     rest = (*([{0: batch, 1: seq}] if contract.has_position_ids else []), *({0: batch, 2: past} for _ in contract.past_names()))
-    return ({0: batch, 1: seq}, {0: batch, 1: total}, rest)
+    return ({0: batch, 1: seq}, {0: batch, 1: seq if contract.full_window else total}, rest)

@@ -17,6 +17,24 @@ from yamlllm_export.export.provenance import weights_sha256
 from yamlllm_export.spec import load_spec
 
 
+class WindowRecompute(torch.nn.Module):
+    """The PyTorch side of a full-window graph (``IOContract.full_window``), stepped like the ONNX side
+    (``runtime/stepper.py``), for ``validate`` and ``bench``: its "cache" is the window's token ids, and every step runs the whole window,
+    cropped to the last ``window`` tokens; → the logits of the new tokens."""
+
+    def __init__(self, model: torch.nn.Module, window: int) -> None:
+        super().__init__()
+        self.model, self.window = model, window
+
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, position_ids: None, past: torch.Tensor | None, *, last_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        seq = ids if past is None else torch.cat([past, ids], dim=1)  # (B, P+S)
+        keep = self.window or seq.shape[1]
+        logits, _ = self.model(seq[:, -keep:], mask[:, -keep:], last_logits=last_logits)
+        return logits[:, -min(ids.shape[1], logits.shape[1]) :], seq
+
+
 def read_build_info(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / "build.json"

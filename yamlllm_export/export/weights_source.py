@@ -1,5 +1,7 @@
 """Where ``--weights`` points: a checkpoint of the compiled model, a Hugging Face model folder (its
-family maps the tensors to our names), or a GGUF file (dequantized; gguf/tensors.py maps its names). One entry point for build and for validate's reload."""
+family maps the tensors to our names), a GGUF file (dequantized; gguf/tensors.py maps its names), or a
+ReaLLM-Forge checkpoint (train.py's dict with ``model_args``; forge/weights.py maps its names). One entry
+point for build and for validate's reload."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from torch import nn
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.weights.checkpoint import file_sha256, load_weights, read_checkpoint
+
+FORGE_PICKLES = {".pt", ".pth"}  # train.py writes ckpt.pt
 
 
 def load_weights_from(model: nn.Module, path: str | Path) -> list[str]:
@@ -23,6 +27,13 @@ def load_weights_from(model: nn.Module, path: str | Path) -> list[str]:
         return load_gguf_weights(model, path)
     if path.is_dir():
         raise BuildError(f"{path}: a folder without config.json (--weights takes a checkpoint file or a Hugging Face model folder)")
+    if path.suffix.lower() in FORGE_PICKLES and path.is_file():
+        from yamlllm_export.forge import is_forge_dict, load_forge_weights, load_pickle
+
+        obj = load_pickle(path)
+        if is_forge_dict(obj):
+            return load_forge_weights(model, str(path), obj)
+        del obj  # not Forge's: read again as a plain state dict
     return load_weights(model, read_checkpoint(path), str(path))
 
 

@@ -35,11 +35,12 @@ from yamlllm_export.runtime.genai_config import GENAI_CONFIG, genai_blocker, gen
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
-from yamlllm_export.spec.features import check_target
+from yamlllm_export.spec.features import check_target, full_window_line, full_window_options, needs_full_window
 from yamlllm_export.spec.load import dump_yaml
 from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
+CACHES = ("auto", "kv", "none")  # auto: the spec decides (spec.features.needs_full_window); kv / none must agree with it
 # Weights always go to model.onnx.data (external data). Measured on the 125 M reference model (2026-11-24): ORT
 # peak RSS 547 MiB against 780 MiB with the same weights inline (the proto stays alive beside the initializers),
 # the same speed; and the build needs ~1.25x the weights in RAM instead of ~4x (export/resources.py).
@@ -151,6 +152,7 @@ def export_onnx(
     logits: str = "all",
     keep_quantized: bool = False,
     quant: QuantConfig | None = None,
+    cache: str = "auto",
 ) -> Path:
     """Export to ``out_dir``. ``model_or_spec``: a YAML path, dict, ``ModelSpec`` (built from ``seed``), or a
     ``DecoderLM`` together with ``spec=``. ``weights``: a checkpoint of the compiled model (safetensors or
@@ -158,8 +160,10 @@ def export_onnx(
     tokenizer.json (or its folder), copied in for ``generate --prompt``. ``logits``: ``all`` positions (what
     ``validate`` compares) or the ``last`` only (faster prefill for generation). ``keep_quantized``: a GGUF
     file's exactly expressible blocks become MatMulNBits initializers (gguf/keep_quantized.py). ``quant``: a
-    weight-only quantization recipe (``quant.config.quant_config``), applied to the exported graph. Returns the
-    folder. Raises ``SpecError``/``BuildError``."""
+    weight-only quantization recipe (``quant.config.quant_config``), applied to the exported graph. ``cache``:
+    ``auto`` exports a KV cache, or a full-window graph without one when the spec has an option that looks at
+    later tokens (``runtime/io_contract.py``); ``kv`` and ``none`` ask for one kind and are refused when the
+    spec needs the other. Returns the folder. Raises ``SpecError``/``BuildError``."""
     from yamlllm_export.model.builders import DTYPES, build_model
     from yamlllm_export.model.decoder import DecoderLM
 
@@ -176,6 +180,7 @@ def export_onnx(
         raise BuildError(f"--logits: unknown choice {logits!r} (choose from {', '.join(LOGITS)})")
     tgt = get_target(target)
     check_target(spec, tgt.name)
+    check_cache(spec, cache)
     if keep_quantized:
         _check_keep_quantized(weights, tgt.name, dtype)
         if quant is not None:
@@ -238,6 +243,8 @@ def export_onnx(
             "kv_cache_bytes_per_token": kv_cache_bytes_per_token(spec, dtype),
             "weights": source,
             "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
+            "cache": "none (full window)" if contract.full_window else "kv",
+            **({"full_window": [f"{p}: {why}" for p, why in full_window_options(spec)]} if contract.full_window else {}),
             "logits": logits,
             "genai": {"config": GENAI_CONFIG} if genai_unsupported is None else {"unsupported": genai_unsupported},
             "fusions": fusions,
@@ -249,6 +256,19 @@ def export_onnx(
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir
+
+
+def check_cache(spec: ModelSpec, cache: str) -> None:
+    """Refuse a ``--cache`` the spec cannot have: a KV cache where an option looks at later tokens, or a
+    full-window graph for a causal spec (it exports with its cache)."""
+    if cache not in CACHES:
+        raise BuildError(f"--cache: unknown choice {cache!r} (choose from {', '.join(CACHES)})")
+    if cache == "kv" and needs_full_window(spec):
+        raise BuildError(f"--cache kv: no cache can reproduce {full_window_line(spec)}; build it without --cache (a full-window graph)")
+    if cache == "none" and not needs_full_window(spec):
+        raise BuildError(
+            f"--cache none: {spec.name} is causal and exports with its KV cache; a full-window graph is for options that look at later tokens"
+        )
 
 
 def _check_keep_quantized(weights: str | Path | None, target: str, dtype: str) -> None:

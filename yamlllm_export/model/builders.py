@@ -29,6 +29,7 @@ from yamlllm_export.model.forge_weights import (
     swap_linears,
 )
 from yamlllm_export.model.init import init_weights
+from yamlllm_export.model.kan import KANFFN
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
 from yamlllm_export.model.moe import Experts, MoE
 from yamlllm_export.model.norms import RMSNorm, make_norm
@@ -109,8 +110,12 @@ def _mlp(ffn: FFNSpec, dim: int, hidden: int) -> nn.Module:
 
 
 def _ffn(lay: LayerSpec) -> nn.Module:
-    """The dense MLP, or on MoE layers (``ffn.moe`` set) stacked experts of the same kind plus an optional shared MLP."""
+    """The KAN FFN (``ffn.kan``), the dense MLP, or on MoE layers (``ffn.moe`` set) stacked experts of the same kind plus an optional shared MLP."""
     ffn, d, moe = lay.ffn, lay.hidden_dim, lay.ffn.moe
+    if (kan := ffn.kan) is not None:
+        return KANFFN(
+            d, middle=kan.middle_layers, order=kan.poly_order, activation=kan.base_activation, eps=kan.norm_eps, dropout=ffn.dropout
+        )
     if moe is None:
         return _mlp(ffn, d, ffn.intermediate_size)
     shared = _mlp(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else None

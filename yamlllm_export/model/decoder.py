@@ -52,10 +52,12 @@ class Block(nn.Module):
         super().__init__()
         self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KV]:
         h, k, v = self.attn(self.attn_norms.pre(x), bias, position_ids, *past)
         x = self.attn_norms.close(x, h)
-        return self.ffn_norms.close(x, self.ffn(self.ffn_norms.pre(x))), (k, v)
+        return self.ffn_norms.close(x, _ffn(self.ffn, self.ffn_norms.pre(x), valid)), (k, v)
 
 
 class ParallelBlock(nn.Module):
@@ -71,11 +73,18 @@ class ParallelBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # on both branches, as Residual does
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
         h, k, v = self.attn(n, bias, position_ids, *past)
         m = n if self.ffn_norm is None else self.ffn_norm(x)
-        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(self.ffn(m))), (k, v)
+        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(_ffn(self.ffn, m, valid))), (k, v)
+
+
+def _ffn(ffn: nn.Module, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """An FFN that reads the whole window (``WINDOW``, the KAN FFN) also gets the token mask (B, S, 1)."""
+    return ffn(x, valid) if getattr(ffn, "WINDOW", False) else ffn(x)
 
 
 class Softcap(nn.Module):
@@ -133,6 +142,7 @@ class DecoderLM(nn.Module):
         self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
         self.logit_scale = _or_identity(logit_scale)
         self.dropout = nn.Dropout(dropout)
+        self.window = any(getattr(b.ffn, "WINDOW", False) for b in self.blocks)  # some FFN reads the token mask
         # ReaLLM-Forge's steering: name → (slot, module); slot 0 after the embeddings, k after block k
         self.steering = nn.ModuleDict({name: m for name, (_, m) in (steering or {}).items()})
         self.steering_slots = {name: slot for name, (slot, _) in (steering or {}).items()}
@@ -179,10 +189,11 @@ class DecoderLM(nn.Module):
         bias = ops.attention_bias(attention_mask, input_ids, slopes)  # (B, 1|nh, S, P+S), float32
         if x.dtype != torch.float32:  # keep masked entries finite in half precision
             bias = bias.clamp(min=mask_value(x.dtype)).to(x.dtype)
+        valid = attention_mask[:, -S:, None] > 0 if self.window else None  # (B, S, 1): the new slots' real tokens
         presents = []
         fire = _FireBiases(attention_mask, S, self.fire)
         for k, (block, layer_past) in enumerate(zip(self.blocks, past, strict=True), start=1):
-            x, present = block(x, fire.added_to(bias, block), position_ids, layer_past)
+            x, present = block(x, fire.added_to(bias, block), position_ids, layer_past, valid)
             x = self._steer(k, x)
             presents.append(present)
         if last_logits:

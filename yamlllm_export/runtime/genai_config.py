@@ -11,12 +11,15 @@ from typing import Any
 
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.spec import ModelSpec
+from yamlllm_export.spec.features import full_window_line, needs_full_window
 
 GENAI_CONFIG = "genai_config.json"
 
 
 def genai_blocker(spec: ModelSpec) -> str | None:
     """Why onnxruntime-genai cannot run this model, or None when it can."""
+    if needs_full_window(spec):
+        return f"full-window graph without a KV cache ({full_window_line(spec)}); onnxruntime-genai's decoder needs a cache"
     if spec.layer.attention.mechanism == "mla":
         return "multi-latent attention caches past_key_values.{i}.latent/.rope_key; onnxruntime-genai's decoder feeds key/value caches only"
     return None

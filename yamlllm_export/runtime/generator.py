@@ -3,6 +3,10 @@
 One prefill of the (left-padded) batch, then one token per step; each step feeds the presents back as the
 past through ``runtime.stepper.GraphStepper``'s I/O binding, so on CUDA the cache never leaves the device.
 No torch: the spec comes from ``model.yaml`` and the graph contract from the spec.
+
+A full-window folder (no cache, ``IOContract.full_window``) recomputes the window at every step instead,
+cropped to the last ``max_position_embeddings`` tokens as ReaLLM-Forge's sampler does: its prompts and its
+generation may run past the context.
 """
 
 from __future__ import annotations
@@ -71,13 +75,15 @@ class Generator:
         """Continue each prompt (token ids); prompts of different lengths are left-padded into one batch.
 
         ``stop_tokens``: None = the spec's ``tokens.eos_token_id``; ``()`` = none. Generation ends at
-        ``max_new_tokens`` or where the longest prompt reaches ``embedding.max_position_embeddings``.
+        ``max_new_tokens`` or where the longest prompt reaches ``embedding.max_position_embeddings`` (a
+        full-window folder crops the window there instead and goes on).
         """
         sampling = sampling or SamplingOptions()
         stops = np.array(self.stop_tokens if stop_tokens is None else tuple(stop_tokens), dtype=np.int64)
         ids, mask = self._left_pad(prompts)
         batch, vocab = ids.shape[0], self.contract.vocab_size
-        budget = min(max_new_tokens, self.spec.embedding.max_position_embeddings - ids.shape[1])
+        room = self.spec.embedding.max_position_embeddings - ids.shape[1]
+        budget = max_new_tokens if self.contract.full_window else min(max_new_tokens, room)
         rng = np.random.default_rng(sampling.seed)
         seen = np.zeros((batch, vocab), dtype=bool)
         seen[np.repeat(np.arange(batch), mask.sum(axis=1)), ids[mask.astype(bool)]] = True
@@ -116,7 +122,7 @@ class Generator:
             raise GenerationError("every prompt needs at least one token")
         vocab, context = self.contract.vocab_size, self.spec.embedding.max_position_embeddings
         longest = max(len(p) for p in prompts)
-        if longest >= context:
+        if longest >= context and not self.contract.full_window:
             raise GenerationError(
                 f"a prompt of {longest} tokens leaves no room in the context of {context} (embedding.max_position_embeddings)"
             )

@@ -15,6 +15,16 @@ Multi-latent attention (``mechanism: mla``) caches the compressed latent instead
 The axis of size 1 is the (single, shared) KV head, so every cache tensor is (batch, heads, length, dim).
 MLA without RoPE (learned, sinusoidal or no positions) has no rope key: the cache is ``.latent`` alone.
 
+Full-window graphs (``full_window``): a spec with an option whose output at a position depends on later
+tokens of the window (``spec.features.needs_full_window``: the KAN FFN, ...) has no exact cache. Its graph
+takes the whole window and has no cache inputs or outputs; it is what ReaLLM-Forge's sampler runs:
+         input_ids            int64 (batch_size, sequence_length)
+         attention_mask       int64 (batch_size, sequence_length)
+         position_ids         int64 (batch_size, sequence_length)          as above
+outputs  logits               (batch_size, sequence_length | 1, vocab_size)
+The runtime recomputes the window at every step (``runtime/stepper.py``), cropped to the last ``window``
+tokens (``max_position_embeddings``), as Forge crops to its block_size.
+
 Plain data, no torch: the export traces its graph to this contract (``export/flat_io.py`` makes the tracing
 inputs), and the runtime feeds a built folder by it.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+from yamlllm_export.spec.features import needs_full_window
 from yamlllm_export.spec.types import ModelSpec
 
 T = TypeVar("T")
@@ -45,6 +56,8 @@ class IOContract:
     has_position_ids: bool
     cache: tuple[CacheTensor, ...]  # per layer, in the order the model's cache tuples hold them
     last_logits: bool = False  # logits of the last position only (generation), not of every position (validation)
+    full_window: bool = False  # no cache: the graph takes the whole window (module docstring); ``cache`` is then ()
+    window: int = 0  # full-window graphs: the most tokens a window holds (max_position_embeddings); older ones are cropped
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, *, last_logits: bool = False) -> IOContract:
@@ -54,12 +67,15 @@ class IOContract:
             cache = (CacheTensor("latent", 1, att.mla_latent_dim), *rope)
         else:
             cache = (CacheTensor("key", att.num_kv_heads, att.head_dim), CacheTensor("value", att.num_kv_heads, att.head_dim))
+        full_window = needs_full_window(spec)
         return cls(
             num_layers=spec.num_layers,
             vocab_size=spec.embedding.vocab_size,
             has_position_ids=spec.embedding.positional_encoding.type in ("learned", "rope", "sinusoidal"),
-            cache=cache,
+            cache=() if full_window else cache,
             last_logits=last_logits,
+            full_window=full_window,
+            window=spec.embedding.max_position_embeddings if full_window else 0,
         )
 
     def past_names(self) -> list[str]:
@@ -77,6 +93,11 @@ class IOContract:
         """(batch, heads, length, dim) of a past or present tensor; batch and length may be dim names."""
         heads, dim = self.cache_dims(name)
         return (batch, heads, length, dim)
+
+    @property
+    def mask_length(self) -> str:
+        """The attention mask's second dim: the new tokens alone in a full-window graph, past + new otherwise."""
+        return "sequence_length" if self.full_window else "total_sequence_length"
 
     def input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", *(["position_ids"] if self.has_position_ids else []), *self.past_names()]

@@ -3,6 +3,11 @@
 Runs through ORT's I/O binding with ``OrtValue``s rather than ``session.run``: numpy has no bfloat16, so a
 bfloat16 build's cache and logits could not cross as numpy arrays, and the presents can stay on the EP's
 device (a 7 B model's cache would otherwise travel to the host and back at every step).
+
+A full-window graph (``IOContract.full_window``) has no cache: its stepper keeps the window's token ids as
+the "past" and runs the whole window at every step, cropped to the contract's ``window`` last tokens as
+ReaLLM-Forge's sampler crops to its block_size; ``step`` still returns the logits of the new tokens only, so
+the generator, ``validate`` and ``bench`` drive both kinds of graph alike.
 """
 
 from __future__ import annotations
@@ -65,19 +70,26 @@ class GraphStepper:
     @classmethod
     def for_session(cls, session: ort.InferenceSession, contract: IOContract, device: str = "cpu") -> GraphStepper:
         inputs = {i.name: i.type for i in session.get_inputs()}
-        dtype = ORT_TYPE_NAMES.get(inputs.get(contract.past_names()[0], ""), "float32")
+        dtype = ORT_TYPE_NAMES.get(inputs.get(contract.past_names()[0], ""), "float32") if contract.past_names() else "float32"
         return cls(session, contract, ELEM_TYPES[dtype], device)
 
     def empty_past(self, batch: int) -> list[ort.OrtValue]:
+        if self.contract.full_window:  # the window so far: no token yet
+            return [_window_value(np.zeros((batch, 0), np.int64))]
         shapes = [self.contract.cache_shape(name, batch, 0) for name in self.contract.past_names()]
         return [host_value(np.zeros(shape, np.float32), self.cache_elem_type)[0] for shape in shapes]
 
     def step(self, input_ids: np.ndarray, mask: np.ndarray, past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
         """One forward → (logits as float32 (B, S, V), presents to feed back as ``past``)."""
-        binding = self.session.io_binding()
+        if self.contract.full_window:
+            return self._window_step(input_ids, mask, past)
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
         if self.contract.has_position_ids:
             feeds["position_ids"] = default_positions(mask, input_ids.shape[1])
+        return self._run(feeds, past)
+
+    def _run(self, feeds: dict[str, np.ndarray], past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
+        binding = self.session.io_binding()
         held = []  # keeps the borrowed host arrays alive until the run is over
         for name, array in feeds.items():
             value, holder = host_value(array, onnx.TensorProto.INT64)
@@ -94,3 +106,24 @@ class GraphStepper:
             raise GraphRunError(one_line(err)) from err
         logits, *presents = binding.get_outputs()
         return to_numpy_float32(logits), list(presents)
+
+    def _window_step(self, input_ids: np.ndarray, mask: np.ndarray, past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
+        """The full-window step: the window (past ids ++ new), cropped to its last ``window`` tokens, in one run;
+        → logits of the new tokens (of the last one with a last-logits graph), and the uncropped window as the
+        next past."""
+        new = input_ids.shape[1]
+        ids = np.concatenate([past[0].numpy(), input_ids.astype(np.int64)], axis=1)  # (B, P+S)
+        keep = self.contract.window or ids.shape[1]
+        window, window_mask = ids[:, -keep:], mask[:, -keep:]
+        feeds = {"input_ids": window, "attention_mask": window_mask.astype(np.int64)}
+        if self.contract.has_position_ids:  # positions count from the window's first real token, as in Forge
+            feeds["position_ids"] = default_positions(window_mask, window.shape[1])
+        logits, _ = self._run(feeds, [])
+        if not self.contract.last_logits:
+            logits = logits[:, -min(new, logits.shape[1]) :]
+        return logits, [_window_value(ids)]
+
+
+def _window_value(ids: np.ndarray) -> ort.OrtValue:
+    """A full-window stepper's past: the window's ids on the host (``ortvalue_from_numpy`` keeps the array alive)."""
+    return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(ids, dtype=np.int64))

@@ -9,6 +9,7 @@ into the refusal ``check`` and ``build`` give; ``feature_table`` into the table 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,40 @@ def unsupported(spec_dict: dict[str, Any], target: str) -> list[tuple[str, str]]
         if meta and target not in meta.get("targets", TARGETS):
             out.append((path, meta["feature"], meta["targets"]))
     return [(p, f"{name} is not available on target '{target}' (targets that support it: {', '.join(ok)})") for p, name, ok in out]
+
+
+@functools.lru_cache(maxsize=64)
+def full_window_options(spec: Any) -> tuple[tuple[str, str], ...]:
+    """(key path, why) for every option of ``spec`` (a ``ModelSpec``) whose output at a position depends on
+    later tokens of the window, so that no cache reproduces it: the graph must take the whole window and
+    recompute it at every step (ReaLLM-Forge's sampler does exactly that). Read from the schema: a property
+    annotated ``x-full-window: "<why>"`` when set, or an enum value whose ``x-values`` entry has
+    ``full_window``. Empty: the model is causal and exports with its cache."""
+    return _full_window(spec.to_dict())
+
+
+def _full_window(spec_dict: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for path, value, node in _walk(spec_dict, schema(), ""):
+        if node.get("x-full-window") and _used(value):
+            out.append((path, str(node["x-full-window"])))
+        meta = node.get("x-values", {}).get(value) if isinstance(value, str) else None
+        if meta and meta.get("full_window"):
+            out.append((f"{path}={value}", str(meta["full_window"])))
+    return tuple(out)
+
+
+def needs_full_window(spec: Any) -> bool:
+    """The one predicate: does ``spec`` export as a full-window graph (no cache)?"""
+    return bool(full_window_options(spec))
+
+
+def full_window_line(spec: Any) -> str:
+    """One line naming the option that makes ``spec`` full-window (its first), for messages."""
+    options = full_window_options(spec)
+    path, why = options[0]
+    more = f" (and {len(options) - 1} more)" if len(options) > 1 else ""
+    return f"{path}: {why}{more}"
 
 
 # build options, not spec keys (quant/config.py): which targets write them, and how

@@ -26,6 +26,7 @@ from yamlllm_export.spec.types import (
     FFNSpec,
     FireSpec,
     InitSpec,
+    KANSpec,
     LayerOverrideSpec,
     LayerSpec,
     LinearVariantSpec,
@@ -325,6 +326,10 @@ def _moe(moe: dict[str, Any] | None) -> MoESpec | None:
     )
 
 
+def _kan(kan: dict[str, Any] | None) -> KANSpec | None:
+    return None if kan is None else KANSpec(**{**kan, "middle_layers": tuple(kan["middle_layers"])})
+
+
 def _freeze(d: dict[str, Any]) -> ModelSpec:
     emb, lay = d["embedding"], d["layer"]
     pe = emb["positional_encoding"]
@@ -358,7 +363,12 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                     }
                 ),
                 "ffn": FFNSpec(
-                    **{**ffn, "moe": _moe(ffn["moe"]), "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"])}
+                    **{
+                        **ffn,
+                        "moe": _moe(ffn["moe"]),
+                        "activation_knots": _optional(ActivationKnotsSpec, ffn["activation_knots"]),
+                        "kan": _kan(ffn["kan"]),
+                    }
                 ),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
                 "linear": lay["linear"] and LinearVariantSpec(**{**lay["linear"], "apply_to": tuple(lay["linear"]["apply_to"])}),

@@ -209,6 +209,8 @@ def _ffn(d: dict[str, Any]) -> Iterator[Problem]:
             yield f"layer.ffn.{inputs[0]}", "set either intermediate_size or the values it is derived from, not both"
     if ffn["ffn_dim_multiplier"] is not None and ffn["multiple_of"] is None:
         yield "layer.ffn.ffn_dim_multiplier", "needs layer.ffn.multiple_of (LLaMA rounding)"
+    if ffn["kan"] is not None and ffn["moe"] is not None:
+        yield "layer.ffn.kan", "replaces the dense MLP; it cannot be combined with layer.ffn.moe"
     moe = ffn["moe"]
     if moe is not None:
         if moe["top_k"] > moe["num_experts"]:

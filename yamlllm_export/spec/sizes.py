@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from yamlllm_export.spec.types import AttentionSpec, FFNSpec, LayerSpec, ModelSpec, NormSpec
+    from yamlllm_export.spec.types import AttentionSpec, FFNSpec, KANSpec, LayerSpec, ModelSpec, NormSpec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -97,9 +97,17 @@ def _mlp_params(ffn: FFNSpec, d: int, hidden: int) -> int:
     return n_in * d * hidden + hidden * d * k + ((n_in * hidden + d * k) if ffn.bias else 0) + _activation_params(ffn)
 
 
+def _kan_params(kan: KANSpec, d: int) -> int:
+    """Per KAN layer (in → out): W_base (out × in), W_poly (out × in·(P+1)), LayerNorm weight and bias (out)."""
+    widths = (d, *kan.middle_layers, d)
+    return sum(o * i * (kan.poly_order + 2) + 2 * o for i, o in zip(widths, widths[1:], strict=False))
+
+
 def _ffn_params(ffn: FFNSpec, d: int) -> int:
     """The dense MLP, or an MoE layer: router (d × E, + E with router_bias) + E experts + the optional shared expert."""
     moe = ffn.moe
+    if ffn.kan is not None:
+        return _kan_params(ffn.kan, d)
     if moe is None:
         return _mlp_params(ffn, d, ffn.intermediate_size)
     shared = _mlp_params(ffn, d, moe.shared_expert_intermediate_size) if moe.shared_expert_intermediate_size else 0
@@ -155,6 +163,10 @@ def _lsv_params(spec: ModelSpec) -> int:
 def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
     """Bytes the exported KV cache grows by per token, summed over layers: keys + values (2·nkv·head_dim), or
     for multi-latent attention the compressed latent + the shared RoPE key (mla_latent_dim + mla_rope_head_dim)."""
+    from yamlllm_export.spec.features import needs_full_window
+
+    if needs_full_window(spec):  # no cache: the window is recomputed at every step
+        return 0
     att = spec.layer.attention
     per_layer = att.mla_latent_dim + att.mla_rope_head_dim if att.mechanism == "mla" else 2 * att.num_kv_heads * att.head_dim
     return spec.num_layers * per_layer * DTYPE_BYTES[dtype]

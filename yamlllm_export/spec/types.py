@@ -183,6 +183,17 @@ class ActivationKnotsSpec:
 
 
 @dataclass(frozen=True)
+class KANSpec:
+    """ReaLLM-Forge's KAN FFN (KAL-Net): layers d → middle_layers… → d, each W_base σ(x) + W_poly·P(x̂),
+    then σ(LayerNorm); x̂ is x normalised to [-1, 1] by its min/max over the window (full-window only)."""
+
+    middle_layers: tuple[int, ...]
+    poly_order: int  # P: Legendre P_0 … P_P
+    base_activation: str
+    norm_eps: float
+
+
+@dataclass(frozen=True)
 class FFNSpec:
     intermediate_size: int  # derived when absent (expansion_factor / LLaMA rounding)
     expansion_factor: float | None
@@ -199,6 +210,7 @@ class FFNSpec:
     y_offset: float | None = None  # act(·) − y_offset
     gelu_shift: float | None = None  # derived 0 for gelu_shifted
     activation_knots: ActivationKnotsSpec | None = None  # derived for the knot activations
+    kan: KANSpec | None = None  # the KAN FFN in place of the MLP (ReaLLM-Forge)
 
 
 @dataclass(frozen=True)
@@ -328,6 +340,8 @@ class ModelSpec:
             d["steering"]["lsv"]["mixture"] = list(self.steering.lsv.mixture)
         if self.layer.linear is not None:
             d["layer"]["linear"]["apply_to"] = list(self.layer.linear.apply_to)
+        if self.layer.ffn.kan is not None:
+            d["layer"]["ffn"]["kan"]["middle_layers"] = list(self.layer.ffn.kan.middle_layers)
         return d
 
     def layer_specs(self) -> tuple[LayerSpec, ...]:

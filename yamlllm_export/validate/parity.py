@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from yamlllm_export.export.reference import WindowRecompute
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import ModelSpec
@@ -221,6 +222,8 @@ def trace(
     always see the same sequence. Never several new tokens with a past: ORT's CPU GroupQueryAttention
     refuses that for batch > 1."""
     past_t, past = None, stepper.empty_past(len(ids))
+    if stepper.contract.full_window:  # both sides recompute the window at every step
+        model = WindowRecompute(model, stepper.contract.window)
     steps = []
     for step in range(decode_steps + 1):
         ref_t, past_t = model(torch.from_numpy(ids), torch.from_numpy(mask), None, past_t)

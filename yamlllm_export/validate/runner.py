@@ -31,6 +31,7 @@ from yamlllm_export.runtime.session import (
 )
 from yamlllm_export.runtime.stepper import ELEM_TYPES, GraphStepper
 from yamlllm_export.spec import ModelSpec, load_spec
+from yamlllm_export.spec.features import needs_full_window
 from yamlllm_export.validate.checks import MAX_LONG_STEPS, Settings, parity_checks
 from yamlllm_export.validate.parity import Tolerance
 from yamlllm_export.validate.quantized import dequantized_reference, export_tolerance, quality_rows, weights_row
@@ -89,6 +90,8 @@ def settings_for(spec: ModelSpec, options: ValidateOptions) -> Settings:
 
 def not_incremental(spec: ModelSpec) -> str:
     """Why decoding with the cache legitimately differs from recomputing the whole sequence ("" if it must not)."""
+    if needs_full_window(spec):
+        return "full-window graph: every step recomputes the whole window, there is no cache to compare"
     if any(not layer.attention.causal for layer in spec.layer_specs()):
         return "bidirectional attention: a cached token never saw the tokens after it, a recompute lets it"
     scaling = spec.embedding.positional_encoding.rope_scaling

@@ -89,7 +89,7 @@ def expected_io(contract: IOContract, dtype: str) -> dict[str, tuple[int, list[A
     i64 = onnx.TensorProto.INT64
     io: dict[str, tuple[int, list[Any]]] = {
         "input_ids": (i64, ["batch_size", "sequence_length"]),
-        "attention_mask": (i64, ["batch_size", "total_sequence_length"]),
+        "attention_mask": (i64, ["batch_size", contract.mask_length]),
     }
     if contract.has_position_ids:
         io["position_ids"] = (i64, ["batch_size", "sequence_length"])

@@ -1,0 +1,546 @@
+"""How each key of a ReaLLM-Forge checkpoint's ``model_args`` becomes our spec: one row per key.
+
+A row says what its key does here:
+
+- ``map``: ``apply(draft, args)`` writes the spec keys it becomes into the draft; ``accept(args)`` returns why
+  a value is not expressible (the import is then refused), or None. A map row may depend on other keys.
+- ``ignore``: training-only or without effect on the logits; a non-default value gets a ``note:`` line.
+- ``refuse``: broken upstream, not exportable, or not in the dialect yet; a non-default value refuses the
+  import with one line naming the key and why.
+
+``FAMILIES`` cover the parameters of an option (``consmax_*`` of the consmax softmax, ``fire_*`` of FIRE, …):
+while the option is off they change nothing (a note); while it is on, its own row decides. A key with a
+non-default value that neither a row nor a family covers is refused, naming it: nothing passes unread.
+
+Defaults are Forge's argparse defaults (``model_args_defaults.json``), which is what ``train.py`` stores.
+To support another option, add (or change) its row here: the importer reads nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+Args = dict[str, Any]
+Draft = dict[str, Any]
+
+FORGE_EPS = {"rmsnorm": 0.0, "layernorm": 1e-5}  # Forge's RMSNorm has no epsilon; its LayerNorm uses 1e-5
+MLP_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "squared_relu": "squared_relu"}
+GATED_ACTIVATIONS = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}  # Forge's swiglu gate activation → ours
+KAN_ACTIVATIONS = ("silu", "gelu", "relu", "squared_relu")
+
+
+@cache
+def defaults() -> Args:
+    return dict(json.loads((Path(__file__).with_name("model_args_defaults.json")).read_text())["defaults"])
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    kind: str  # map | ignore | refuse
+    why: str  # map: the spec keys it becomes (documentation); ignore / refuse: the reason
+    apply: Callable[[Draft, Args], None] | None = None
+    accept: Callable[[Args], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """Parameters of one option: ``keys`` (or names starting with ``prefixes``), inert while ``active`` is false."""
+
+    option: str  # how the note names the option
+    active: Callable[[Args], bool]
+    prefixes: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+
+    def covers(self, key: str) -> bool:
+        return key in self.keys or key.startswith(self.prefixes)
+
+
+def _set(draft: Draft, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = draft
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def _value(key: str, path: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable[[Draft, Args], None]:
+    """An ``apply`` writing ``key``'s value (converted) at ``path``."""
+    return lambda draft, args: _set(draft, path, convert(args[key]))
+
+
+def _one_of(key: str, allowed: tuple[Any, ...], why: str) -> Callable[[Args], str | None]:
+    return lambda args: None if args[key] in allowed else f"{args[key]!r} {why}"
+
+
+# ---- rows that read several keys -------------------------------------------------------------------------
+
+
+def head_dim(args: Args) -> int:
+    return int(args["n_embd"]) // int(args["n_head"])
+
+
+def rope_length(args: Args) -> int:
+    """Forge rotates the first rope_length dims of a head (all of it when unset)."""
+    return int(args["rope_length"] or head_dim(args))
+
+
+def _positions(draft: Draft, args: Args) -> None:
+    if args["use_rotary_embeddings"]:
+        # Forge pairs dims (2i, 2i+1); the importer permutes q/k rows into our half layout (forge/weights.py),
+        # which leaves every score q·k unchanged. θ_i = 10000^(-2i/R) with R = rope_length in both.
+        pe = {"type": "rope", "rope_theta": 10000.0, "rotary_dim": rope_length(args)}
+    elif args["use_abs_pos_embeddings"]:
+        pe = {"type": "learned"}
+    else:
+        pe = {"type": "none"}
+    _set(draft, "embedding.positional_encoding", pe)
+
+
+def _positions_ok(args: Args) -> str | None:
+    if args["use_rotary_embeddings"] and args["use_abs_pos_embeddings"]:
+        return "True together with use_rotary_embeddings: learned positions and RoPE at once are not expressible (pass --no-use_abs_pos_embeddings)"
+    return None
+
+
+def _rope_ok(args: Args) -> str | None:
+    if not args["use_rotary_embeddings"]:
+        return None
+    if args["rope_variant"] != "rope":
+        return f"{args['rope_variant']!r}: SOAP positions are not in the dialect yet"
+    r = rope_length(args)
+    if r % 2 or r > head_dim(args):
+        return f"rope_length {r} must be even and at most the head size {head_dim(args)}"
+    return None
+
+
+def _norm(kind: str) -> dict[str, Any]:
+    return {"type": kind, "eps": FORGE_EPS[kind], "elementwise_affine": True}
+
+
+def _placement(draft: Draft, args: Args) -> None:
+    pre, post, peri = args["use_pre_ln"], args["use_post_ln"], args["use_peri_ln"]
+    if args["use_parallel_mlp"]:
+        _set(draft, "layer.parallel", True)
+        return
+    placement = {(True, False, False): "pre", (False, True, False): "post", (True, False, True): "sandwich", (False, False, True): "output"}
+    _set(draft, "layer.norm_placement", placement[(pre, post, peri)])
+
+
+def _placement_ok(args: Args) -> str | None:
+    pre, post, peri = bool(args["use_pre_ln"]), bool(args["use_post_ln"]), bool(args["use_peri_ln"])
+    if args["use_parallel_mlp"]:
+        return (
+            None if (pre, post, peri) == (True, False, False) else "with use_post_ln / use_peri_ln or without use_pre_ln is not expressible"
+        )
+    if (pre, post, peri) in ((True, False, False), (False, True, False), (True, False, True), (False, False, True)):
+        return None
+    return f"use_pre_ln {pre}, use_post_ln {post}, use_peri_ln {peri}: this combination of norms is not expressible"
+
+
+def mlp_bias(args: Args) -> tuple[bool, bool]:
+    up = args["mlp_up_bias"] if args["mlp_up_bias"] is not None else args["bias"]
+    down = args["mlp_down_bias"] if args["mlp_down_bias"] is not None else args["bias"]
+    return bool(up), bool(down)
+
+
+def _ffn(draft: Draft, args: Args) -> None:
+    variant = args["mlp_variant"]
+    if variant == "kan":
+        kan = {"middle_layers": list(args["kan_middle_layers"]), "poly_order": int(args["kan_poly_order"])}
+        _set(draft, "layer.ffn", {"bias": False, "kan": {**kan, "base_activation": args["kan_base_activation"]}})
+        return
+    hidden = args["mlp_size"] or int(args["mlp_expansion_factor"]) * int(args["n_embd"])
+    act = args["activation_variant"]
+    gated = variant == "swiglu"
+    ffn = {
+        "intermediate_size": int(hidden),
+        "activation": GATED_ACTIVATIONS[act] if gated else MLP_ACTIVATIONS[act],
+        "bias": mlp_bias(args)[0],
+    }
+    _set(draft, "layer.ffn", {**ffn, **({"use_gated_activation": True} if gated else {})})
+
+
+def _ffn_ok(args: Args) -> str | None:
+    variant, act = args["mlp_variant"], args["activation_variant"]
+    if variant == "kan":
+        return None  # kan_base_activation's row checks its activation
+    if variant not in ("mlp", "swiglu"):
+        why = {"identity": "is broken upstream (NameError at construction)", "dual_path": "is not in the dialect yet"}
+        return f"{variant!r} {why.get(variant, 'is not a Forge MLP variant')}"
+    table = GATED_ACTIVATIONS if variant == "swiglu" else MLP_ACTIVATIONS
+    if act not in table:
+        return None  # activation_variant's own row names it
+    up, down = mlp_bias(args)
+    if up != down:
+        return "mlp_up_bias and mlp_down_bias differ: one ffn.bias covers both projections here"
+    return None
+
+
+def _activation_ok(args: Args) -> str | None:
+    if args["mlp_variant"] == "kan":
+        return None  # unused by the KAN MLP
+    table = GATED_ACTIVATIONS if args["mlp_variant"] == "swiglu" else MLP_ACTIVATIONS
+    return (
+        None
+        if args["activation_variant"] in table
+        else f"{args['activation_variant']!r} with mlp_variant {args['mlp_variant']!r} is not in the dialect yet"
+    )
+
+
+def _kan_ok(args: Args) -> str | None:
+    if args["mlp_variant"] == "kan" and args["kan_base_activation"] not in KAN_ACTIVATIONS:
+        return f"{args['kan_base_activation']!r}: the KAN base activation must be one of {', '.join(KAN_ACTIVATIONS)}"
+    return None
+
+
+def _norm_ok(key: str) -> Callable[[Args], str | None]:
+    return lambda args: None if args[key] in FORGE_EPS else f"{args[key]!r} is not in the dialect yet (layernorm and rmsnorm are)"
+
+
+def _zero(key: str) -> Callable[[Args], str | None]:
+    return lambda args: None if not args[key] else f"{args[key]!r}: activation offsets are not in the dialect yet"
+
+
+ROWS: tuple[Row, ...] = (
+    # sizes
+    Row(
+        "vocab_size",
+        "map",
+        "embedding.vocab_size",
+        _value("vocab_size", "embedding.vocab_size", int),
+        lambda a: None if isinstance(a["vocab_size"], int) else "is not set (train.py fills it from the dataset's meta.pkl)",
+    ),
+    Row("block_size", "map", "embedding.max_position_embeddings", _value("block_size", "embedding.max_position_embeddings", int)),
+    Row("n_layer", "map", "num_layers", _value("n_layer", "num_layers", int)),
+    Row(
+        "n_embd",
+        "map",
+        "layer.hidden_dim, embedding.embedding_dim",
+        lambda d, a: (
+            _set(d, "layer.hidden_dim", int(a["n_embd"])),
+            _set(d, "embedding.embedding_dim", int(a["n_embd_wte"] or a["n_embd"])),
+        )[0],
+    ),
+    Row("n_embd_wte", "map", "embedding.embedding_dim (factorized: scale_up / scale_down become the embedding and head projections)"),
+    Row("n_embd_wte_scale_tying", "ignore", "shares scale_up and scale_down: weight sharing only (both are read from the state dict)"),
+    Row(
+        "n_head",
+        "map",
+        "layer.attention.num_heads",
+        _value("n_head", "layer.attention.num_heads", int),
+        lambda a: None if int(a["n_embd"]) % int(a["n_head"]) == 0 else f"{a['n_head']} does not divide n_embd {a['n_embd']}",
+    ),
+    Row(
+        "n_kv_group",
+        "map",
+        "layer.attention.num_kv_heads (null: n_head)",
+        lambda d, a: _set(d, "layer.attention.num_kv_heads", int(a["n_kv_group"] or a["n_head"])),
+    ),
+    Row(
+        "bias",
+        "map",
+        "layer.attention.bias (and ffn.bias unless mlp_up_bias / mlp_down_bias)",
+        lambda d, a: _set(d, "layer.attention.bias", bool(a["bias"])),
+    ),
+    Row("mlp_up_bias", "map", "layer.ffn.bias (with mlp_down_bias)"),
+    Row("mlp_down_bias", "map", "layer.ffn.bias (with mlp_up_bias)"),
+    # positions
+    Row("use_abs_pos_embeddings", "map", "embedding.positional_encoding.type learned", _positions, _positions_ok),
+    Row(
+        "use_rotary_embeddings", "map", "embedding.positional_encoding.type rope (rope_theta 10000, rotary_dim rope_length)", None, _rope_ok
+    ),
+    Row("rope_variant", "map", "rope only (with use_rotary_embeddings)"),
+    Row("rope_length", "map", "embedding.positional_encoding.rotary_dim"),
+    # attention
+    Row(
+        "attention_variant",
+        "map",
+        "causal: softmax attention with a KV cache",
+        accept=lambda a: (
+            None
+            if a["attention_variant"] == "causal"
+            else {
+                "ssm": "'ssm' is not constructible upstream (commented out of attention_dictionary)",
+                "co4": "'co4' is non-causal by design and experimental upstream (do not export)",
+            }.get(a["attention_variant"], f"{a['attention_variant']!r} is not in the dialect yet")
+        ),
+    ),
+    Row(
+        "window_size",
+        "map",
+        "layer.attention.window_size = window_size + 1 (Forge's window keeps window_size keys before the query)",
+        lambda d, a: _set(d, "layer.attention.window_size", None if a["window_size"] is None else int(a["window_size"]) + 1),
+    ),
+    Row(
+        "attn_logit_softcapping",
+        "map",
+        "layer.attention.logit_softcap (the CLI's bare flag stores True: cap 1.0)",
+        lambda d, a: _set(
+            d, "layer.attention.logit_softcap", None if a["attn_logit_softcapping"] is None else float(a["attn_logit_softcapping"])
+        ),
+    ),
+    Row("softmax_variant_attn", "map", "softmax", accept=_one_of("softmax_variant_attn", ("softmax",), "is not in the dialect yet")),
+    Row("softmax_variant_output", "ignore", "used only to sample (renormalised by torch.multinomial): the logits are unchanged"),
+    Row("disable_flash_attention", "ignore", "the flash and manual paths compute the same attention for every mapped option"),
+    Row("use_flex_attn", "ignore", "flex attention computes the same sliding window as the manual path"),
+    Row("use_qk_norm", "refuse", "Forge's q/(‖q‖+1e-6) has no learned scale and an epsilon outside the root: not our qk_norm"),
+    Row("use_qk_norm_scale", "refuse", "its flash and manual paths give different logits upstream"),
+    Row("gate", "refuse", "builds a fresh random Linear at every forward: not a function of the checkpoint"),
+    # feed-forward
+    Row("mlp_variant", "map", "mlp: layer.ffn; swiglu: gated layer.ffn; kan: layer.ffn.kan (a full-window graph)", _ffn, _ffn_ok),
+    Row(
+        "activation_variant",
+        "map",
+        "layer.ffn.activation (gelu, relu, silu, squared_relu; swiglu: silu/gelu/relu gates)",
+        None,
+        _activation_ok,
+    ),
+    Row("mlp_expansion_factor", "map", "layer.ffn.intermediate_size = factor · n_embd"),
+    Row("mlp_size", "map", "layer.ffn.intermediate_size"),
+    Row(
+        "mlp_down_projs",
+        "map",
+        "layer.ffn (the k down projections are summed into one at import)",
+        accept=lambda a: None if int(a["mlp_down_projs"]) >= 1 else f"{a['mlp_down_projs']} is less than 1",
+    ),
+    Row("kan_poly_order", "map", "layer.ffn.kan.poly_order"),
+    Row("kan_base_activation", "map", "layer.ffn.kan.base_activation", None, _kan_ok),
+    Row("kan_middle_layers", "map", "layer.ffn.kan.middle_layers"),
+    Row("mlp_x_offset", "refuse", "activation offsets are not in the dialect yet", accept=_zero("mlp_x_offset")),
+    Row("mlp_y_offset", "refuse", "activation offsets are not in the dialect yet", accept=_zero("mlp_y_offset")),
+    # norms and placement
+    Row(
+        "norm_variant_attn",
+        "map",
+        "layer.layer_norm (rmsnorm eps 0, layernorm eps 1e-5)",
+        lambda d, a: _set(d, "layer.layer_norm", _norm(a["norm_variant_attn"])),
+        _norm_ok("norm_variant_attn"),
+    ),
+    Row(
+        "norm_variant_output",
+        "map",
+        "final_layer_norm",
+        lambda d, a: _set(d, "final_layer_norm", _norm(a["norm_variant_output"])),
+        _norm_ok("norm_variant_output"),
+    ),
+    Row("use_pre_ln", "map", "layer.norm_placement (with use_post_ln, use_peri_ln, use_parallel_mlp)", _placement, _placement_ok),
+    Row("use_post_ln", "map", "layer.norm_placement post"),
+    Row("use_peri_ln", "map", "layer.norm_placement sandwich (out_ln_* / peri_ln_* weights)"),
+    Row("use_parallel_mlp", "map", "layer.parallel"),
+    # head
+    Row("wte_weight_tying", "map", "tie_word_embeddings", _value("wte_weight_tying", "tie_word_embeddings", bool)),
+    Row(
+        "final_logit_softcapping",
+        "map",
+        "final_logit_softcap",
+        lambda d, a: _set(d, "final_logit_softcap", None if a["final_logit_softcapping"] is None else float(a["final_logit_softcapping"])),
+    ),
+    # training only
+    *(Row(k, "ignore", "training only (dropout is off at inference)") for k in ("dropout",)),
+    *(
+        Row(k, "ignore", "training only: initialisation (the checkpoint holds the trained values)")
+        for k in (
+            "init_variant",
+            "init_scale",
+            "init_wte_npy",
+            "init_radius",
+            "gaussian_min_norm",
+            "gaussian_max_norm",
+            "embedding_mean_init",
+            "embedding_std_init",
+            "linear_mean_init",
+            "linear_std_init",
+            "resid_gaussian_mean_init",
+            "resid_gaussian_std_init",
+            "import_wte_npy",
+            "import_wte_freeze",
+            "import_scale_matrices_npz",
+            "import_scale_matrices_freeze",
+        )
+    ),
+    *(
+        Row(k, "ignore", "training only: writes files during training")
+        for k in (
+            "export_wte_npy",
+            "export_wte_each_eval",
+            "export_scale_matrices_npz",
+            "export_scale_matrices_each_eval",
+            "store_activations",
+            "softmax_io_logging",
+            "softmax_io_log_interval",
+            "consmax_beta_gamma_logging",
+        )
+    ),
+    *(
+        Row(k, "ignore", "training only: quantization schedule (eval quantizes fully)")
+        for k in ("quant_scheduler", "full_quant_iteration", "start_quant_level", "quantization_warmup_iters")
+    ),
+    *(Row(k, "ignore", "training only: recomputation for memory") for k in ("use_gradient_checkpointing", "recompute_backward_pass")),
+    Row("eval_interval", "ignore", "training only: evaluation schedule"),
+    *(
+        Row(k, "ignore", "weight sharing only (the state dict repeats the shared tensors under each layer)")
+        for k in (
+            "shared_mlp_size",
+            "shared_mlp_sym",
+            "shared_mlp_seq",
+            "shared_attn_size",
+            "shared_attn_sym",
+            "shared_attn_seq",
+            "shared_fire_embeddings",
+        )
+    ),
+    Row("lsv_dataset_num", "ignore", "the number of training datasets; without use_lsv it changes nothing"),
+    # not in the dialect yet (other options of issue 23 add them; turn the row into a map row then)
+    *(
+        Row(k, "refuse", why)
+        for k, why in (
+            ("attention_list", "per-layer attention kinds are not in the dialect yet"),
+            ("use_fire_embeddings", "FIRE positions are not in the dialect yet"),
+            ("use_embedding_scale", "the learned embedding scale is not in the dialect yet"),
+            ("use_moe", "Forge's MoE layers are not mapped yet"),
+            ("use_lsv", "learned steering vectors are not in the dialect yet"),
+            ("apply_vector_at_layer_idx", "steering vectors are not in the dialect yet"),
+            ("quantize_wte", "quantized embedding tables are not in the dialect yet"),
+            ("quantize_wpe", "quantized position tables are not in the dialect yet"),
+            ("quantize_attn_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
+            ("quantize_mlp_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
+            ("use_flash_lobo", "the flash path's learned off-by-one key is not mapped yet"),
+            ("n_lpe", "learned position-embedding transformers are not in the dialect"),
+            ("use_ln_f_input_mixer", "mixing the layers' outputs before ln_f is not in the dialect"),
+            ("use_attn_resid_scaling", "learned residual scaling is not in the dialect"),
+            ("use_mlp_resid_scaling", "learned residual scaling is not in the dialect"),
+            ("use_attn_resid_const", "learned residual constants are not in the dialect"),
+            ("use_mlp_resid_const", "learned residual constants are not in the dialect"),
+            ("n_head_layerlist", "per-layer head counts are not in the dialect yet"),
+            ("n_qk_head_dim_layerlist", "per-layer head sizes are not in the dialect yet"),
+            ("n_v_head_dim_layerlist", "per-layer head sizes are not in the dialect yet"),
+            ("mlp_size_layerlist", "per-layer MLP sizes are not in the dialect yet"),
+            *(
+                (k, "linear variants (quantized / bit linears, KAN linears) are not in the dialect yet")
+                for k in (
+                    "linear_variant_attn",
+                    "linear_variant_q",
+                    "linear_variant_k",
+                    "linear_variant_v",
+                    "linear_variant_attn_proj",
+                    "linear_variant_mlp",
+                    "linear_variant_mlp_up",
+                    "linear_variant_mlp_down",
+                )
+            ),
+        )
+    ),
+    # broken or not exportable upstream
+    Row("obtain_vector_at_layer_idx", "refuse", "analysis only upstream: it returns None, which breaks the forward"),
+    Row("obtain_vector_file", "ignore", "analysis output file (with obtain_vector_at_layer_idx)"),
+    Row("multicontext", "refuse", "several token streams with their own vocabularies are not in the dialect"),
+    Row("multidataset_wte", "refuse", "one embedding table per dataset is not in the dialect"),
+    Row("vocab_sizes", "refuse", "several vocabularies are not in the dialect"),
+)
+
+FAMILIES: tuple[Family, ...] = (
+    Family("mlp_variant kan", lambda a: a["mlp_variant"] == "kan", prefixes=("kan_",)),
+    Family(
+        "softmax_variant_attn",
+        lambda a: a["softmax_variant_attn"] != "softmax",
+        prefixes=(
+            "consmax_",
+            "polymax_",
+            "relumax_",
+            "relu2max_",
+            "sigmoidmax_",
+            "sigsoftmax_",
+            "strongermax_",
+            "exppolymax_",
+            "softermax_",
+            "softplus_",
+            "squareplus_",
+            "pfla_softmax_",
+        ),
+        keys=("div_by_seq_len",),
+    ),
+    Family("use_fire_embeddings", lambda a: bool(a["use_fire_embeddings"]), prefixes=("fire_",)),
+    Family("rope_variant soap", lambda a: bool(a["use_rotary_embeddings"]) and a["rope_variant"] == "soap", keys=("sym_rot_num_angles",)),
+    Family("norm_variant krmsnorm", lambda a: "krmsnorm" in (a["norm_variant_attn"], a["norm_variant_output"]), prefixes=("krmsnorm_",)),
+    Family("norm_variant prmsnorm", lambda a: "prmsnorm" in (a["norm_variant_attn"], a["norm_variant_output"]), keys=("prmsnorm_pct",)),
+    Family(
+        "norm_variant hyperspherenorm",
+        lambda a: "hyperspherenorm" in (a["norm_variant_attn"], a["norm_variant_output"]),
+        prefixes=("hsnorm_",),
+    ),
+    Family("norm_variant dact", lambda a: "dact" in (a["norm_variant_attn"], a["norm_variant_output"]), prefixes=("dact_",)),
+    Family("activation_variant gelu_shifted", lambda a: a["activation_variant"] == "gelu_shifted", prefixes=("shifted_gelu_",)),
+    Family(
+        "activation_variant piecewise / pfla / learned_spline",
+        lambda a: a["activation_variant"] in ("piecewise", "pfla", "pfla_le", "learned_spline"),
+        prefixes=("pla_", "pfla_num", "pfla_left", "pfla_right", "lsa_"),
+    ),
+    Family(
+        "learned MLP activation offsets",
+        lambda a: bool(a["mlp_x_offset"] or a["mlp_y_offset"]),
+        keys=("learn_mlp_x_offset", "learn_mlp_y_offset"),
+    ),
+    Family("attention_variant ssm", lambda a: a["attention_variant"] == "ssm", prefixes=("ssm_",)),
+    Family("attention_variant mla", lambda a: a["attention_variant"] == "mla", prefixes=("mla_",), keys=("use_mla_lobo",)),
+    Family("attention_variant co4", lambda a: a["attention_variant"] == "co4", keys=("n_latent", "triadic_loops", "mod_fn")),
+    Family(
+        "attention_variant infinite",
+        lambda a: a["attention_variant"] == "infinite",
+        keys=("n_qk_head_dim", "n_v_head_dim", "n_cproj", "use_concat_heads"),
+    ),
+    Family(
+        "use_flash_lobo",
+        lambda a: bool(a["use_flash_lobo"]),
+        keys=("use_flash_lobo_per_head", "use_flash_obo_const", "flash_lobo_log_const"),
+    ),
+    Family("use_moe", lambda a: bool(a["use_moe"]), prefixes=("moe_",), keys=("n_experts",)),
+    Family("use_lsv", lambda a: bool(a["use_lsv"]), prefixes=("lsv_",), keys=("apply_lsv_at_layer_idx",)),
+    Family(
+        "apply_vector_at_layer_idx",
+        lambda a: a["apply_vector_at_layer_idx"] is not None,
+        keys=("apply_vector_file", "apply_vector_scaling_factor"),
+    ),
+    Family("n_lpe", lambda a: bool(a["n_lpe"]), prefixes=("lpe_",), keys=("target_layer_in_lpe", "target_layer_out_lpe")),
+    Family("use_ln_f_input_mixer", lambda a: bool(a["use_ln_f_input_mixer"]), prefixes=("ln_f_",)),
+    Family(
+        "use_attn_resid_scaling / const",
+        lambda a: bool(a["use_attn_resid_scaling"] or a["use_attn_resid_const"]),
+        keys=("attn_confidence_variant", "attn_resid_const", "learn_attn_resid_const"),
+    ),
+    Family(
+        "use_mlp_resid_scaling / const",
+        lambda a: bool(a["use_mlp_resid_scaling"] or a["use_mlp_resid_const"]),
+        keys=("mlp_confidence_variant", "mlp_resid_const", "learn_mlp_resid_const"),
+    ),
+    Family("quantize_wte", lambda a: bool(a["quantize_wte"]), keys=("quantize_wte_method", "quantize_wte_bits")),
+    Family("quantize_wpe", lambda a: bool(a["quantize_wpe"]), keys=("quantize_wpe_method", "quantize_wpe_bits")),
+    Family(
+        "activation quantization",
+        lambda a: any(bool(v) for k, v in a.items() if k.startswith("quantize_") and "_act" in k and not k.endswith("_bits")),
+        prefixes=("quantize_attn_act_", "quantize_mlp_act_"),
+        keys=("activations_quant_method", "quantize_attn_act_bits", "quantize_mlp_act_bits"),
+    ),
+    Family(
+        "quantized linear variants",
+        lambda a: any(a[k] not in (None, "linear") for k in a if k.startswith("linear_variant_")),
+        prefixes=("quantize_linear_",),
+    ),
+)
+
+
+def row_for(key: str) -> Row | None:
+    return _ROWS.get(key)
+
+
+def family_for(key: str) -> Family | None:
+    return next((f for f in FAMILIES if f.covers(key)), None)
+
+
+_ROWS = {r.key: r for r in ROWS}
+assert len(_ROWS) == len(ROWS), "one row per model_args key"
