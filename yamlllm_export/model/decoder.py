@@ -1,6 +1,7 @@
 """The decoder-only language model: ``DecoderLM.forward(input_ids, attention_mask, position_ids,
-past_key_values) -> (logits, presents)`` with one cache pair per layer: (key, value), each (B, nkv, T, hs),
-or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE).
+past_key_values) -> (logits, presents)`` with one cache tuple per layer: (key, value), each (B, nkv, T, hs),
+or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE);
+a layer whose mixer is not attention (``model/recurrent.py``) holds its fixed-size states, or nothing.
 
 Designed for ``torch.export`` from day one: the cache is explicit (past in, presents out), nothing is
 mutated on the Python side, and missing inputs are derived with tensor ops only.
@@ -12,11 +13,10 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.attention import SelfAttention
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions
 from yamlllm_export.ops.masking import mask_value, positions_from_mask
 
-KV = tuple[torch.Tensor, torch.Tensor]
+KV = tuple[torch.Tensor, ...]  # one layer's cache: (key, value), MLA's tensors, a recurrent state, or ()
 
 
 class Residual(nn.Module):
@@ -48,14 +48,16 @@ class Residual(nn.Module):
 class Block(nn.Module):
     """One sequential decoder layer: attention, then the FFN, each a residual sub-layer (see ``Residual``)."""
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
+    def __init__(self, *, attn: nn.Module, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
         super().__init__()
         self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
-        h, k, v = self.attn(self.attn_norms.pre(x), bias, position_ids, *past)
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, KV]:
+        h, *present = self.attn(self.attn_norms.pre(x), bias, position_ids, *past, token_mask=token_mask)
         x = self.attn_norms.close(x, h)
-        return self.ffn_norms.close(x, self.ffn(self.ffn_norms.pre(x))), (k, v)
+        return self.ffn_norms.close(x, self.ffn(self.ffn_norms.pre(x))), tuple(present)
 
 
 class ParallelBlock(nn.Module):
@@ -63,7 +65,7 @@ class ParallelBlock(nn.Module):
     ``ffn_norm`` the FFN has its own, x + Attn(N(x)) + FFN(N2(x)) (GPT-NeoX, Falcon's new architecture)."""
 
     def __init__(
-        self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
+        self, *, attn: nn.Module, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
     ) -> None:
         super().__init__()
         self.attn, self.ffn, self.norm = attn, ffn, norm
@@ -71,11 +73,13 @@ class ParallelBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # on both branches, as Residual does
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV) -> tuple[torch.Tensor, KV]:
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
-        h, k, v = self.attn(n, bias, position_ids, *past)
+        h, *present = self.attn(n, bias, position_ids, *past, token_mask=token_mask)
         m = n if self.ffn_norm is None else self.ffn_norm(x)
-        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(self.ffn(m))), (k, v)
+        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(self.ffn(m))), tuple(present)
 
 
 class Softcap(nn.Module):
@@ -134,9 +138,14 @@ class DecoderLM(nn.Module):
     def empty_cache(self, batch: int) -> list[KV]:
         """A cache of length 0 for every layer (a prefill's ``past_key_values``): each attention module's
         ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
-        latent alone for MLA without RoPE."""
+        latent alone for MLA without RoPE; a recurrent mixer's ``state_dims`` the shapes of its zero states."""
         new = self.embed.weight.new_zeros
-        return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.blocks]
+        return [
+            tuple(new(batch, *dims) for dims in block.attn.state_dims)
+            if hasattr(block.attn, "state_dims")
+            else tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims)
+            for block in self.blocks
+        ]
 
     def forward(
         self,
@@ -154,8 +163,9 @@ class DecoderLM(nn.Module):
         128-token prompt of a 32 k vocabulary, d 768: ~25 %)."""
         B, S = input_ids.shape
         past = past_key_values if past_key_values is not None else self.empty_cache(B)
-        if attention_mask is None:
-            attention_mask = torch.ones(B, past[0][0].shape[2] + S, dtype=torch.int64, device=input_ids.device)
+        if attention_mask is None:  # the cached length from any KV cache (a state is not one)
+            kv = [layer[0] for layer, block in zip(past, self.blocks, strict=True) if not hasattr(block.attn, "state_dims")]
+            attention_mask = torch.ones(B, (kv[0].shape[2] if kv else 0) + S, dtype=torch.int64, device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -S:]
         x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
@@ -166,9 +176,10 @@ class DecoderLM(nn.Module):
         bias = ops.attention_bias(attention_mask, input_ids, slopes)  # (B, 1|nh, S, P+S), float32
         if x.dtype != torch.float32:  # keep masked entries finite in half precision
             bias = bias.clamp(min=mask_value(x.dtype)).to(x.dtype)
+        token_mask = attention_mask[:, -S:]  # (B, S): which new tokens are real (state layers skip the pads)
         presents = []
         for block, layer_past in zip(self.blocks, past, strict=True):
-            x, present = block(x, bias, position_ids, layer_past)
+            x, present = block(x, bias, position_ids, layer_past, token_mask)
             presents.append(present)
         if last_logits:
             x = x.gather(1, last_real(attention_mask, S)[:, None, None].expand(-1, 1, x.shape[-1]))  # (B, 1, d)

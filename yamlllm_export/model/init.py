@@ -12,7 +12,7 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
-starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
+starts at 0); a ``padding_idx`` row is zeroed; linear attention's scale starts at 1/sqrt(D). Attention sinks start at 0 in every scheme: one exp(0) in each
 softmax's denominator (the "off-by-one" softmax), which training moves per head.
 """
 
@@ -134,6 +134,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
     each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
     fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
+    ]
+    fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
+        (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
     ]
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))

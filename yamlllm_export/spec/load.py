@@ -25,6 +25,7 @@ from yamlllm_export.spec.types import (
     InitSpec,
     LayerOverrideSpec,
     LayerSpec,
+    LinearAttentionSpec,
     ModelSpec,
     MoESpec,
     NormSpec,
@@ -32,6 +33,7 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    ShortConvSpec,
     TokensSpec,
 )
 
@@ -157,6 +159,15 @@ def _derive(d: dict[str, Any]) -> None:
     if "final_layer_norm" not in d:  # post-norm models end on a norm already
         d["final_layer_norm"] = dict(layer["layer_norm"]) if layer["norm_placement"] != "post" else None
     pe.pop("max_position_embeddings", None)
+    if d["layer_types"] is not None:  # the cycle resolved: one entry per layer (layer i uses layer_types[i mod len])
+        cycle = d["layer_types"]
+        d["layer_types"] = [cycle[i % len(cycle)] for i in range(d["num_layers"])]
+    for kind in ("short_conv", "linear_attention"):  # a kind's block gets its defaults when set or when a layer uses it
+        if layer[kind] is not None or kind in (d["layer_types"] or ()):
+            props = schema.schema()["$defs"]["layer"]["properties"][kind]["properties"]
+            layer[kind] = {key: sub["default"] for key, sub in props.items()} | (layer[kind] or {})
+    if layer["linear_attention"] is not None and layer["linear_attention"]["num_heads"] is None:
+        layer["linear_attention"]["num_heads"] = att["num_heads"]
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
 
@@ -215,6 +226,8 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                 "attention": AttentionSpec(**{**_without(att, *REFUSED_KEYS), "qk_norm": _optional(QKNormSpec, att["qk_norm"])}),
                 "ffn": FFNSpec(**{**ffn, "moe": _moe(ffn["moe"])}),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
+                "short_conv": _optional(ShortConvSpec, lay["short_conv"]),
+                "linear_attention": _optional(LinearAttentionSpec, lay["linear_attention"]),
             }
         ),
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
@@ -226,6 +239,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         layer_overrides=overrides,
         initialization=InitSpec(**d["initialization"]),
         tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),
+        layer_types=tuple(d["layer_types"]) if d["layer_types"] is not None else None,
     )
 
 
