@@ -176,6 +176,15 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Final logit scale": {"final-logit-scale": case("final_logit_scale", 0.25, "final_logit_softcap", 0.5)},
     "QKV clipping": {"qkv-clip": case(f"{ATT}.qkv_clip", 0.05), "qkv-clip-qk-norm": case(f"{ATT}.qkv_clip", 0.05, f"{ATT}.qk_norm", {})},
     "RoPE-free (NoPE) layers": {"nope-layer-1": case("layer_overrides", [{"layers": [1], "attention": {"nope": True}}])},
+    # recurrent-state and stateless mixers among attention layers (layer_types); docs/recurrent.md
+    "Identity mixer layers (ReaLLM-Forge attention_variant identity)": {"identity-layer-1": case("layer_types", ["attention", "identity"])},
+    "Short-convolution layers with a conv state (LFM2)": {
+        "short-conv-layer-0": case("layer_types", ["short_conv", "attention"], "layer.short_conv", {"L_cache": 4}),
+        "short-conv-only-bias": case("layer_types", ["short_conv"], "layer.short_conv", {"bias": True}),  # no KV cache at all
+    },
+    "Linear-attention layers with a recurrent state (ReaLLM-Forge attention_variant linear)": {
+        "linear-attention-layer-0": case("layer_types", ["linear_attention", "attention"])
+    },
 }
 # validate reports "incremental" n/a there: dynamic NTK's and LongRoPE's cached keys keep the rotation of their
 # own step, and a bidirectional model's cached token never saw the tokens after it

@@ -388,6 +388,20 @@ HF_CASES: dict[str, tuple[str, dict[str, Any]]] = {
             "rope_parameters": {**GPT_OSS_YARN, "rope_theta": 10000.0, "beta_fast": 8.0, "original_max_position_embeddings": 256},
         },
     ),
+    # LFM2 (hf/families/lfm2.py): short-conv layers with a conv state among attention layers (docs/recurrent.md)
+    "lfm2": ("Lfm2Config", {**LLAMA, "num_hidden_layers": 3, "layer_types": ["conv", "full_attention", "conv"]}),
+    "lfm2-untied-kernel-4-multiplier": (
+        "Lfm2Config",
+        {
+            **LLAMA,
+            "num_hidden_layers": 3,
+            "full_attn_idxs": [2],
+            "conv_L_cache": 4,
+            "tie_word_embeddings": False,
+            "block_ffn_dim_multiplier": 1.5,
+            "block_multiple_of": 16,
+        },
+    ),
     "deepseek_v2_lite": ("DeepseekV2Config", {**DEEPSEEK, "q_lora_rank": None, "n_shared_experts": 2, "tie_word_embeddings": True}),
 }
 PROMPT_LENGTHS = (12, 7, 3)  # left-padded batch; longer than the cases' sliding windows

@@ -56,6 +56,8 @@ REFUSED = {
     "gpt-oss-mxfp4": ("gpt-oss", {"quantization_config": {"quant_method": "mxfp4"}}, "quantization_config"),
     "gpt-oss-other-swiglu-limit": ("gpt-oss", {"swiglu_limit": 5.0}, "swiglu_limit"),
     "gpt-oss-chunked-attention-layer": ("gpt-oss", {"layer_types": ["chunked_attention", "full_attention"]}, "layer_types"),
+    "lfm2-sliding-layer": ("lfm2", {"layer_types": ["conv", "sliding_attention", "conv"]}, "layer_types"),
+    "lfm2-layer-types-of-another-length": ("lfm2", {"layer_types": ["conv", "full_attention"]}, "layer_types"),
 }
 
 

@@ -19,9 +19,12 @@ class FlatIO(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
         position_ids = rest[0] if self.contract.has_position_ids else None
         flat = rest[1:] if self.contract.has_position_ids else rest
-        n = len(self.contract.cache)
-        # a full-window graph has no cache: the model starts from its own empty one (length 0, folded away)
-        past = None if self.contract.full_window else [tuple(flat[n * i : n * (i + 1)]) for i in range(self.contract.num_layers)]
+        past: list[tuple[torch.Tensor, ...]] | None = None  # a full-window graph has no cache: the model starts from its own empty one
+        if not self.contract.full_window:
+            past, start = [], 0
+            for cache in self.contract.layer_tensors():  # each layer's own tensors: a KV pair, a state, or none
+                past.append(tuple(flat[start : start + len(cache)]))
+                start += len(cache)
         logits, presents = self.model(input_ids, attention_mask, position_ids, past, last_logits=self.contract.last_logits)
         if self.contract.full_window:
             return (logits,)
@@ -45,5 +48,6 @@ def dynamic_shapes(contract: IOContract) -> tuple[object, ...]:
     seq = torch.export.Dim("sequence_length")
     total = torch.export.Dim("total_sequence_length")
     past = torch.export.Dim("past_sequence_length")
-    rest = (*([{0: batch, 1: seq}] if contract.has_position_ids else []), *({0: batch, 2: past} for _ in contract.past_names()))
+    caches = ({0: batch} if contract.is_state(name) else {0: batch, 2: past} for name in contract.past_names())
+    rest = (*([{0: batch, 1: seq}] if contract.has_position_ids else []), *caches)
     return ({0: batch, 1: seq}, {0: batch, 1: seq if contract.full_window else total}, rest)

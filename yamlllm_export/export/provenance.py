@@ -28,7 +28,7 @@ def tensors_sha256(items: Iterable[tuple[str, torch.Tensor]]) -> str:
     for name, t in items:
         t = t.detach().contiguous().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d: as (1,)
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d: a learned scalar
     return h.hexdigest()
 
 

@@ -37,7 +37,7 @@ from yamlllm_export.runtime.tokenizer import copy_tokenizer, tokenizer_files
 from yamlllm_export.spec import ModelSpec, load_spec
 from yamlllm_export.spec.features import check_target, full_window_line, full_window_options, needs_full_window
 from yamlllm_export.spec.load import dump_yaml
-from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token
+from yamlllm_export.spec.sizes import DTYPE_BYTES, kv_cache_bytes_per_token, state_bytes
 
 LOGITS = ("all", "last")  # which positions' logits the graph returns
 CACHES = ("auto", "kv", "none")  # auto: the spec decides (spec.features.needs_full_window); kv / none must agree with it
@@ -241,6 +241,8 @@ def export_onnx(
             "dtype": dtype,
             "parameter_count": n_params,
             "kv_cache_bytes_per_token": kv_cache_bytes_per_token(spec, dtype),
+            "state_bytes_per_sequence": state_bytes(spec, dtype),  # recurrent states: constant in the context length
+            "layer_caches": list(spec.mixers()),  # each layer's cache kind: attention (KV), short_conv, linear_attention, identity (none)
             "weights": source,
             "io": {"inputs": contract.input_names(), "outputs": contract.output_names()},
             "cache": "none (full window)" if contract.full_window else "kv",

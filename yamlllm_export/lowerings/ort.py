@@ -28,7 +28,7 @@ import torch
 from onnxscript import opset18 as op
 from onnxscript import values
 
-from yamlllm_export.lowerings import common, mla, portable
+from yamlllm_export.lowerings import common, mla, portable, recurrent
 from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.rotary import rotary_dim
@@ -170,6 +170,8 @@ TABLE = {
     torch.ops.yamlllm.mla_attention.default: mla.ort_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: moe,
+    torch.ops.yamlllm.short_conv.default: recurrent.ort_short_conv,
+    torch.ops.yamlllm.linear_attention.default: recurrent.linear_attention,
 }
 
 

@@ -8,7 +8,7 @@ import onnx_ir as ir
 import torch
 from onnxscript import opset18 as op
 
-from yamlllm_export.lowerings import common, mla
+from yamlllm_export.lowerings import common, mla, recurrent
 from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.masking import mask_value, visibility_mask, with_bias
@@ -87,4 +87,6 @@ TABLE = {
     torch.ops.yamlllm.mla_attention.default: mla.portable_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: common.moe,
+    torch.ops.yamlllm.short_conv.default: recurrent.short_conv,
+    torch.ops.yamlllm.linear_attention.default: recurrent.linear_attention,
 }

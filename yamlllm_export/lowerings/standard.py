@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from onnxscript import opset23 as op
 
-from yamlllm_export.lowerings import common, mla, portable
+from yamlllm_export.lowerings import common, mla, portable, recurrent
 from yamlllm_export.lowerings.attention_bias import attention_bias
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.masking import visibility_mask, with_bias
@@ -97,4 +97,6 @@ TABLE = {
     torch.ops.yamlllm.mla_attention.default: mla.standard_mla_attention,
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: common.moe,  # dense plain ops (opset 23 has no MoE op)
+    torch.ops.yamlllm.short_conv.default: recurrent.short_conv,
+    torch.ops.yamlllm.linear_attention.default: recurrent.linear_attention,
 }

@@ -42,6 +42,7 @@ from yamlllm_export.model.positions import (
     RotaryCache,
     SinusoidalPositions,
 )
+from yamlllm_export.model.recurrent import IdentityMixer, LinearAttention, ShortConv
 from yamlllm_export.model.softmax_variants import SoftmaxVariant, make_softmax
 from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV, SteeringVector
 from yamlllm_export.ops.rope_scaling import RopeScaling, yarn_mscale
@@ -193,14 +194,29 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None, *, interl
     )  # fmt: skip
 
 
+def _mixer(
+    kind: str, lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
+) -> nn.Module:
+    """The layer's token mixer (``layer_types``): attention (standard, MLA, complex) or a recurrent kind."""
+    d, att = lay.hidden_dim, lay.attention
+    if kind == "identity":
+        return IdentityMixer()
+    if kind == "short_conv":
+        assert lay.short_conv is not None  # spec/load.py fills it when a layer is short_conv
+        return ShortConv(d, kernel_size=lay.short_conv.L_cache, bias=lay.short_conv.bias)
+    if kind == "linear_attention":
+        assert lay.linear_attention is not None
+        return LinearAttention(d, num_heads=lay.linear_attention.num_heads)
+    rotary = None if att.nope else rotary
+    return _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary, interleaved=interleaved)
+
+
 def _block(
-    lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
+    lay: LayerSpec, kind: str, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
 ) -> Block | ParallelBlock:
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
-    att = lay.attention
-    rotary = None if att.nope else rotary
-    attn = _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary, interleaved=interleaved)
+    attn = _mixer(kind, lay, rotary, scaling, interleaved=interleaved)
     if lay.parallel:
         ffn_norm = _norm(lay.layer_norm, d) if lay.parallel_norms == "separate" else None
         return ParallelBlock(attn=attn, ffn=_ffn(lay), norm=_norm(lay.layer_norm, d), ffn_norm=ffn_norm, dropout=lay.residual_dropout,
@@ -315,11 +331,12 @@ def _skeleton(spec: ModelSpec) -> DecoderLM:
         blocks=[
             _block(
                 layer,
+                kind,
                 tables[layer.attention.rope_theta, layer.attention.rope_unscaled],
                 emb.positional_encoding.rope_scaling,
                 interleaved=interleaved,
             )  # fmt: skip
-            for layer in spec.layer_specs()
+            for layer, kind in zip(spec.layer_specs(), spec.mixers(), strict=True)
         ],
         final_norm=_norm(spec.final_layer_norm, d) if spec.final_layer_norm is not None else None,
         lm_head=lm_head,

@@ -1,6 +1,7 @@
 """The decoder-only language model: ``DecoderLM.forward(input_ids, attention_mask, position_ids,
-past_key_values) -> (logits, presents)`` with one cache pair per layer: (key, value), each (B, nkv, T, hs),
-or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE).
+past_key_values) -> (logits, presents)`` with one cache tuple per layer: (key, value), each (B, nkv, T, hs),
+or for multi-latent attention (latent, rope_key), (B, 1, T, L) and (B, 1, T, dr) (rope_key None without RoPE);
+a layer whose mixer is not attention (``model/recurrent.py``) holds its fixed-size states, or nothing.
 
 Designed for ``torch.export`` from day one: the cache is explicit (past in, presents out), nothing is
 mutated on the Python side, and missing inputs are derived with tensor ops only.
@@ -12,11 +13,10 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.attention import SelfAttention
 from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions
 from yamlllm_export.ops.masking import mask_value, positions_from_mask
 
-KV = tuple[torch.Tensor, torch.Tensor]
+KV = tuple[torch.Tensor, ...]  # one layer's cache: (key, value), MLA's tensors, a recurrent state, or ()
 
 
 class Residual(nn.Module):
@@ -48,16 +48,16 @@ class Residual(nn.Module):
 class Block(nn.Module):
     """One sequential decoder layer: attention, then the FFN, each a residual sub-layer (see ``Residual``)."""
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
+    def __init__(self, *, attn: nn.Module, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
         super().__init__()
         self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, valid: torch.Tensor | None = None
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
     ) -> tuple[torch.Tensor, KV]:
-        h, k, v = self.attn(self.attn_norms.pre(x), bias, position_ids, *past)
+        h, *present = self.attn(self.attn_norms.pre(x), bias, position_ids, *past, token_mask=token_mask)
         x = self.attn_norms.close(x, h)
-        return self.ffn_norms.close(x, _ffn(self.ffn, self.ffn_norms.pre(x), valid)), (k, v)
+        return self.ffn_norms.close(x, _ffn(self.ffn, self.ffn_norms.pre(x), token_mask)), tuple(present)
 
 
 class ParallelBlock(nn.Module):
@@ -65,7 +65,7 @@ class ParallelBlock(nn.Module):
     ``ffn_norm`` the FFN has its own, x + Attn(N(x)) + FFN(N2(x)) (GPT-NeoX, Falcon's new architecture)."""
 
     def __init__(
-        self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
+        self, *, attn: nn.Module, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
     ) -> None:
         super().__init__()
         self.attn, self.ffn, self.norm = attn, ffn, norm
@@ -74,17 +74,17 @@ class ParallelBlock(nn.Module):
         self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # on both branches, as Residual does
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, valid: torch.Tensor | None = None
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
     ) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
-        h, k, v = self.attn(n, bias, position_ids, *past)
+        h, *present = self.attn(n, bias, position_ids, *past, token_mask=token_mask)
         m = n if self.ffn_norm is None else self.ffn_norm(x)
-        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(_ffn(self.ffn, m, valid))), (k, v)
+        return x + self.scale(self.dropout(h)) + self.scale(self.dropout(_ffn(self.ffn, m, token_mask))), tuple(present)
 
 
-def _ffn(ffn: nn.Module, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """An FFN that reads the whole window (``WINDOW``, the KAN FFN) also gets the token mask (B, S, 1)."""
-    return ffn(x, valid) if getattr(ffn, "WINDOW", False) else ffn(x)
+def _ffn(ffn: nn.Module, x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+    """An FFN that reads the whole window (``WINDOW``, the KAN FFN) also gets the token mask, as (B, S, 1) booleans."""
+    return ffn(x, token_mask[:, :, None] > 0) if getattr(ffn, "WINDOW", False) else ffn(x)
 
 
 class Softcap(nn.Module):
@@ -142,7 +142,6 @@ class DecoderLM(nn.Module):
         self.head_proj, self.lm_head, self.logit_softcap = _or_identity(head_proj), lm_head, _or_identity(logit_softcap)
         self.logit_scale = _or_identity(logit_scale)
         self.dropout = nn.Dropout(dropout)
-        self.window = any(getattr(b.ffn, "WINDOW", False) for b in self.blocks)  # some FFN reads the token mask
         # ReaLLM-Forge's steering: name → (slot, module); slot 0 after the embeddings, k after block k
         self.steering = nn.ModuleDict({name: m for name, (_, m) in (steering or {}).items()})
         self.steering_slots = {name: slot for name, (slot, _) in (steering or {}).items()}
@@ -157,9 +156,14 @@ class DecoderLM(nn.Module):
     def empty_cache(self, batch: int) -> list[KV]:
         """A cache of length 0 for every layer (a prefill's ``past_key_values``): each attention module's
         ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
-        latent alone for MLA without RoPE."""
+        latent alone for MLA without RoPE; a recurrent mixer's ``state_dims`` the shapes of its zero states."""
         new = self.embed.weight.new_zeros
-        return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.blocks]
+        return [
+            tuple(new(batch, *dims) for dims in block.attn.state_dims)
+            if hasattr(block.attn, "state_dims")
+            else tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims)
+            for block in self.blocks
+        ]
 
     def forward(
         self,
@@ -177,8 +181,9 @@ class DecoderLM(nn.Module):
         128-token prompt of a 32 k vocabulary, d 768: ~25 %)."""
         B, S = input_ids.shape
         past = past_key_values if past_key_values is not None else self.empty_cache(B)
-        if attention_mask is None:
-            attention_mask = torch.ones(B, past[0][0].shape[2] + S, dtype=torch.int64, device=input_ids.device)
+        if attention_mask is None:  # the cached length from any KV cache (a state is not one)
+            kv = [layer[0] for layer, block in zip(past, self.blocks, strict=True) if not hasattr(block.attn, "state_dims")]
+            attention_mask = torch.ones(B, (kv[0].shape[2] if kv else 0) + S, dtype=torch.int64, device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -S:]
         x = self.embed_proj(self.embed_scale(self.embed(input_ids)))  # (B, S, e) → (B, S, d)
@@ -189,11 +194,11 @@ class DecoderLM(nn.Module):
         bias = ops.attention_bias(attention_mask, input_ids, slopes)  # (B, 1|nh, S, P+S), float32
         if x.dtype != torch.float32:  # keep masked entries finite in half precision
             bias = bias.clamp(min=mask_value(x.dtype)).to(x.dtype)
-        valid = attention_mask[:, -S:, None] > 0 if self.window else None  # (B, S, 1): the new slots' real tokens
+        token_mask = attention_mask[:, -S:]  # (B, S): which new tokens are real (state layers and window FFNs skip the pads)
         presents = []
         fire = _FireBiases(attention_mask, S, self.fire)
         for k, (block, layer_past) in enumerate(zip(self.blocks, past, strict=True), start=1):
-            x, present = block(x, fire.added_to(bias, block), position_ids, layer_past, valid)
+            x, present = block(x, fire.added_to(bias, block), position_ids, layer_past, token_mask)
             x = self._steer(k, x)
             presents.append(present)
         if last_logits:

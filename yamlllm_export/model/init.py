@@ -12,11 +12,11 @@ so the same spec, seed and torch version give bit-identical weights (build.json 
   embedding; biases zero.
 Stacked expert weights (E, out, in) are initialised expert by expert, as E separate matrices.
 Norm scales start at 1 and shifts at 0 in every scheme (a ``unit_offset`` scale, stored as w in 1 + w,
-starts at 0); a ``padding_idx`` row is zeroed. Attention sinks start at 0 in every scheme: one exp(0) in each
-softmax's denominator (the "off-by-one" softmax), which training moves per head. A module with
-``init_fixups()`` (ReaLLM-Forge's norms, activations, FIRE, the softmax variants: radii, knots, slopes, offsets,
-β, γ) sets its own parameters' initial values after the draws, in every scheme: each entry is a parameter with
-either a function that fills it or the value to fill it with.
+starts at 0); a ``padding_idx`` row is zeroed; linear attention's scale starts at 1/sqrt(D). Attention sinks
+start at 0 in every scheme: one exp(0) in each softmax's denominator (the "off-by-one" softmax), which training
+moves per head. A module with ``init_fixups()`` (ReaLLM-Forge's norms, activations, FIRE, the softmax variants:
+radii, knots, slopes, offsets, β, γ) sets its own parameters' initial values after the draws, in every scheme:
+each entry is a parameter with either a function that fills it or the value to fill it with.
 """
 
 from __future__ import annotations
@@ -145,6 +145,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
     for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, FIRE, softmax variants)
         if hasattr(m, "init_fixups"):
             fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in m.init_fixups()]
+    fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
+        (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
+    ]
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
     return fixes

@@ -95,9 +95,12 @@ class MultiLatentAttention(nn.Module):
         position_ids: torch.Tensor,
         past_latent: torch.Tensor,
         past_rope_key: torch.Tensor | None = None,
+        *,
+        token_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, 1, P, L) and (B, 1, P, dr) → out (B, S, d), presents
-        (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None."""
+        (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None.
+        ``token_mask`` is unused: padding reaches attention through ``bias``."""
         cos, sin, pos = None, None, None
         if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
             cos, sin, pos = self.rotary.tables(position_ids, x.dtype)

@@ -20,6 +20,9 @@ def genai_blocker(spec: ModelSpec) -> str | None:
     """Why onnxruntime-genai cannot run this model, or None when it can."""
     if needs_full_window(spec):
         return f"full-window graph without a KV cache ({full_window_line(spec)}); onnxruntime-genai's decoder needs a cache"
+    others = sorted(set(spec.mixers()) - {"attention"})
+    if others:
+        return f"layer_types {', '.join(others)}: onnxruntime-genai's decoder feeds key/value caches only; run the folder with yamlllm-export generate"
     if spec.layer.attention.mechanism == "mla":
         return "multi-latent attention caches past_key_values.{i}.latent/.rope_key; onnxruntime-genai's decoder feeds key/value caches only"
     return None

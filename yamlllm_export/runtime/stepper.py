@@ -64,13 +64,14 @@ def host_value(x: np.ndarray, elem_type: int) -> tuple[ort.OrtValue, np.ndarray]
 class GraphStepper:
     session: ort.InferenceSession
     contract: IOContract
-    cache_elem_type: int  # onnx.TensorProto element type of past_key_values.*
+    cache_elem_type: int  # onnx.TensorProto element type of the caches and states (past_key_values.*, past.*)
     device: str = "cpu"  # where presents stay between steps: "cpu" or "cuda"
 
     @classmethod
     def for_session(cls, session: ort.InferenceSession, contract: IOContract, device: str = "cpu") -> GraphStepper:
         inputs = {i.name: i.type for i in session.get_inputs()}
-        dtype = ORT_TYPE_NAMES.get(inputs.get(contract.past_names()[0], ""), "float32") if contract.past_names() else "float32"
+        first = next(iter(contract.past_names()), "")  # a model of identity layers only has no cache at all
+        dtype = ORT_TYPE_NAMES.get(inputs.get(first, ""), "float32")
         return cls(session, contract, ELEM_TYPES[dtype], device)
 
     def empty_past(self, batch: int) -> list[ort.OrtValue]:

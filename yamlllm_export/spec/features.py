@@ -49,6 +49,7 @@ def _annotated(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str,
             yield from _annotated(sub, sub_path)
     items = _resolve(node).get("items")
     if isinstance(items, dict):
+        yield f"{path}[]", _resolve(items)  # an array's items may carry x-values themselves (layer_types)
         yield from _annotated(items, f"{path}[]")
 
 
@@ -81,6 +82,7 @@ def _walk(data: Any, node: dict[str, Any], path: str) -> Iterator[tuple[str, Any
                     yield from _walk(data[key], sub, sub_path)
     elif isinstance(data, list) and isinstance(node.get("items"), dict):
         for k, item in enumerate(data):
+            yield f"{path}[{k}]", item, _resolve(node["items"])
             yield from _walk(item, node["items"], f"{path}[{k}]")
 
 

@@ -29,6 +29,7 @@ from yamlllm_export.spec.types import (
     KANSpec,
     LayerOverrideSpec,
     LayerSpec,
+    LinearAttentionSpec,
     LinearVariantSpec,
     LSVSpec,
     ModelSpec,
@@ -38,6 +39,7 @@ from yamlllm_export.spec.types import (
     PositionalEncodingSpec,
     QKNormSpec,
     RopeScalingSpec,
+    ShortConvSpec,
     SoftmaxVariantSpec,
     SteeringSpec,
     SteeringVectorSpec,
@@ -259,6 +261,15 @@ def _derive(d: dict[str, Any]) -> None:
     if lsv is not None and lsv["variant"] == "one_hot" and lsv["scale"] is None:
         lsv["scale"] = 1.0
     pe.pop("max_position_embeddings", None)
+    if d["layer_types"] is not None:  # the cycle resolved: one entry per layer (layer i uses layer_types[i mod len])
+        cycle = d["layer_types"]
+        d["layer_types"] = [cycle[i % len(cycle)] for i in range(d["num_layers"])]
+    for kind in ("short_conv", "linear_attention"):  # a kind's block gets its defaults when set or when a layer uses it
+        if layer[kind] is not None or kind in (d["layer_types"] or ()):
+            props = schema.schema()["$defs"]["layer"]["properties"][kind]["properties"]
+            layer[kind] = {key: sub["default"] for key, sub in props.items()} | (layer[kind] or {})
+    if layer["linear_attention"] is not None and layer["linear_attention"]["num_heads"] is None:
+        layer["linear_attention"]["num_heads"] = att["num_heads"]
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
 
@@ -372,6 +383,8 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                 ),
                 "layer_norm": NormSpec(**lay["layer_norm"]),
                 "linear": lay["linear"] and LinearVariantSpec(**{**lay["linear"], "apply_to": tuple(lay["linear"]["apply_to"])}),
+                "short_conv": _optional(ShortConvSpec, lay["short_conv"]),
+                "linear_attention": _optional(LinearAttentionSpec, lay["linear_attention"]),
             }
         ),
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),
@@ -384,6 +397,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
         initialization=InitSpec(**d["initialization"]),
         tokens=TokensSpec(**{**d["tokens"], "eos_token_id": tuple(d["tokens"]["eos_token_id"])}),
         steering=_steering(d["steering"]),
+        layer_types=tuple(d["layer_types"]) if d["layer_types"] is not None else None,
     )
 
 

@@ -369,7 +369,27 @@ def _forge_attention(d: dict[str, Any]) -> Iterator[Problem]:
             yield f"layer_overrides[{k}].attention.sinks", "not with layer.attention.softmax (a sink belongs to the softmax)"
 
 
-RULES = (_attention, _mla, _positions, _forge_positions, _forge_attention, _ffn, _layout, _tokens, *forge_rules.RULES)
+def _mixers(d: dict[str, Any]) -> Iterator[Problem]:
+    """Per-layer mixer kinds (``layer_types``): a recurrent state is causal, and a kind's block fits its width."""
+    kinds = d["layer_types"] or ["attention"]
+    layer = d["layer"]
+    recurrent = sorted({k for k in kinds if k in ("short_conv", "linear_attention")})
+    if recurrent and not layer["attention"]["causal"]:
+        yield "layer_types", f"{', '.join(recurrent)} layers are causal (a recurrent state); layer.attention.causal is false"
+    lin = layer["linear_attention"]
+    heads = (lin or {}).get("num_heads")
+    if heads is not None and layer["hidden_dim"] % heads:
+        yield "layer.linear_attention.num_heads", f"{heads} does not divide hidden_dim {layer['hidden_dim']}"
+    if heads is None and "linear_attention" in kinds and layer["hidden_dim"] % layer["attention"]["num_heads"]:
+        yield (
+            "layer.linear_attention.num_heads",
+            f"null takes layer.attention.num_heads, which does not divide hidden_dim {layer['hidden_dim']}",
+        )
+    if "attention" not in kinds and d["layer_overrides"]:
+        yield "layer_overrides", "override attention settings, but layer_types has no attention layer"
+
+
+RULES = (_attention, _mla, _positions, _forge_positions, _forge_attention, _ffn, _layout, _mixers, _tokens, *forge_rules.RULES)
 
 
 def problems(filled: dict[str, Any]) -> list[Problem]:

@@ -1,4 +1,4 @@
-"""Sizes derived from a spec without building anything: parameters, weight bytes, KV-cache bytes."""
+"""Sizes derived from a spec without building anything: parameters, weight bytes, KV-cache and state bytes."""
 
 from __future__ import annotations
 
@@ -121,13 +121,26 @@ def _layer_norm_params(lay: LayerSpec) -> int:
     return count * _norm_params(lay.layer_norm, lay.hidden_dim)
 
 
+def _mixer_params(kind: str, lay: LayerSpec) -> int:
+    """A layer's token mixer (``layer_types``): attention; none (identity); short conv (in_proj d → 3d, the
+    depthwise kernel d × L, out_proj, biases on all three with ``bias``); linear attention (c_attn d → 3d and
+    c_proj with biases, the scalar scale)."""
+    att, d = lay.attention, lay.hidden_dim
+    if kind == "identity":
+        return 0
+    if kind == "short_conv" and lay.short_conv is not None:
+        return 3 * d * d + d * lay.short_conv.L_cache + d * d + ((3 * d + d + d) if lay.short_conv.bias else 0)
+    if kind == "linear_attention":
+        return 3 * d * d + 3 * d + d * d + d + 1
+    return (_mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)) + _sink_params(att) + _softmax_params(att)
+
+
 def parameter_count(spec: ModelSpec) -> int:
     emb, lay = spec.embedding, spec.layer
     att, d, e = lay.attention, lay.hidden_dim, emb.embedding_dim
-    attn = _mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)
     layers = sum(
-        attn + _sink_params(layer.attention) + _softmax_params(layer.attention) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer)
-        for layer in spec.layer_specs()
+        _mixer_params(kind, layer) + _ffn_params(layer.ffn, d) + _layer_norm_params(layer)
+        for layer, kind in zip(spec.layer_specs(), spec.mixers(), strict=True)
     )
     if att.fire is not None:  # one module for every layer when shared
         layers += _fire_params(att) * (1 if att.fire.shared else spec.num_layers)
@@ -169,4 +182,12 @@ def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
         return 0
     att = spec.layer.attention
     per_layer = att.mla_latent_dim + att.mla_rope_head_dim if att.mechanism == "mla" else 2 * att.num_kv_heads * att.head_dim
-    return spec.num_layers * per_layer * DTYPE_BYTES[dtype]
+    return spec.mixers().count("attention") * per_layer * DTYPE_BYTES[dtype]  # state layers' caches do not grow
+
+
+def state_bytes(spec: ModelSpec, dtype: str = "float32") -> int:
+    """Bytes of the recurrent states per sequence, summed over layers: constant in the context length
+    (short_conv: hidden_dim · (L_cache − 1); linear_attention: kv_sum and k_sum, 2 · hidden_dim)."""
+    lay, d = spec.layer, spec.layer.hidden_dim
+    per = {"short_conv": d * (lay.short_conv.L_cache - 1) if lay.short_conv else 0, "linear_attention": 2 * d}
+    return sum(per.get(kind, 0) for kind in spec.mixers()) * DTYPE_BYTES[dtype]

@@ -233,9 +233,22 @@ class NormSpec:
 
 
 @dataclass(frozen=True)
+class ShortConvSpec:
+    L_cache: int  # kernel size; the conv state holds the last L_cache - 1 inputs
+    bias: bool  # in_proj, conv and out_proj biases (LFM2's conv_bias)
+
+
+@dataclass(frozen=True)
+class LinearAttentionSpec:
+    num_heads: int  # derived: layer.attention.num_heads when unset
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     hidden_dim: int
     attention: AttentionSpec
+    short_conv: ShortConvSpec | None  # settings of the short_conv layers (layer_types); derived when a layer is one
+    linear_attention: LinearAttentionSpec | None  # settings of the linear_attention layers; derived when a layer is one
     ffn: FFNSpec
     layer_norm: NormSpec
     norm_placement: str  # pre | post | sandwich | output
@@ -319,6 +332,11 @@ class ModelSpec:
     initialization: InitSpec
     tokens: TokensSpec
     steering: SteeringSpec | None = None  # ReaLLM-Forge's steering vectors
+    layer_types: tuple[str, ...] | None = None  # one mixer kind per layer (resolved from the cycle); None: all attention
+
+    def mixers(self) -> tuple[str, ...]:
+        """Each layer's token mixer: attention | identity | short_conv | linear_attention (``layer_types`` resolved)."""
+        return self.layer_types if self.layer_types is not None else ("attention",) * self.num_layers
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec as plain data (what ``model.yaml`` holds); loads back to an equal spec."""
@@ -331,6 +349,13 @@ class ModelSpec:
             for o in d["layer_overrides"]
         ]
         d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples
+        for kind in ("short_conv", "linear_attention"):  # unused kinds' blocks stay out, as does an all-attention list,
+            if d["layer"][kind] is None:  # so the model.yaml of an attention-only spec reads as before
+                del d["layer"][kind]
+        if self.layer_types is None:
+            del d["layer_types"]
+        else:
+            d["layer_types"] = list(self.layer_types)
         if (scaling := d["embedding"]["positional_encoding"]["rope_scaling"]) is not None:
             for key in ("short_factor", "long_factor"):  # longrope's lists
                 scaling[key] = None if scaling[key] is None else list(scaling[key])

@@ -17,6 +17,7 @@ from yamlllm_export.hf.families import (
     gpt_oss,
     granite,
     internlm2,
+    lfm2,
     llama,
     mixtral,
     nemotron,
@@ -55,6 +56,7 @@ MODULES = (
     phimoe,
     internlm2,
     gpt_oss,
+    lfm2,
 )
 FAMILIES: dict[str, Family] = {t: fam.FAMILY for fam in MODULES for t in fam.FAMILY.model_types}
 
