@@ -92,7 +92,8 @@ def assert_on_cuda(folder: Path | BuildError, shim: Path) -> None:
     assert not gqa_cuda_conflicts(onnx.load(str(folder / "model.onnx"), load_external_data=False))
     verdict = check_cuda_placement(folder, shim=shim)
     assert verdict.ok, verdict.line
-    assert verdict.placement.memcpy_count() <= 1, verdict.placement.nodes  # the int64 shape nodes' one copy
+    # the int64 shape nodes' one copy, and the condition of a run-time choice (If reads it on the host)
+    assert verdict.placement.memcpy_count() <= 2, verdict.placement.nodes
 
 
 @pytest.mark.parametrize(("model", "target", "dtype", "quant"), SUBSET, ids=lambda v: str(v))

@@ -211,14 +211,20 @@ def float_outputs(model_path: str | Path) -> dict[str, bool]:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001, S110 - contrib ops without schemas: fall back to the declared value infos
         pass
-    graph = model.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output, *graph.input)}
-    types |= {t.name: t.data_type for t in graph.initializer}
-    result = {}
+    result: dict[str, bool] = {}
+    _float_outputs(model.graph, {t.name: t.data_type for t in model.graph.initializer}, result)
+    return result
+
+
+def _float_outputs(graph: onnx.GraphProto, outer: dict[str, int], result: dict[str, bool]) -> None:
+    types = dict(outer)
+    types |= {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output, *graph.input)}
     for node in graph.node:
         outs = [types.get(o, 0) for o in node.output if o]
         result[node.name] = any(t in FLOAT_ELEM_TYPES or t == 0 for t in outs)
-    return result
+        for attr in node.attribute:  # If / Loop bodies (ORT's report lists their nodes too)
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                _float_outputs(sub, types, result)
 
 
 def compute_on_cpu(placement: Placement, float_nodes: dict[str, bool]) -> Counter[str]:
