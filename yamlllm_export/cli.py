@@ -199,6 +199,23 @@ def _validate_and_exit(folder: Path, options: ValidateOptions) -> None:
         sys.exit(report.exit_code)
 
 
+def _cuda_placement_and_exit(folder: Path) -> None:
+    """One line: where ORT's CUDA provider would run this folder's nodes (validate/placement.py); exit 0 or 1."""
+    from yamlllm_export.errors import BuildError
+    from yamlllm_export.runtime.folder_check import check_folder
+    from yamlllm_export.validate.placement import ShimUnavailable, check_cuda_placement
+
+    if not (folder / "model.onnx").is_file():
+        raise BuildError(f"{folder}: no model.onnx (not a model folder)")
+    check_folder(folder, full=False)
+    try:
+        verdict = check_cuda_placement(folder)
+    except ShimUnavailable as err:
+        raise BuildError(f"--cuda-placement: {err}") from None
+    click.echo(verdict.line)
+    sys.exit(0 if verdict.ok else 1)
+
+
 @main.command(epilog=example("check models/tiny-llama.yaml --target portable"))
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("--target", type=TARGET_CHOICE, default=None, help="Also check that this target can express the spec.")
@@ -232,6 +249,11 @@ def check(spec_path: str, target: str | None) -> None:
     default=None,
     help="Positions the long-context check covers [default: max_position_embeddings; less is faster, proves less].",
 )
+@click.option(
+    "--cuda-placement",
+    is_flag=True,
+    help="Only ask ONNX Runtime's CUDA provider where it would run each node (no GPU needed: a C shim is built with cc).",
+)
 @handle_errors
 def validate(
     folder: Path,
@@ -242,12 +264,17 @@ def validate(
     seed: int,
     report_dir: Path | None,
     long_context: int | None,
+    cuda_placement: bool,
 ) -> None:
     """Check a model folder: graph structure, then parity with the PyTorch model on ONNX Runtime.
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad input (or when nothing could run).
+    With --cuda-placement: 0 when every compute node would run on CUDA, 1 when some would not.
     """
     from yamlllm_export.validate.runner import ValidateOptions
+
+    if cuda_placement:
+        _cuda_placement_and_exit(folder)
 
     options = ValidateOptions(
         eps=eps, steps=steps, batch=batch, prompt_len=prompt_len, seed=seed, report_dir=report_dir, long_context=long_context

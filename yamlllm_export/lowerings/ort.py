@@ -30,6 +30,7 @@ from onnxscript import values
 
 from yamlllm_export.lowerings import common, mla, portable, recurrent
 from yamlllm_export.lowerings.attention_bias import attention_bias
+from yamlllm_export.lowerings.branches import all_zeros, choose
 from yamlllm_export.lowerings.common import dim
 from yamlllm_export.lowerings.rotary import rotary_dim
 
@@ -74,18 +75,33 @@ def attention(
         total, batch = op.Add(dim(op, past_key, 2), dim(op, query, 1)), dim(op, query, 0)  # (1,) int64
     seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), batch)
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
-    if attention_bias is not None:
-        attention_bias = op.CastLike(attention_bias, query)
-    variants = {"local_window_size": window_size} if window_size > 0 else {}
+    variants: dict[str, float] = {"local_window_size": window_size} if window_size > 0 else {}
     if softcap > 0:
         variants["softcap"] = softcap
     if not causal:
         variants["causal"] = 0
-    head_sink = op.CastLike(sinks, query) if sinks is not None else None
-    return msft.GroupQueryAttention(
-        query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None, attention_bias, head_sink,
-        num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
-    )  # fmt: skip
+
+    def gqa(bias: Any, sink: Any) -> tuple[Any, Any, Any]:
+        return msft.GroupQueryAttention(
+            query, key, value, past_key, past_value, seqlens_k, total_len, None, None, None,
+            op.CastLike(bias, query) if bias is not None else None, op.CastLike(sink, query) if sink is not None else None,
+            num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
+        )  # fmt: skip
+
+    if sinks is None or attention_bias is None:
+        return gqa(attention_bias, sinks)
+    # ORT's CUDA GroupQueryAttention refuses attention_bias together with head_sink (NOT_IMPLEMENTED). A bias that
+    # is all zeros (no padding, no ALiBi) changes nothing, so it is left out and GQA takes head_sink; otherwise the
+    # plain-op attention computes sinks and bias together, on every EP
+    no_bias = all_zeros(op, attention_bias)  # over (B, 1|nh, S, T)
+
+    def exact() -> tuple[Any, Any, Any]:
+        return portable.attention(
+            query, key, value, past_key, past_value, attention_bias, None, None, None, num_heads, num_kv_heads, scale,
+            window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
+        )  # fmt: skip
+
+    return choose(op, no_bias, lambda: gqa(None, sinks), exact, "sinks")  # type: ignore[return-value]
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
