@@ -26,7 +26,8 @@ def tiny(
     poison: tuple[str, float] | None = None,
 ) -> Path:
     """A one-layer LLaMA-style GGUF (d 64, 2 heads, vocab 32) with F32 tensors; ``raw``: ffn_up stored as
-    that type instead (random bytes); ``poison``: (tensor, value) written at that tensor's element [1, 2]."""
+    that type instead (random bytes; ``Q8_0-nan-scale``: quantized, its row 1's second block scale a NaN);
+    ``poison``: (tensor, value) written at that tensor's element [1, 2]."""
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(blocks)
@@ -41,7 +42,12 @@ def tiny(
     shapes.update({f"blk.0.attn_{p}.weight": (64, 64) for p in "qkv"} | {"blk.0.attn_output.weight": (64, 64)})
     shapes.update({"blk.0.ffn_gate.weight": (96, 64), "blk.0.ffn_up.weight": (96, 64), "blk.0.ffn_down.weight": (64, 96)})
     for name, shape in shapes.items():
-        if raw and name == "blk.0.ffn_up.weight":
+        if raw == "Q8_0-nan-scale" and name == "blk.0.ffn_up.weight":
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            blocks = gguf.quants.quantize(rng.standard_normal(shape).astype(np.float32), q8)  # (96, 2 x 34 bytes)
+            blocks[1, 34:36] = np.frombuffer(np.float16("nan").tobytes(), dtype=np.uint8)  # a block: fp16 scale, 32 int8
+            w.add_tensor(name, blocks, raw_dtype=q8)
+        elif raw and name == "blk.0.ffn_up.weight":
             qtype = gguf.GGMLQuantizationType[raw]
             w.add_tensor(name, rng.integers(0, 256, gguf.quants.quant_shape_to_byte_shape(shape, qtype), dtype=np.uint8), raw_dtype=qtype)
         elif name != drop:
@@ -82,12 +88,16 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
         lambda p: tiny(p, poison=("blk.0.ffn_down.weight", float("nan"))),
         "tensor 'blk.0.ffn_down.weight' holds 1 NaN and 0 infinite values (first at index [1, 2])",
     ),
+    "nan-block-scale": (
+        lambda p: tiny(p, raw="Q8_0-nan-scale"),
+        "tensor 'blk.0.ffn_up.weight' holds 32 NaN and 0 infinite values (first at index [1, 32])",
+    ),
     "inf-tensor": (
         lambda p: tiny(p, poison=("token_embd.weight", float("-inf"))),
         "tensor 'token_embd.weight' holds 0 NaN and 1 infinite values (first at index [1, 2])",
     ),
 }
-BUILD_TIME = {"missing-tensor", "nan-tensor", "inf-tensor"}  # the metadata is fine: the build finds the problem
+BUILD_TIME = {"missing-tensor", "nan-tensor", "inf-tensor", "nan-block-scale"}  # the metadata is fine: the build finds the problem
 
 
 @pytest.mark.parametrize("case", sorted(CASES), ids=str)

@@ -115,7 +115,9 @@ def dequantized(t: GGUFTensor, source: Path) -> np.ndarray:
         except (NotImplementedError, KeyError) as err:
             raise BuildError(f"tensor '{t.name}': quantization type {t.qtype} cannot be dequantized by gguf ({err})") from None
         values = values.astype(np.float32, copy=False).reshape(t.shape)
-    if not np.isfinite(values).all():  # numpy's test: the array may be read-only memory-mapped data
+    with np.errstate(over="ignore", invalid="ignore"):  # NaN / inf make the sum non-finite (checkpoint.check_finite)
+        total = values.sum()
+    if not np.isfinite(total):  # numpy first: the array may be read-only memory-mapped data, torch would copy it anyway
         check_finite(torch.tensor(values), t.name, source)
     return values
 

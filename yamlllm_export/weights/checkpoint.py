@@ -69,15 +69,20 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def check_finite(t: torch.Tensor, name: str, source: str | Path) -> None:
-    """Refuse a float tensor with NaN or ±inf values, naming ``source`` (its file) and the tensor: one
-    ``isfinite`` over data just read, so the cost is a fraction of the read (docs/validation-input.md)."""
-    if not t.is_floating_point() or bool(torch.isfinite(t).all()):
+    """Refuse a float tensor with NaN or ±inf values, naming ``source`` (its file) and the tensor. The test is
+    one sum over data just read (a NaN or inf anywhere makes the sum NaN or inf; ``isfinite(t).all()`` costs
+    ~15x more on CPU); only a non-finite sum, which finite values reach only near the dtype's largest number,
+    looks at the values themselves (docs/validation-input.md has the measured cost)."""
+    if not t.is_floating_point() or t.numel() == 0 or bool(torch.isfinite(t.sum())):
         return
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return  # finite values whose sum overflowed
     nan = int(torch.isnan(t).sum())
-    first = tuple(int(i) for i in torch.nonzero(~torch.isfinite(t))[0])
+    first = [int(i) for i in torch.nonzero(bad)[0]]
     raise BuildError(
-        f"{source}: tensor '{name}' holds {nan} NaN and {int((~torch.isfinite(t)).sum()) - nan} infinite values "
-        f"(first at index {list(first)}); a model cannot be built from it"
+        f"{source}: tensor '{name}' holds {nan} NaN and {int(bad.sum()) - nan} infinite values "
+        f"(first at index {first}); a model cannot be built from it"
     )
 
 
