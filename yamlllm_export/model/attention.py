@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.positions import RotaryCache
+from yamlllm_export.model.positions import Rotary
 
 
 class PerHead(nn.Module):
@@ -50,7 +50,7 @@ class SelfAttention(nn.Module):
         qkv_bias: bool,
         out_bias: bool,
         dropout: float,
-        rotary: RotaryCache | None,
+        rotary: Rotary | None,
         q_norm: nn.Module | None = None,
         k_norm: nn.Module | None = None,
         window_size: int = 0,
@@ -83,7 +83,7 @@ class SelfAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs)."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+        if self.rotary is not None:  # RotaryCache, or DynamicNTKRotary / LongRopeRotary (tables made per step)
             cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, S, nh·hs), (B, S, nkv·hs) ×2
         if self.clip is not None:

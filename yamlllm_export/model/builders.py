@@ -84,7 +84,7 @@ def _swiglu(clamped: ClampedSwiGLUSpec | None) -> tuple[float, float, float]:
 
 def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
     """1/sqrt(dn + dr), × m(mscale_all_dim)² under YaRN with ``mscale_all_dim`` (DeepSeek-V2/V3's softmax scale)."""
-    scale = 1.0 / math.sqrt(att.head_dim + att.mla_rope_head_dim)
+    scale = 1.0 / math.sqrt(att.head_dim + att.mla_dims().rope_head_dim)
     if scaling is not None and scaling.type == "yarn" and scaling.mscale_all_dim:
         scale *= yarn_mscale(scaling.factor, scaling.mscale_all_dim) ** 2
     return scale
@@ -92,15 +92,16 @@ def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
 
 def _mla(lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalingSpec | None) -> MultiLatentAttention:
     """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
-    att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
-    q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
-    if att.mla_rank is None:
+    att, mla, d, eps = lay.attention, lay.attention.mla_dims(), lay.hidden_dim, lay.layer_norm.eps
+    q_out = att.num_heads * (att.head_dim + mla.rope_head_dim)
+    query: nn.Linear | LowRankQuery
+    if mla.rank is None:
         query = nn.Linear(d, q_out, bias=att.qkv_bias)
     else:
-        query = LowRankQuery(d, q_out, rank=att.mla_rank, norm=RMSNorm(att.mla_rank, eps=eps, affine=True), bias=att.qkv_bias)
+        query = LowRankQuery(d, q_out, rank=mla.rank, norm=RMSNorm(mla.rank, eps=eps, affine=True), bias=att.qkv_bias)
     return MultiLatentAttention(
-        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
-        latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
+        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=mla.rope_head_dim, v_head_dim=mla.v_head_dim,
+        latent_dim=mla.latent_dim, query_proj=query, kv_norm=RMSNorm(mla.latent_dim, eps=eps, affine=True),
         qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary, scale=_mla_scale(att, scaling),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
     )  # fmt: skip
@@ -115,7 +116,7 @@ def _qk_norm(qk: QKNormSpec | None, num_heads: int, head_dim: int) -> nn.Module 
     return make_norm(qk.type, num_heads * head_dim, eps=qk.eps, affine=qk.elementwise_affine)
 
 
-def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAttention:
+def _attention(att: AttentionSpec, d: int, rotary: Rotary | None) -> SelfAttention:
     return SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
         qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary,
@@ -127,7 +128,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None) -> SelfAt
     )  # fmt: skip
 
 
-def _block(lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None) -> Block | ParallelBlock:
+def _block(lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalingSpec | None) -> Block | ParallelBlock:
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
     att = lay.attention
@@ -175,14 +176,14 @@ def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = Fal
     if pe.type != "rope":
         return None
     pe = dataclasses.replace(pe, rope_theta=theta or pe.rope_theta, rope_scaling=None if unscaled else pe.rope_scaling)
-    scaling = rope_scaling(pe.rope_scaling)
+    scaling, dim = rope_scaling(pe.rope_scaling), pe.rotary_dim
+    if dim is None:  # spec.load derives it for every RoPE spec
+        raise ValueError("embedding.positional_encoding.rotary_dim: not derived for a RoPE spec")
     if scaling is not None and scaling.type == "dynamic":
-        return DynamicNTKRotary(
-            pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings
-        )
+        return DynamicNTKRotary(dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings)
     if scaling is not None and scaling.type == "longrope":
-        return LongRopeRotary(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
-    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
+        return LongRopeRotary(emb.max_position_embeddings, dim, theta=pe.rope_theta, scaling=scaling)
+    return RotaryCache(emb.max_position_embeddings, dim, theta=pe.rope_theta, scaling=scaling)
 
 
 def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
@@ -233,8 +234,8 @@ def build_model(spec: ModelSpec, *, seed: int = 0, device: str | torch.device = 
     if spec.tie_word_embeddings:  # to_empty re-creates parameters; re-tie
         model.lm_head.weight = model.embed.weight
     for module in model.modules():
-        if hasattr(module, "reset_buffers"):
-            module.reset_buffers()
+        if callable(reset := getattr(module, "reset_buffers", None)):
+            reset()
     init = spec.initialization
     init_weights(
         model, scheme=init.type, seed=seed, num_layers=spec.num_layers, gain=init.gain, std=init.std,

@@ -13,10 +13,12 @@ from torch import nn
 
 from yamlllm_export import ops
 from yamlllm_export.model.attention import SelfAttention
-from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions
+from yamlllm_export.model.mla import MultiLatentAttention
+from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, SinusoidalPositions
 from yamlllm_export.ops.masking import mask_value, positions_from_mask
 
-KV = tuple[torch.Tensor, torch.Tensor]
+KV = tuple[torch.Tensor, ...]  # one layer's cache: (key, value), MLA's (latent, rope_key), or MLA's latent alone
+Attention = SelfAttention | MultiLatentAttention
 
 
 class Residual(nn.Module):
@@ -48,7 +50,7 @@ class Residual(nn.Module):
 class Block(nn.Module):
     """One sequential decoder layer: attention, then the FFN, each a residual sub-layer (see ``Residual``)."""
 
-    def __init__(self, *, attn: SelfAttention, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
+    def __init__(self, *, attn: Attention, ffn: nn.Module, attn_norms: Residual, ffn_norms: Residual) -> None:
         super().__init__()
         self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
 
@@ -63,7 +65,7 @@ class ParallelBlock(nn.Module):
     ``ffn_norm`` the FFN has its own, x + Attn(N(x)) + FFN(N2(x)) (GPT-NeoX, Falcon's new architecture)."""
 
     def __init__(
-        self, *, attn: SelfAttention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
+        self, *, attn: Attention, ffn: nn.Module, norm: nn.Module, dropout: float, ffn_norm: nn.Module | None = None, scale: float = 1.0
     ) -> None:
         super().__init__()
         self.attn, self.ffn, self.norm = attn, ffn, norm
@@ -109,7 +111,7 @@ class DecoderLM(nn.Module):
         self,
         *,
         embed: nn.Embedding,
-        positions: LearnedPositions | None,
+        positions: LearnedPositions | SinusoidalPositions | None,
         alibi: AlibiSlopes | None,
         blocks: list[Block | ParallelBlock],
         final_norm: nn.Module | None,
@@ -136,7 +138,14 @@ class DecoderLM(nn.Module):
         ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
         latent alone for MLA without RoPE."""
         new = self.embed.weight.new_zeros
-        return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.blocks]
+        return [tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims) for block in self.layers()]
+
+    def layers(self) -> list[Block | ParallelBlock]:
+        """The blocks, typed (iterating ``nn.ModuleList`` yields plain ``nn.Module``s)."""
+        blocks = [b for b in self.blocks if isinstance(b, Block | ParallelBlock)]
+        if len(blocks) != len(self.blocks):
+            raise TypeError("DecoderLM.blocks holds a module that is not a Block or ParallelBlock")
+        return blocks
 
     def forward(
         self,

@@ -50,8 +50,9 @@ class IOContract:
     def for_spec(cls, spec: ModelSpec, *, last_logits: bool = False) -> IOContract:
         att = spec.layer.attention
         if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
-            rope = (CacheTensor("rope_key", 1, att.mla_rope_head_dim),) if att.mla_rope_head_dim else ()
-            cache = (CacheTensor("latent", 1, att.mla_latent_dim), *rope)
+            mla = att.mla_dims()
+            rope = (CacheTensor("rope_key", 1, mla.rope_head_dim),) if mla.rope_head_dim else ()
+            cache = (CacheTensor("latent", 1, mla.latent_dim), *rope)
         else:
             cache = (CacheTensor("key", att.num_kv_heads, att.head_dim), CacheTensor("value", att.num_kv_heads, att.head_dim))
         return cls(

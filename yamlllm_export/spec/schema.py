@@ -15,7 +15,8 @@ import jsonschema
 def schema() -> dict[str, Any]:
     """The schema as a dict (the file ``schemas/yamlllm.schema.json`` links to)."""
     text = resources.files("yamlllm_export.spec").joinpath("yamlllm.schema.json").read_text()
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 @functools.cache
