@@ -25,11 +25,18 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     assert BUILD_COMMAND in head and TEST_COMMAND in head
 
 
-def test_ci_runs_the_readme_test_command():
-    """``.ci/run`` installs as the README says and runs its pytest command."""
+def test_ci_runs_the_checks_then_the_readme_test_command():
+    """``.ci/run`` installs as the README says, runs ruff and mypy, then the README's pytest command."""
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pip install -q -c ci-constraints.txt -e ".[test]"' in ci
-    assert "python -m pytest -n 2 -q" in ci
+    steps = [
+        'pip install -q -c ci-constraints.txt -e ".[test]"',
+        "ruff check .",
+        "ruff format --check .",
+        "mypy",
+        "python -m pytest -n 2 -q",
+    ]
+    where = [m.start() if (m := re.search(rf"^(exec )?{re.escape(s)}( |$)", ci, re.M)) else -1 for s in steps]  # line starts, in order
+    assert -1 not in where and where == sorted(where), dict(zip(steps, where, strict=True))
 
 
 def _anchors(page: Path) -> set[str]:

@@ -29,7 +29,8 @@ class _TextStream:
     """Prints the decoded continuation as it grows; waits while the tail is an incomplete UTF-8 sequence."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer, self.ids, self.printed = tokenizer, [], ""
+        self.tokenizer, self.printed = tokenizer, ""
+        self.ids: list[int] = []
 
     def __call__(self, _row: int, token: int) -> None:
         self.ids.append(token)

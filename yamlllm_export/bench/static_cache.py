@@ -15,12 +15,17 @@ from torch import nn
 
 from yamlllm_export import ops
 from yamlllm_export.errors import BuildError
+from yamlllm_export.model.attention import SelfAttention
+from yamlllm_export.model.decoder import DecoderLM
 from yamlllm_export.ops.attention import attend
-from yamlllm_export.ops.rotary import apply_rotary
+from yamlllm_export.ops.rotary import apply_rotary, rotary_inputs
 
 
 class StaticKV(nn.Module):
     """One layer's cache, (B, nkv, L, hs) for keys and for values; called with ``ops.attention``'s arguments."""
+
+    keys: torch.Tensor  # (B, nkv, L, hs) buffers
+    values: torch.Tensor
 
     def __init__(self, batch: int, heads: int, length: int, dim: int, *, dtype: torch.dtype, device: torch.device) -> None:
         super().__init__()
@@ -39,9 +44,9 @@ class StaticKV(nn.Module):
         P, hs = past_key.shape[2], past_key.shape[3]  # the placeholder says how much of the cache is filled
         q = query.view(B, S, num_heads, hs)
         k = key.view(B, S, num_kv_heads, hs)
-        if cos_cache is not None:
-            q = apply_rotary(q, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
-            k = apply_rotary(k, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
+        if (rotary := rotary_inputs(cos_cache, sin_cache, position_ids)) is not None:
+            q = apply_rotary(q, *rotary, interleaved=rope_interleaved)
+            k = apply_rotary(k, *rotary, interleaved=rope_interleaved)
         self.keys[:, :, P : P + S] = k.transpose(1, 2)  # (B, nkv, S, hs) into slots P .. P+S-1
         self.values[:, :, P : P + S] = value.view(B, S, num_kv_heads, hs).transpose(1, 2)
         keys, values = self.keys[:, :, : P + S], self.values[:, :, : P + S]  # views, no copy
@@ -66,18 +71,19 @@ class StaticCache:
     """The layers' ``StaticKV`` kernels, installed into ``model`` in place; ``past(length)`` is what to pass
     as ``past_key_values`` when ``length`` slots are filled."""
 
-    def __init__(self, model: nn.Module, batch: int, length: int) -> None:
-        kernels = {getattr(block.attn, "kernel", None) for block in model.blocks}
-        if kernels != {ops.attention}:
+    def __init__(self, model: DecoderLM, batch: int, length: int) -> None:
+        attns = [block.attn for block in model.layers()]
+        standard = [a for a in attns if isinstance(a, SelfAttention) and a.kernel is ops.attention]
+        if len(standard) != len(attns):
             raise BuildError(
                 "--backend compile: the static cache covers layers with the standard attention kernel (not MLA or complex attention)"
             )
         weight = model.embed.weight
-        self.batch, self.dims = batch, [block.attn.cache_dims for block in model.blocks]
+        self.batch, self.dims = batch, [a.cache_dims for a in standard]
         self.scalar = weight.new_zeros(())
-        for block in model.blocks:
-            (heads, dim), _ = block.attn.cache_dims
-            block.attn.kernel = StaticKV(batch, heads, length, dim, dtype=weight.dtype, device=weight.device)
+        for attn in standard:
+            (heads, dim), _ = attn.cache_dims
+            attn.kernel = StaticKV(batch, heads, length, dim, dtype=weight.dtype, device=weight.device)
 
     def past(self, length: int) -> list[tuple[torch.Tensor, ...]]:
         return [tuple(self.scalar.expand(self.batch, heads, length, dim) for heads, dim in dims) for dims in self.dims]

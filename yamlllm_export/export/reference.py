@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.export.provenance import weights_sha256
 from yamlllm_export.spec import load_spec
+
+if TYPE_CHECKING:
+    from yamlllm_export.model.decoder import DecoderLM
 
 
 class WindowRecompute(torch.nn.Module):
@@ -49,7 +53,7 @@ def read_build_info(folder: str | Path) -> dict:
         raise BuildError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
 
 
-def load_reference(folder: str | Path) -> torch.nn.Module:
+def load_reference(folder: str | Path) -> DecoderLM:
     """The PyTorch model the folder was exported from (eval mode), or ``BuildError`` saying why not."""
     folder = Path(folder)
     info = read_build_info(folder)
@@ -65,7 +69,7 @@ def load_reference(folder: str | Path) -> torch.nn.Module:
     return model
 
 
-def _from_seed(folder: Path, info: dict, source: dict) -> torch.nn.Module:
+def _from_seed(folder: Path, info: dict, source: dict) -> DecoderLM:
     from yamlllm_export.model.builders import build_model
 
     if source.get("torch_version") != torch.__version__:
@@ -76,7 +80,7 @@ def _from_seed(folder: Path, info: dict, source: dict) -> torch.nn.Module:
     return build_model(load_spec(folder / "model.yaml"), seed=int(source["seed"]), dtype=info.get("dtype", "float32"))
 
 
-def _from_file(folder: Path, info: dict, source: dict) -> torch.nn.Module:
+def _from_file(folder: Path, info: dict, source: dict) -> DecoderLM:
     """The build's weights file, reloaded from where build.json says it was, unchanged."""
     from yamlllm_export.export.weights_source import load_weights_from, weights_fingerprint
     from yamlllm_export.model.builders import build_model

@@ -10,6 +10,8 @@ Transpose, without computing it) and the MatMul fusion (``lowerings/fuse_matmul.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx_ir as ir
 import torch
@@ -42,9 +44,9 @@ def attach_weights(graph: ir.Graph, weights: SeededWeights) -> int:
         key = (value.name or "").removeprefix(PREFIX)
         if key in params:
             fake = value.const_value
-            value.const_value = ir.LazyTensor(
-                lambda key=key: TorchTensor(weights.value(key)), dtype=fake.dtype, shape=fake.shape, name=value.name
-            )
+            if not isinstance(fake, ir.Tensor):  # the exporter's initializers of a fake model: shapes and dtypes, no data
+                raise TypeError(f"attach_weights: initializer {value.name} holds {type(fake).__name__}, not a tensor")
+            value.const_value = ir.LazyTensor(_regenerated(weights, key), dtype=fake.dtype, shape=fake.shape, name=value.name)
         elif key in weights.buffers:
             value.const_value = TorchTensor(weights.buffers[key], name=value.name)
         elif isinstance(getattr(value.const_value, "raw", None), torch._subclasses.FakeTensor):
@@ -53,6 +55,14 @@ def attach_weights(graph: ir.Graph, weights: SeededWeights) -> int:
             continue
         attached += 1
     return attached
+
+
+def _regenerated(weights: SeededWeights, key: str) -> Callable[[], ir.TensorProtocol]:
+    return lambda: TorchTensor(weights.value(key))
+
+
+def _transposed(tensor: ir.TensorProtocol, perm: tuple[int, ...]) -> Callable[[], ir.TensorProtocol]:
+    return lambda: ir.tensor(np.ascontiguousarray(np.transpose(tensor.numpy(), perm)))
 
 
 def fold_lazy_transposes(graph: ir.Graph) -> int:
@@ -69,7 +79,7 @@ def fold_lazy_transposes(graph: ir.Graph) -> int:
         tensor, out = source.const_value, node.outputs[0]
         perm = node.attributes["perm"].as_ints() if "perm" in node.attributes else list(reversed(range(len(tensor.shape))))
         lazy = ir.LazyTensor(
-            lambda t=tensor, perm=tuple(perm): ir.tensor(np.ascontiguousarray(np.transpose(t.numpy(), perm))),
+            _transposed(tensor, tuple(perm)),
             dtype=tensor.dtype,
             shape=ir.Shape([tensor.shape[i] for i in perm]),
         )
@@ -78,6 +88,7 @@ def fold_lazy_transposes(graph: ir.Graph) -> int:
         graph.register_initializer(weight)
         ir.convenience.replace_all_uses_with(out, weight)
         graph.remove(node, safe=True)
-        del graph.initializers[source.name]
+        if source.name is not None:
+            del graph.initializers[source.name]
         folded += 1
     return folded

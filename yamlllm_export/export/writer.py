@@ -169,11 +169,12 @@ def export_onnx(
 
     started = time.perf_counter()
     given_model = isinstance(model_or_spec, DecoderLM)
-    if given_model and spec is None:
+    source = model_or_spec if not isinstance(model_or_spec, DecoderLM) else spec
+    if source is None:
         raise BuildError("export_onnx: pass spec= together with a model")
     if given_model and weights is not None:
         raise BuildError("export_onnx: pass either a model or weights=, not both")
-    spec = load_spec(spec if given_model else model_or_spec)
+    spec = load_spec(source)
     if dtype not in DTYPES:
         raise BuildError(f"--dtype: unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     if logits not in LOGITS:

@@ -60,7 +60,7 @@ def keep_quantized(model: Any, gguf_path: str | Path) -> dict[str, Any]:
     inits = {i.name: i for i in graph.initializer}
     uses = Counter(x for n in graph.node for x in n.input)
     new_nodes, new_inits, dropped = [], [], set()
-    replaced, kept = 0, Counter()
+    replaced, kept = 0, Counter[str]()
     for node in graph.node:
         b = node.input[1] if node.op_type == "MatMul" and len(node.input) == 2 else None
         init = inits.get(b) if b else None

@@ -37,9 +37,15 @@ def _param(p) -> OpSchema.FormalParameter:  # noqa: ANN001 - ORT's pybind type
     return OpSchema.FormalParameter(p.name, p.typeStr, p.description, param_option=option, is_homogeneous=p.isHomogeneous)
 
 
+def _attr_type(t: object) -> OpSchema.AttrType:
+    """ORT's attribute type as ONNX's, matched by name (``AttrType.INT``) as ``_OPTION`` matches options."""
+    kind: OpSchema.AttrType = getattr(OpSchema.AttrType, str(t).rsplit(".", 1)[-1])
+    return kind
+
+
 def _convert(s) -> OpSchema:  # noqa: ANN001
     outputs = [o for o in s.outputs if (s.name, o.name) not in DROPPED_OUTPUTS]
-    attrs = [OpSchema.Attribute(n, OpSchema.AttrType(int(a.type)), a.description, required=a.required) for n, a in s.attributes.items()]
+    attrs = [OpSchema.Attribute(n, _attr_type(a.type), a.description, required=a.required) for n, a in s.attributes.items()]
     return OpSchema(
         s.name,
         s.domain,

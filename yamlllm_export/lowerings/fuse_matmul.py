@@ -26,9 +26,17 @@ def _weight(node: ir.Node) -> ir.TensorProtocol | None:
     return w.const_value if len(w.const_value.shape) == 2 else None
 
 
+def _dim(w: ir.TensorProtocol, axis: int) -> int:
+    """A constant weight's size along ``axis`` (its shape is static)."""
+    size = w.shape[axis]
+    if not isinstance(size, int):
+        raise ValueError(f"fuse_matmul: weight {w.name} has a symbolic dimension {size}")
+    return size
+
+
 def _concatenated(weights: list[ir.TensorProtocol]) -> ir.LazyTensor:
     """[W_1 | W_2 | ...] along the output axis, computed when it is saved (one fused weight in memory at a time)."""
-    shape = ir.Shape([weights[0].shape[0], sum(w.shape[1] for w in weights)])
+    shape = ir.Shape([_dim(weights[0], 0), sum(_dim(w, 1) for w in weights)])
     return ir.LazyTensor(lambda: ir.tensor(np.concatenate([w.numpy() for w in weights], axis=1)), dtype=weights[0].dtype, shape=shape)
 
 
@@ -48,26 +56,26 @@ def fuse_shared_input_matmuls(model: ir.Model) -> int:
             continue
         nodes = [n for n, _ in members]
         prefix = nodes[0].name or f"fused_matmul_{fused}"
-        weight = ir.Value(name=f"{prefix}.fused_weight", const_value=_concatenated([w for _, w in members]))
+        fused_weight = ir.Value(name=f"{prefix}.fused_weight", const_value=_concatenated([w for _, w in members]))
         sizes = ir.Value(name=f"{prefix}.split_sizes", const_value=ir.tensor(np.array([w.shape[1] for _, w in members], np.int64)))
-        graph.register_initializer(weight)
+        graph.register_initializer(fused_weight)
         graph.register_initializer(sizes)
-        matmul = ir.Node("", "MatMul", [inputs[key], weight], name=f"{prefix}.fused")
+        matmul = ir.Node("", "MatMul", [inputs[key], fused_weight], name=f"{prefix}.fused")
         split = ir.Node(
             "", "Split", [matmul.outputs[0], sizes], attributes=[ir.AttrInt64("axis", -1)], num_outputs=len(nodes), name=f"{prefix}.split"
         )
         for old, new in zip(nodes, split.outputs, strict=True):
             new.shape, new.type, new.name = old.outputs[0].shape, old.outputs[0].type, old.outputs[0].name
-        first = min(nodes, key=graph.index)
+        first: ir.Node = min(nodes, key=graph.index)
         graph.insert_before(first, [matmul, split])
         old_weights = [n.inputs[1] for n in nodes]
         outs = [n.outputs[0] for n in nodes]
-        for old in outs:
-            old.name = None
+        for out in outs:
+            out.name = None
         ir.convenience.replace_all_uses_with(outs, list(split.outputs))
         graph.remove(nodes, safe=True)
         for w in old_weights:
-            if w is not None and w.name in graph.initializers and not w.uses():
+            if w is not None and w.name is not None and w.name in graph.initializers and not w.uses():
                 del graph.initializers[w.name]
         fused += 1
     return fused

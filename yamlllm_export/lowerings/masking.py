@@ -12,7 +12,11 @@ import onnx_ir as ir
 from yamlllm_export.lowerings.common import scalar
 from yamlllm_export.ops import masking
 
-_TORCH_DTYPE = {ir.DataType.FLOAT: "float32", ir.DataType.FLOAT16: "float16", ir.DataType.BFLOAT16: "bfloat16"}
+_TORCH_DTYPE: dict[ir.DataType | None, str] = {
+    ir.DataType.FLOAT: "float32",
+    ir.DataType.FLOAT16: "float16",
+    ir.DataType.BFLOAT16: "bfloat16",
+}
 
 
 def mask_value(x: Any) -> float:

@@ -21,6 +21,7 @@ RMSNorm → ``SimplifiedLayerNormalization``; after export, ``fuse()`` chains re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import onnx_ir as ir
@@ -75,7 +76,9 @@ def attention(
         total, batch = op.Add(dim(op, past_key, 2), dim(op, query, 1)), dim(op, query, 0)  # (1,) int64
     seqlens_k = op.Expand(op.Cast(op.Sub(total, op.Constant(value_ints=[1])), to=ir.DataType.INT32), batch)
     total_len = op.Cast(common.scalar(op, total), to=ir.DataType.INT32)
-    variants: dict[str, float] = {"local_window_size": window_size} if window_size > 0 else {}
+    if attention_bias is not None:
+        attention_bias = op.CastLike(attention_bias, query)
+    variants: dict[str, int | float] = {"local_window_size": window_size} if window_size > 0 else {}
     if softcap > 0:
         variants["softcap"] = softcap
     if not causal:
@@ -179,7 +182,7 @@ def moe(
     return op.Mul(y, op.Reshape(total, op.Concat(op.Shape(x, end=-1), op.Constant(value_ints=[1]), axis=0)))  # (B, S, d)
 
 
-TABLE = {
+TABLE: dict[Any, Callable[..., Any]] = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: attention_bias,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import onnx_ir as ir
@@ -80,7 +81,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return op.CastLike(y, x)
 
 
-TABLE = {
+TABLE: dict[Any, Callable[..., Any]] = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: attention_bias,

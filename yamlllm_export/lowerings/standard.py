@@ -12,6 +12,7 @@ needs the mask anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -90,7 +91,7 @@ def rms_norm(x: Any, weight: Any, eps: float) -> Any:
     return op.RMSNormalization(x, op.CastLike(weight, x), axis=-1, epsilon=eps, stash_type=1)
 
 
-TABLE = {
+TABLE: dict[Any, Callable[..., Any]] = {
     torch.ops.yamlllm.attention.default: attention,
     torch.ops.yamlllm.complex_attention.default: attention,
     torch.ops.yamlllm.attention_bias.default: attention_bias,

@@ -19,7 +19,7 @@ from torch import nn
 
 from yamlllm_export import ops
 from yamlllm_export.model.fire import FIRE
-from yamlllm_export.model.positions import RotaryCache
+from yamlllm_export.model.positions import Rotary
 from yamlllm_export.model.softmax_variants import SoftmaxVariant
 
 
@@ -56,7 +56,7 @@ class SelfAttention(nn.Module):
         qkv_bias: bool,
         out_bias: bool,
         dropout: float,
-        rotary: RotaryCache | None,
+        rotary: Rotary | None,
         q_norm: nn.Module | None = None,
         k_norm: nn.Module | None = None,
         window_size: int = 0,
@@ -95,7 +95,7 @@ class SelfAttention(nn.Module):
         """x (B, S, d), bias (B, 1|nh, S, P+S), past (B, nkv, P, hs) → out (B, S, d), present k, v (B, nkv, P+S, hs).
         ``token_mask`` is unused: padding reaches attention through ``bias``."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+        if self.rotary is not None:  # RotaryCache, or DynamicNTKRotary / LongRopeRotary (tables made per step)
             cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, S, nh·hs), (B, S, nkv·hs) ×2
         if self.clip is not None:

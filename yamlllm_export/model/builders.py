@@ -135,7 +135,7 @@ def _swiglu(clamped: ClampedSwiGLUSpec | None) -> tuple[float, float, float]:
 
 def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
     """1/sqrt(dn + dr), × m(mscale_all_dim)² under YaRN with ``mscale_all_dim`` (DeepSeek-V2/V3's softmax scale)."""
-    scale = 1.0 / math.sqrt(att.head_dim + att.mla_rope_head_dim)
+    scale = 1.0 / math.sqrt(att.head_dim + att.mla_dims().rope_head_dim)
     if scaling is not None and scaling.type == "yarn" and scaling.mscale_all_dim:
         scale *= yarn_mscale(scaling.factor, scaling.mscale_all_dim) ** 2
     return scale
@@ -143,15 +143,16 @@ def _mla_scale(att: AttentionSpec, scaling: RopeScalingSpec | None) -> float:
 
 def _mla(lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalingSpec | None) -> MultiLatentAttention:
     """Multi-latent attention (``mechanism: mla``); its latent norms are RMSNorms with the layer's eps (DeepSeek-V2)."""
-    att, d, eps = lay.attention, lay.hidden_dim, lay.layer_norm.eps
-    q_out = att.num_heads * (att.head_dim + att.mla_rope_head_dim)
-    if att.mla_rank is None:
+    att, mla, d, eps = lay.attention, lay.attention.mla_dims(), lay.hidden_dim, lay.layer_norm.eps
+    q_out = att.num_heads * (att.head_dim + mla.rope_head_dim)
+    query: nn.Linear | LowRankQuery
+    if mla.rank is None:
         query = nn.Linear(d, q_out, bias=att.qkv_bias)
     else:
-        query = LowRankQuery(d, q_out, rank=att.mla_rank, norm=RMSNorm(att.mla_rank, eps=eps, affine=True), bias=att.qkv_bias)
+        query = LowRankQuery(d, q_out, rank=mla.rank, norm=RMSNorm(mla.rank, eps=eps, affine=True), bias=att.qkv_bias)
     return MultiLatentAttention(
-        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=att.mla_rope_head_dim, v_head_dim=att.mla_v_head_dim,
-        latent_dim=att.mla_latent_dim, query_proj=query, kv_norm=RMSNorm(att.mla_latent_dim, eps=eps, affine=True),
+        d, num_heads=att.num_heads, head_dim=att.head_dim, rope_dim=mla.rope_head_dim, v_head_dim=mla.v_head_dim,
+        latent_dim=mla.latent_dim, query_proj=query, kv_norm=RMSNorm(mla.latent_dim, eps=eps, affine=True),
         qkv_bias=att.qkv_bias, out_bias=att.out_bias, dropout=att.dropout, rotary=rotary, scale=_mla_scale(att, scaling),
         window_size=att.window_size or 0, causal=att.causal, softcap=att.logit_softcap or 0.0,
     )  # fmt: skip
@@ -179,7 +180,7 @@ def _fire(f: FireSpec | None, num_heads: int) -> FIRE | None:
     )  # fmt: skip
 
 
-def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None, *, interleaved: bool) -> SelfAttention:
+def _attention(att: AttentionSpec, d: int, rotary: Rotary | None, *, interleaved: bool) -> SelfAttention:
     """Standard attention; FIRE (unless shared: the decoder holds that one) is the layer's own."""
     return SelfAttention(
         d, num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim,
@@ -194,9 +195,7 @@ def _attention(att: AttentionSpec, d: int, rotary: RotaryCache | None, *, interl
     )  # fmt: skip
 
 
-def _mixer(
-    kind: str, lay: LayerSpec, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
-) -> nn.Module:
+def _mixer(kind: str, lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False) -> nn.Module:
     """The layer's token mixer (``layer_types``): attention (standard, MLA, complex) or a recurrent kind."""
     d, att = lay.hidden_dim, lay.attention
     if kind == "identity":
@@ -212,7 +211,7 @@ def _mixer(
 
 
 def _block(
-    lay: LayerSpec, kind: str, rotary: RotaryCache | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
+    lay: LayerSpec, kind: str, rotary: Rotary | None, scaling: RopeScalingSpec | None, *, interleaved: bool = False
 ) -> Block | ParallelBlock:
     """A sequential block with the spec's norm placement, or a parallel block (one shared norm, or two)."""
     d = lay.hidden_dim
@@ -283,15 +282,15 @@ def _rotary(emb: EmbeddingSpec, theta: float | None = None, unscaled: bool = Fal
     if pe.type != "rope":
         return None
     pe = dataclasses.replace(pe, rope_theta=theta or pe.rope_theta, rope_scaling=None if unscaled else pe.rope_scaling)
-    scaling = rope_scaling(pe.rope_scaling)
+    scaling, dim = rope_scaling(pe.rope_scaling), pe.rotary_dim
+    if dim is None:  # spec.load derives it for every RoPE spec
+        raise ValueError("embedding.positional_encoding.rotary_dim: not derived for a RoPE spec")
     if scaling is not None and scaling.type == "dynamic":
-        return DynamicNTKRotary(
-            pe.rotary_dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings
-        )
+        return DynamicNTKRotary(dim, theta=pe.rope_theta, factor=scaling.factor, original_max=scaling.original_max_position_embeddings)
     if scaling is not None and scaling.type == "longrope":
-        return LongRopeRotary(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling)
+        return LongRopeRotary(emb.max_position_embeddings, dim, theta=pe.rope_theta, scaling=scaling)
     soap = pe.soap_num_angles if pe.rope_variant == "soap" else None
-    return RotaryCache(emb.max_position_embeddings, pe.rotary_dim, theta=pe.rope_theta, scaling=scaling, soap_angles=soap)
+    return RotaryCache(emb.max_position_embeddings, dim, theta=pe.rope_theta, scaling=scaling, soap_angles=soap)
 
 
 def _absolute_positions(emb: EmbeddingSpec, dim: int) -> LearnedPositions | SinusoidalPositions | None:
@@ -378,8 +377,8 @@ def build_model(spec: ModelSpec, *, seed: int = 0, device: str | torch.device = 
     if spec.tie_word_embeddings:  # to_empty re-creates parameters; re-tie
         model.lm_head.weight = model.embed.weight
     for module in model.modules():
-        if hasattr(module, "reset_buffers"):
-            module.reset_buffers()
+        if callable(reset := getattr(module, "reset_buffers", None)):
+            reset()
     init = spec.initialization
     init_weights(
         model, scheme=init.type, seed=seed, num_layers=spec.num_layers, gain=init.gain, std=init.std,

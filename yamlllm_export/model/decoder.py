@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions
+from yamlllm_export.model.positions import AlibiSlopes, LearnedPositions, SinusoidalPositions
 from yamlllm_export.ops.masking import mask_value, positions_from_mask
 
 KV = tuple[torch.Tensor, ...]  # one layer's cache: (key, value), MLA's tensors, a recurrent state, or ()
@@ -118,7 +118,7 @@ class DecoderLM(nn.Module):
         self,
         *,
         embed: nn.Embedding,
-        positions: LearnedPositions | None,
+        positions: LearnedPositions | SinusoidalPositions | None,
         alibi: AlibiSlopes | None,
         blocks: list[Block | ParallelBlock],
         final_norm: nn.Module | None,
@@ -162,8 +162,15 @@ class DecoderLM(nn.Module):
             tuple(new(batch, *dims) for dims in block.attn.state_dims)
             if hasattr(block.attn, "state_dims")
             else tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims)
-            for block in self.blocks
+            for block in self.layers()
         ]
+
+    def layers(self) -> list[Block | ParallelBlock]:
+        """The blocks, typed (iterating ``nn.ModuleList`` yields plain ``nn.Module``s)."""
+        blocks = [b for b in self.blocks if isinstance(b, Block | ParallelBlock)]
+        if len(blocks) != len(self.blocks):
+            raise TypeError("DecoderLM.blocks holds a module that is not a Block or ParallelBlock")
+        return blocks
 
     def forward(
         self,

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from torch import nn
 def residual_outputs(model: nn.Module) -> set[int]:
     """ids of the weights whose output is added onto the residual stream: for every module that declares
     ``RESIDUAL_OUTPUT`` (the name of its projection onto the stream), that projection's weight."""
-    return {id(getattr(m, m.RESIDUAL_OUTPUT).weight) for m in model.modules() if hasattr(m, "RESIDUAL_OUTPUT")}
+    return {id(getattr(m, name).weight) for m in model.modules() if isinstance(name := getattr(m, "RESIDUAL_OUTPUT", None), str)}
 
 
 def _init_matrix(weight: torch.Tensor, *, scheme: str, gain: float, std: float) -> None:
@@ -58,10 +59,15 @@ class InitStep:
     shapes (the parameters themselves, or stand-ins: a streamed build regenerates one step at a time)."""
 
     params: tuple[nn.Parameter, ...]
-    fill: Callable[[Sequence[torch.Tensor]], None]
+    fill: Callable[[Sequence[torch.Tensor]], object]
 
 
-def _reset_step(module: nn.Module) -> InitStep:
+@runtime_checkable
+class _Resettable(Protocol):
+    def reset_parameters(self) -> None: ...
+
+
+def _reset_step(module: nn.Module, reset: Callable[[], None]) -> InitStep:
     """The default scheme's step: ``module.reset_parameters()`` run on the given tensors (swapped in for
     its own parameters while it runs; every ``reset_parameters`` here touches its direct parameters only)."""
     names = [n for n, p in module.named_parameters(recurse=False)]
@@ -71,14 +77,14 @@ def _reset_step(module: nn.Module) -> InitStep:
         try:
             for n, t in zip(names, tensors, strict=True):
                 module._parameters[n] = t if isinstance(t, nn.Parameter) else nn.Parameter(t, requires_grad=False)
-            module.reset_parameters()
+            reset()
         finally:
             module._parameters.update(own)
 
     return InitStep(tuple(getattr(module, n) for n in names), fill)
 
 
-def _param_step(p: nn.Parameter, fill: Callable[[torch.Tensor], None]) -> InitStep:
+def _param_step(p: nn.Parameter, fill: Callable[[torch.Tensor], object]) -> InitStep:
     return InitStep((p,), lambda tensors: fill(tensors[0]))
 
 
@@ -91,7 +97,7 @@ def init_steps(model: nn.Module, *, scheme: str, num_layers: int, gain: float, s
     """The scheme's draws in RNG order (see module docstring); a parameter written twice (the default
     scheme's tied embedding) takes the last step's values."""
     if scheme == "default":
-        return [_reset_step(m) for m in model.modules() if hasattr(m, "reset_parameters")]
+        return [_reset_step(m, m.reset_parameters) for m in model.modules() if isinstance(m, _Resettable)]
     residual_std = std * (residual_scale if residual_scale is not None else 1.0 / math.sqrt(2 * num_layers))
     offsets = {id(m.weight) for m in model.modules() if getattr(m, "unit_offset", False) and m.weight is not None}
     residual = residual_outputs(model)
@@ -136,11 +142,11 @@ def _fill_with(t: torch.Tensor, *, value: float | torch.Tensor) -> None:
     t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t))
 
 
-def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]]:
     """What every scheme does after its draws, per parameter (no RNG): attention sinks start at 0 (one exp(0) in
     each softmax's denominator), a ``padding_idx`` row is zeroed. ``model/seeded.py`` applies the same."""
-    fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]] = [
-        (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
+    fixes: list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]] = [
+        (sinks, nn.init.zeros_) for m in model.modules() if isinstance(sinks := getattr(m, "sinks", None), nn.Parameter)
     ]
     for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, FIRE, softmax variants)
         if hasattr(m, "init_fixups"):
@@ -149,5 +155,5 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
     ]
     if padding_idx is not None:
-        fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
+        fixes.append((model.get_parameter("embed.weight"), lambda t: t[padding_idx].zero_()))
     return fixes

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.positions import DynamicNTKRotary, RotaryCache
+from yamlllm_export.model.positions import Rotary
 
 
 class LowRankQuery(nn.Module):
@@ -57,7 +57,7 @@ class MultiLatentAttention(nn.Module):
         qkv_bias: bool,
         out_bias: bool,
         dropout: float,
-        rotary: RotaryCache | DynamicNTKRotary | None,
+        rotary: Rotary | None,
         scale: float | None = None,
         window_size: int = 0,
         causal: bool = True,
@@ -102,7 +102,7 @@ class MultiLatentAttention(nn.Module):
         (B, 1, P+S, L) and (B, 1, P+S, dr). Without RoPE, past_rope_key and the returned rope key are None.
         ``token_mask`` is unused: padding reaches attention through ``bias``."""
         cos, sin, pos = None, None, None
-        if self.rotary is not None:  # RotaryCache or DynamicNTKRotary (tables made per step)
+        if self.rotary is not None:  # RotaryCache, or DynamicNTKRotary / LongRopeRotary (tables made per step)
             cos, sin, pos = self.rotary.tables(position_ids, x.dtype)
         q = self.q_proj(x)  # (B, S, nh·(dn + dr))
         latent, rope_key = self.kv_down(x).split([self.latent_dim, self.rope_dim], dim=-1)  # (B, S, L), (B, S, dr)

@@ -75,7 +75,8 @@ class Experts(nn.Module):
     def tensors(self) -> list[torch.Tensor | None]:
         """gate, up, down weights then biases, as ``yamlllm::moe`` takes them."""
         linears = (self.gate, self.up, self.down)
-        return [m.weight if m is not None else None for m in linears] + [m.bias if m is not None else None for m in linears]
+        out: list[torch.Tensor | None] = [m.weight if m is not None else None for m in linears]
+        return out + [m.bias if m is not None else None for m in linears]
 
 
 class MoE(nn.Module):

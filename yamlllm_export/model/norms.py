@@ -29,7 +29,7 @@ class RMSNorm(nn.Module):
             nn.init.constant_(self.weight, 0.0 if self.unit_offset else 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight + 1.0 if self.unit_offset else self.weight
+        scale = self.weight + 1.0 if self.unit_offset and self.weight is not None else self.weight  # unit_offset implies affine
         return ops.rms_norm(x, scale, self.eps)
 
 

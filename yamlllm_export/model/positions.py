@@ -37,6 +37,8 @@ class SinusoidalPositions(nn.Module):
     """x + PE[position_ids] with the fixed table of Vaswani et al. 2017 (§3.5):
     PE[p, 2i] = sin(p / base^(2i/d)), PE[p, 2i+1] = cos(p / base^(2i/d)), base = 10000."""
 
+    table: torch.Tensor  # (P, d) buffer
+
     def __init__(self, max_positions: int, dim: int, *, base: float = 10000.0) -> None:
         super().__init__()
         self.max_positions, self.dim, self.base = max_positions, dim, base
@@ -57,6 +59,9 @@ class RotaryCache(nn.Module):
     """cos/sin tables for RoPE over positions < max_positions; non-persistent buffers (recomputed from the
     spec, never saved as weights). ``scaling`` (linear, llama3, yarn) changes the frequencies and, for YaRN,
     the tables' scale; dynamic NTK depends on the sequence length and is ``DynamicNTKRotary``."""
+
+    cos: torch.Tensor  # (P, rd/2) buffers
+    sin: torch.Tensor
 
     def __init__(
         self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling | None = None, soap_angles: int | None = None
@@ -99,6 +104,8 @@ class DynamicNTKRotary(nn.Module):
     Cached keys keep the rotation of the step that wrote them, as in Hugging Face's implementation: decoding
     past ``original_max`` with a cache legitimately differs from recomputing the whole sequence."""
 
+    anchor: torch.Tensor  # () int64 buffer
+
     def __init__(self, rotary_dim: int, *, theta: float, factor: float, original_max: int) -> None:
         super().__init__()
         self.rotary_dim, self.theta, self.factor, self.original_max = rotary_dim, theta, factor, original_max
@@ -135,6 +142,11 @@ class LongRopeRotary(nn.Module):
     recomputing the whole sequence. (transformers' ``generate`` for Phi-3 instead drops the cache once
     when the sequence first crosses the switch and recomputes it; a caller can do the same.)"""
 
+    short_cos: torch.Tensor  # (P, rd/2) buffers, per factor set
+    short_sin: torch.Tensor
+    long_cos: torch.Tensor
+    long_sin: torch.Tensor
+
     def __init__(self, max_positions: int, rotary_dim: int, *, theta: float, scaling: RopeScaling) -> None:
         super().__init__()
         if scaling.short_factor is None or scaling.long_factor is None:
@@ -151,6 +163,8 @@ class LongRopeRotary(nn.Module):
         scale = longrope_attention_factor(s.factor, original_max=self.original_max, attention_factor=s.attention_factor)
         positions = torch.arange(self.max_positions, dtype=torch.float64, device="cpu")
         for kind, rescale in (("short", s.short_factor), ("long", s.long_factor)):
+            if rescale is None:  # spec/rules.py requires both for longrope
+                raise ValueError(f"longrope: {kind}_factor is missing")
             cos, sin = rope_tables(positions, longrope_inv_freq(self.rotary_dim, self.theta, rescale), scale)
             like = getattr(self, f"{kind}_cos")
             setattr(self, f"{kind}_cos", cos.to(like.device, like.dtype))
@@ -171,6 +185,8 @@ Rotary = RotaryCache | DynamicNTKRotary | LongRopeRotary  # what attention takes
 
 class AlibiSlopes(nn.Module):
     """Per-head ALiBi slopes as a non-persistent buffer."""
+
+    slopes: torch.Tensor  # (nh,) buffer
 
     def __init__(self, num_heads: int) -> None:
         super().__init__()

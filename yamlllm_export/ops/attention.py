@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from yamlllm_export.ops.masking import mask_value, visibility_mask
 from yamlllm_export.ops.registry import custom_op
-from yamlllm_export.ops.rotary import apply_rotary
+from yamlllm_export.ops.rotary import apply_rotary, rotary_inputs
 from yamlllm_export.ops.softmax_variants import variant_weights
 
 
@@ -126,9 +126,9 @@ def attention_op(
     hs = past_key.shape[-1]
     q = query.view(B, S, num_heads, hs)
     k = key.view(B, S, num_kv_heads, hs)
-    if cos_cache is not None:
-        q = apply_rotary(q, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
-        k = apply_rotary(k, position_ids, cos_cache, sin_cache, interleaved=rope_interleaved)
+    if (rotary := rotary_inputs(cos_cache, sin_cache, position_ids)) is not None:
+        q = apply_rotary(q, *rotary, interleaved=rope_interleaved)
+        k = apply_rotary(k, *rotary, interleaved=rope_interleaved)
     q = q.transpose(1, 2)  # (B, nh, S, hs)
     k = torch.cat([past_key, k.transpose(1, 2)], dim=2)  # (B, nkv, T, hs)
     v = torch.cat([past_value, value.view(B, S, num_kv_heads, hs).transpose(1, 2)], dim=2)

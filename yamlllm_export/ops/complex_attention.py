@@ -17,6 +17,7 @@ import torch
 
 from yamlllm_export.ops.attention import attend_scores, attention_fake
 from yamlllm_export.ops.registry import custom_op
+from yamlllm_export.ops.rotary import rotary_inputs
 
 
 def as_complex(x: torch.Tensor) -> torch.Tensor:
@@ -53,9 +54,10 @@ def complex_attention_op(
     hs = past_key.shape[-1]
     q = as_complex(query.view(B, S, num_heads, hs))  # (B, S, nh, hs/2) complex
     k = as_complex(key.view(B, S, num_kv_heads, hs))
-    if cos_cache is not None:
-        torch._check(2 * cos_cache.shape[-1] == hs, lambda: "complex attention rotates every complex feature (rotary_dim = head_dim)")
-        phase = torch.complex(cos_cache.float(), sin_cache.float())[position_ids].unsqueeze(2)  # (B, S, 1, hs/2): e^{i·p·θ}
+    if (rotary := rotary_inputs(cos_cache, sin_cache, position_ids)) is not None:
+        positions, cos, sin = rotary
+        torch._check(2 * cos.shape[-1] == hs, lambda: "complex attention rotates every complex feature (rotary_dim = head_dim)")
+        phase = torch.complex(cos.float(), sin.float())[positions].unsqueeze(2)  # (B, S, 1, hs/2): e^{i·p·θ}
         q, k = q * phase, k * phase
     present_k = torch.cat([past_key, as_real(k, past_key.dtype).transpose(1, 2)], dim=2)  # (B, nkv, T, hs)
     present_v = torch.cat([past_value, value.view(B, S, num_kv_heads, hs).transpose(1, 2)], dim=2)

@@ -38,7 +38,7 @@ import torch
 
 from yamlllm_export.ops.attention import attend
 from yamlllm_export.ops.registry import custom_op
-from yamlllm_export.ops.rotary import apply_rotary
+from yamlllm_export.ops.rotary import apply_rotary, rotary_inputs
 
 
 @custom_op("mla_attention")
@@ -64,13 +64,14 @@ def mla_attention_op(
     P, T = past_latent.shape[2], past_latent.shape[2] + S
     if rope_key is None:  # no decoupled RoPE part: dr = 0
         rope_key, past_rope_key = query.new_zeros(B, S, 0), past_latent.new_zeros(B, 1, P, 0)
+    elif past_rope_key is None:
+        raise ValueError("mla_attention: a rope_key needs its past_rope_key")
     dr = rope_key.shape[-1]
     dn, dv = w_uk.shape[0] // num_heads, w_uv.shape[0] // num_heads
     q_nope, q_rope = query.view(B, S, num_heads, dn + dr).split([dn, dr], dim=-1)  # (B, S, nh, dn), (B, S, nh, dr)
     k_rope = rope_key.view(B, S, 1, dr)  # (B, S, 1, dr)
-    if cos_cache is not None:
-        q_rope = apply_rotary(q_rope, position_ids, cos_cache, sin_cache)
-        k_rope = apply_rotary(k_rope, position_ids, cos_cache, sin_cache)
+    if (rotary := rotary_inputs(cos_cache, sin_cache, position_ids)) is not None:
+        q_rope, k_rope = apply_rotary(q_rope, *rotary), apply_rotary(k_rope, *rotary)
     present_latent = torch.cat([past_latent, latent.unsqueeze(1)], dim=2)  # (B, 1, T, L)
     present_rope = torch.cat([past_rope_key, k_rope.transpose(1, 2)], dim=2)  # (B, 1, T, dr)
     c = present_latent[:, 0]  # (B, T, L)

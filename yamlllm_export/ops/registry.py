@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 
 
-def custom_op(name: str) -> Callable[[Callable[..., Any]], Any]:
-    def wrap(fn: Callable[..., Any]) -> Any:
+class CustomOp(Protocol):
+    """What ``custom_op`` returns: the dispatching callable, with the registered op as ``.op``."""
+
+    op: Any  # torch.library's CustomOpDef
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def custom_op(name: str) -> Callable[[Callable[..., Any]], CustomOp]:
+    def wrap(fn: Callable[..., Any]) -> CustomOp:
         op = torch.library.custom_op(f"yamlllm::{name}", mutates_args=())(fn)
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             return fn(*args, **kwargs) if torch.is_grad_enabled() else op(*args, **kwargs)
 
-        call.op = op  # register_fake on it; the lowering tables key on torch.ops.yamlllm.<name>.default
-        return call
+        entry = cast(CustomOp, call)  # the function object, which carries the op from here on
+        entry.op = op  # register_fake on it; the lowering tables key on torch.ops.yamlllm.<name>.default
+        return entry
 
     return wrap

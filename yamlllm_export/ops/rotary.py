@@ -39,6 +39,18 @@ def rope_caches(max_positions: int, rotary_dim: int, theta: float) -> tuple[torc
     return cos.float(), sin.float()
 
 
+def rotary_inputs(
+    cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None, position_ids: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(position_ids, cos_cache, sin_cache) for ``apply_rotary``, or None when the op rotates nothing (no cos table);
+    the attention ops take the three as optional arguments, which come together or not at all."""
+    if cos_cache is None:
+        return None
+    if sin_cache is None or position_ids is None:
+        raise ValueError("rotary: cos_cache needs sin_cache and position_ids")
+    return position_ids, cos_cache, sin_cache
+
+
 def apply_rotary(
     x: torch.Tensor, position_ids: torch.Tensor, cos_cache: torch.Tensor, sin_cache: torch.Tensor, *, interleaved: bool = False
 ) -> torch.Tensor:

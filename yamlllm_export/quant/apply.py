@@ -20,6 +20,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -29,6 +30,11 @@ from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.ort_import import matmul_nbits_quantizer
 from yamlllm_export.quant.prepare import prepare_matmuls
 from yamlllm_export.quant.weight_map import ConstMatMul, Slice, const_matmuls, parameter_slices
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from yamlllm_export.model.seeded import SeededWeights
 
 HEAD = "lm_head.weight"
 DOWN = ".ffn.down.weight"  # the FFN's output projection (model/builders.py names it; MoE experts stay body)
@@ -188,10 +194,12 @@ class Plan:
 
     def bits(self, cfg: QuantConfig) -> dict[str, int]:
         """{MatMul node name: bits} for every MatMul to quantize."""
-        return {n: group_bits(cfg, g) for g, nodes in self.groups.items() for n in nodes if group_bits(cfg, g)}
+        return {n: bits for g, nodes in self.groups.items() if (bits := group_bits(cfg, g)) for n in nodes}
 
 
-def plan_quantization(model: onnx.ModelProto, cfg: QuantConfig, reference: object, load: Callable = numpy_helper.to_array) -> Plan:
+def plan_quantization(
+    model: onnx.ModelProto, cfg: QuantConfig, reference: nn.Module | SeededWeights, load: Callable = numpy_helper.to_array
+) -> Plan:
     """Prepare the MatMuls (in place) and sort them into precision groups; ``reference`` is the PyTorch model
     the graph was exported from or its ``SeededWeights`` (to map weights to parameters)."""
     tied = prepare_matmuls(model, load)
@@ -210,7 +218,9 @@ def plan_quantization(model: onnx.ModelProto, cfg: QuantConfig, reference: objec
     return Plan(tied, matmuls, len(odd), slices, not_quantized, groups)
 
 
-def quantize_graph(model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: object) -> tuple[onnx.ModelProto, dict]:
+def quantize_graph(
+    model: onnx.ModelProto, cfg: QuantConfig, target: str, reference: nn.Module | SeededWeights
+) -> tuple[onnx.ModelProto, dict]:
     """Quantize ``model`` (float, external data loaded) whole, one ORT quantizer pass per precision group:
     the reference the streamed quantization (``quant/folder.py``, what builds use) is tested against.
     Returns (model, build.json summary)."""

@@ -89,8 +89,8 @@ def load_dequantized(model: nn.Module, weights: dict[str, list[list]], deq: dict
     head = getattr(model, "lm_head", None)
     embed = getattr(model, "embed", None)
     names = {s[0] for slices in weights.values() for s in slices}
-    tied = head is not None and embed is not None and head.weight is embed.weight
-    if tied and not table_shared and "lm_head.weight" in names and "embed.weight" not in names:
+    tied = isinstance(head, nn.Linear) and isinstance(embed, nn.Embedding) and head.weight is embed.weight
+    if tied and isinstance(head, nn.Linear) and not table_shared and "lm_head.weight" in names and "embed.weight" not in names:
         head.weight = nn.Parameter(head.weight.detach().clone())
         params["lm_head.weight"] = head.weight
     for out, slices in weights.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import onnx
 from onnx import TensorProto, numpy_helper
@@ -21,10 +21,15 @@ from onnx.external_data_helper import load_external_data_for_tensor, set_externa
 from yamlllm_export.quant.apply import Plan, embedding_note, plan_quantization, quantize_nodes, summarize
 from yamlllm_export.quant.config import QuantConfig
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from yamlllm_export.model.seeded import SeededWeights
+
 SIZE_THRESHOLD = 1024  # onnx.save_model's: a tensor whose raw bytes' sys.getsizeof reaches it goes external
 
 
-def quantize_folder(folder: Path, cfg: QuantConfig, target: str, reference: object, external_data: str) -> dict:
+def quantize_folder(folder: Path, cfg: QuantConfig, target: str, reference: nn.Module | SeededWeights, external_data: str) -> dict:
     """Rewrite ``folder/model.onnx`` (+ its external data) quantized; ``reference`` is the PyTorch model or the
     seeded build's ``SeededWeights``. Returns build.json's ``quantization``."""
     path, data = folder / "model.onnx", folder / external_data

@@ -28,7 +28,8 @@ def prepare_matmuls(model: onnx.ModelProto, load: Callable[[onnx.TensorProto], n
     producer = {o: n for n in graph.node for o in n.output}
     gathered = {n.input[0] for n in graph.node if n.op_type == "Gather"}
     tied: dict[str, str] = {}
-    new_nodes, added = [], []
+    new_nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
     for node in graph.node:
         if node.op_type == "MatMul" and node.input[1] in producer:
             t = producer[node.input[1]]

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from yamlllm_export.errors import BuildError
 from yamlllm_export.quant.apply import group_bits, quantize_nodes, weight_group
 from yamlllm_export.quant.config import QuantConfig
 from yamlllm_export.quant.dequant import dequantized_weights
@@ -48,6 +49,8 @@ def recipe_weights(model: nn.Module, quant: dict, target: str, dtype: str) -> di
     out = {}
     for output, slices in quant["weights"].items():
         bits = group_bits(cfg, weight_group([s[0] for s in slices]))
+        if bits is None:
+            raise BuildError(f"build.json: quantization.weights names {output}, whose group the recipe keeps float")
         one = quantize_nodes(_one_matmul(float_weight(model, slices, np_dtype)), cfg, target, bits, {"mm"})
         out[output] = dequantized_weights(one, ["y"])["y"].astype(np.float32)
     return out

@@ -12,11 +12,15 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 from torch import nn
+
+if TYPE_CHECKING:
+    from yamlllm_export.model.seeded import SeededWeights
 
 Slice = tuple[str, int, int]  # (parameter name, first column, end column) of the (K, N) weight = parameter.T;
 # the name of one expert of a stacked (E, out, in) parameter is "name[e]"
@@ -51,7 +55,7 @@ def const_matmuls(graph: onnx.GraphProto) -> tuple[list[ConstMatMul], list[tuple
     return found, odd
 
 
-def _parameters(reference: object) -> Iterator[tuple[str, np.ndarray]]:
+def _parameters(reference: nn.Module | SeededWeights) -> Iterator[tuple[str, np.ndarray]]:
     """(name, values) of every parameter, one at a time, Linear weights first (a tied head appears under its
     own Linear name too, and is preferred): of the PyTorch model, or of a seeded build's ``SeededWeights``
     (which regenerates each parameter when asked, so the model is never whole in memory)."""
@@ -71,7 +75,7 @@ def _digest(a: np.ndarray) -> bytes:
 def parameter_slices(
     graph: onnx.GraphProto,
     matmuls: list[ConstMatMul],
-    reference: object,
+    reference: nn.Module | SeededWeights,
     load: Callable[[onnx.TensorProto], np.ndarray] = numpy_helper.to_array,
 ) -> dict[str, list[Slice]]:
     """{MatMul output name: column slices of its weight, each a parameter's transpose}; weights that do not

@@ -18,16 +18,23 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Any
 
 from yamlllm_export.errors import FolderError
+
+if TYPE_CHECKING:
+    import onnx
 
 BUILD_INFO = "build.json"
 FILES = "files"  # build.json's key: relative path -> {sha256, size, mtime_ns}
 
 
 def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()  # streamed: a 14 GB weights file is never held
+    digest = hashlib.sha256()
+    with path.open("rb") as f:  # streamed: a 14 GB weights file is never held (hashlib.file_digest is Python 3.11+)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def record_files(folder: Path) -> dict[str, dict[str, int | str]]:
@@ -50,7 +57,7 @@ def check_folder(folder: str | Path, *, full: bool) -> None:
     check_external_data(folder)
 
 
-def _recorded(folder: Path) -> dict[str, dict]:
+def _recorded(folder: Path) -> dict[str, dict[str, Any]]:
     try:
         info = json.loads((folder / BUILD_INFO).read_text())
     except (OSError, ValueError):
@@ -59,7 +66,7 @@ def _recorded(folder: Path) -> dict[str, dict]:
     return files if isinstance(files, dict) else {}
 
 
-def check_files(folder: Path, records: dict[str, dict], *, full: bool) -> None:
+def check_files(folder: Path, records: dict[str, dict[str, Any]], *, full: bool) -> None:
     for name, record in records.items():
         path = folder / name
         if not isinstance(record, dict) or PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
@@ -112,7 +119,7 @@ def location_problem(location: str, root: Path) -> str:
     return ""
 
 
-def external_tensors(graph: object) -> Iterator[object]:
+def external_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     """Every tensor of ``graph`` stored as external data: initializers and node attributes, subgraphs included."""
     import onnx
 
@@ -128,4 +135,4 @@ def external_tensors(graph: object) -> Iterator[object]:
                 for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
                     yield from walk(sub)
 
-    return (t for t in walk(graph) if t.data_location == onnx.TensorProto.EXTERNAL)  # type: ignore[arg-type]
+    return (t for t in walk(graph) if t.data_location == onnx.TensorProto.EXTERNAL)

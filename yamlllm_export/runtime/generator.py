@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from yamlllm_export.runtime.sampling import SamplingOptions, next_tokens
 from yamlllm_export.runtime.session import ORT_ERRORS, EpUnsupported, availability, cpu_session, one_line, open_session
 from yamlllm_export.runtime.stepper import GraphStepper
 from yamlllm_export.spec import ModelSpec, load_spec
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 TokenCallback = Callable[[int, int], None]  # (row, token), called as each token is chosen
 
@@ -137,7 +141,7 @@ class Generator:
             mask[row, longest - len(prompt) :] = 1
         return ids, mask
 
-    def _step(self, ids: np.ndarray, mask: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+    def _step(self, ids: np.ndarray, mask: np.ndarray, past: list[ort.OrtValue]) -> tuple[np.ndarray, list[ort.OrtValue]]:
         try:
             return self.stepper.step(ids, mask, past)
         except ORT_ERRORS as err:

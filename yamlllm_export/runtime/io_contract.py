@@ -80,8 +80,9 @@ def layer_cache(spec: ModelSpec, kind: str) -> tuple[CacheTensor, ...]:
         heads = layer.linear_attention.num_heads
         return tuple(CacheTensor(name, heads, layer.hidden_dim // heads, state=True) for name in ("kv_sum", "k_sum"))
     if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
-        rope = (CacheTensor("rope_key", 1, att.mla_rope_head_dim),) if att.mla_rope_head_dim else ()
-        return (CacheTensor("latent", 1, att.mla_latent_dim), *rope)
+        mla = att.mla_dims()
+        rope = (CacheTensor("rope_key", 1, mla.rope_head_dim),) if mla.rope_head_dim else ()
+        return (CacheTensor("latent", 1, mla.latent_dim), *rope)
     return (CacheTensor("key", att.num_kv_heads, att.head_dim), CacheTensor("value", att.num_kv_heads, att.head_dim))
 
 

@@ -63,15 +63,18 @@ def filter_top_p(logits: np.ndarray, p: float) -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
+    probs: np.ndarray = z / z.sum(axis=-1, keepdims=True)
+    return probs
 
 
 def next_tokens(logits: np.ndarray, seen: np.ndarray, options: SamplingOptions, rng: np.random.Generator) -> np.ndarray:
     """(B, V) float logits of the last position → (B,) int64 token ids."""
     logits = penalize_repeats(logits.astype(np.float64), seen, options.repetition_penalty)
     if not options.do_sample:
-        return logits.argmax(axis=-1).astype(np.int64)
+        greedy: np.ndarray = logits.argmax(axis=-1).astype(np.int64)
+        return greedy
     logits = filter_top_p(filter_top_k(logits / options.temperature, options.top_k), options.top_p)
     cdf = np.cumsum(softmax(logits), axis=-1)
     u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # one draw per row, in row order: seeded runs repeat
-    return np.minimum((cdf <= u).sum(axis=-1), logits.shape[-1] - 1).astype(np.int64)
+    drawn: np.ndarray = np.minimum((cdf <= u).sum(axis=-1), logits.shape[-1] - 1).astype(np.int64)
+    return drawn

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -137,7 +138,7 @@ def open_session(model_dir: str | Path, ep: str, *, profile_dir: str | None = No
     return session
 
 
-def fallback_nodes(profile: list[dict], ep: str) -> Counter[str]:
+def fallback_nodes(profile: list[dict[str, Any]], ep: str) -> Counter[str]:
     """Float-producing nodes that ran on another provider than ``ep``'s, counted by op type.
 
     ORT places a node its EP has no kernel for (e.g. fp32 GroupQueryAttention on CUDA) on the CPU without a
@@ -155,10 +156,11 @@ def fallback_nodes(profile: list[dict], ep: str) -> Counter[str]:
     return fell
 
 
-def end_profiling(session: ort.InferenceSession) -> list[dict]:
+def end_profiling(session: ort.InferenceSession) -> list[dict[str, Any]]:
     path = session.end_profiling()
     try:
-        return json.loads(Path(path).read_text())
+        events: list[dict[str, Any]] = json.loads(Path(path).read_text())
+        return events
     finally:
         Path(path).unlink(missing_ok=True)
 
@@ -186,4 +188,5 @@ def one_line(err: BaseException, limit: int = 240) -> str:
 
 def default_positions(mask: np.ndarray, new_tokens: int) -> np.ndarray:
     """cumsum(mask) - 1 clamped at 0, for the last ``new_tokens`` slots (the model's own default)."""
-    return np.maximum(np.cumsum(mask, axis=-1) - 1, 0)[:, -new_tokens:].astype(np.int64)
+    positions: np.ndarray = np.maximum(np.cumsum(mask, axis=-1) - 1, 0)[:, -new_tokens:].astype(np.int64)
+    return positions

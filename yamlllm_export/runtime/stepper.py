@@ -24,7 +24,7 @@ from yamlllm_export.runtime.session import GraphRunError, default_positions, one
 
 ELEM_TYPES = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16, "bfloat16": onnx.TensorProto.BFLOAT16}
 # numpy holders for each ONNX element type; bfloat16 travels as its raw 16 bits
-HOLDERS = {
+HOLDERS: dict[int, type[np.generic]] = {
     onnx.TensorProto.INT64: np.int64,
     onnx.TensorProto.FLOAT: np.float32,
     onnx.TensorProto.FLOAT16: np.float16,
@@ -37,17 +37,20 @@ def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
     """Round-to-nearest-even float32 → bfloat16, as uint16 bit patterns."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    return ((bits + rounding) >> 16).astype(np.uint16)
+    rounded: np.ndarray = ((bits + rounding) >> 16).astype(np.uint16)
+    return rounded
 
 
 def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+    widened: np.ndarray = (bits.astype(np.uint32) << 16).view(np.float32)
+    return widened
 
 
 def to_numpy_float32(value: ort.OrtValue) -> np.ndarray:
     """A host ``OrtValue`` of any float type as a float32 array (ORT cannot hand bfloat16 to numpy)."""
     if value.data_type() != "tensor(bfloat16)":
-        return value.numpy().astype(np.float32, copy=False)
+        host: np.ndarray = value.numpy().astype(np.float32, copy=False)
+        return host
     shape = tuple(value.shape())
     n = int(np.prod(shape, dtype=np.int64))
     raw = np.ctypeslib.as_array((ctypes.c_uint16 * n).from_address(value.data_ptr())) if n else np.zeros(0, np.uint16)

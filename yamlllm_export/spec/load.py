@@ -176,15 +176,16 @@ def _key_path(parts: Any) -> str:
 
 def _schema_message(err: jsonschema.ValidationError) -> str:
     where = _key_path(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed), key=str)
+    schema, expected, instance = err.schema, err.validator_value, err.instance
+    if err.validator == "additionalProperties" and isinstance(schema, Mapping) and isinstance(instance, Mapping):
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(instance) - set(allowed), key=str)
         return f"{where}: unknown key {', '.join(repr(k) for k in extra)} (allowed: {', '.join(allowed)})"
-    if err.validator == "required":
-        missing = [k for k in err.validator_value if k not in err.instance]
+    if err.validator == "required" and isinstance(expected, list) and isinstance(instance, Mapping):
+        missing = [k for k in expected if k not in instance]
         return f"{_key_path([*err.absolute_path, missing[0]])}: required key is missing"
-    if err.validator == "enum":
-        return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
+    if err.validator == "enum" and isinstance(expected, list):
+        return f"{where}: {err.instance!r} is not one of {', '.join(map(str, expected))}"
     return f"{where}: {err.message}"
 
 
@@ -314,7 +315,7 @@ def ffn_size(hidden: int, ffn: dict[str, Any]) -> int:
     if ffn["ffn_dim_multiplier"] is not None:
         size = int(ffn["ffn_dim_multiplier"] * size)
     m = ffn["multiple_of"]
-    return max(m, m * math.ceil(size / m))
+    return int(max(m, m * math.ceil(size / m)))
 
 
 # attention keys of the dialect accepted by the schema only at their defaults (spec/rules.py says why): not in the spec

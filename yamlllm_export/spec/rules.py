@@ -19,7 +19,7 @@ Problem = tuple[str, str]
 
 def _head_dim(d: dict[str, Any]) -> int:
     att = d["layer"]["attention"]
-    return att["head_dim"] or d["layer"]["hidden_dim"] // att["num_heads"]
+    return int(att["head_dim"] or d["layer"]["hidden_dim"] // att["num_heads"])
 
 
 def _attention(d: dict[str, Any]) -> Iterator[Problem]:

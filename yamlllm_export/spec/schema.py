@@ -25,7 +25,8 @@ INT64_MAX = 2**63 - 1  # sizes and token ids become ONNX int64 dims and tensors
 def schema() -> dict[str, Any]:
     """The schema as a dict (the file ``schemas/yamlllm.schema.json`` links to)."""
     text = resources.files("yamlllm_export.spec").joinpath("yamlllm.schema.json").read_text()
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def number_problem(value: Any) -> str | None:

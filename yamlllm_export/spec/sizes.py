@@ -26,14 +26,15 @@ def _norm_params(norm: NormSpec | None, dim: int) -> int:
 def _mla_params(att: AttentionSpec, d: int) -> int:
     """Multi-latent attention (model/mla.py): query (full or W_dq, RMSNorm, W_uq), [W_dkv; W_kr], latent RMSNorm,
     W_uk, W_uv, W_o; biases on the x-side projections (qkv_bias) and W_o (out_bias)."""
-    nh, L, dr = att.num_heads, att.mla_latent_dim, att.mla_rope_head_dim
+    mla = att.mla_dims()
+    nh, L, dr, r = att.num_heads, mla.latent_dim, mla.rope_head_dim, mla.rank
     q_out = nh * (att.head_dim + dr)
-    if att.mla_rank is None:
+    if r is None:
         query = d * q_out + (q_out if att.qkv_bias else 0)
     else:
-        query = d * att.mla_rank + (att.mla_rank if att.qkv_bias else 0) + att.mla_rank + att.mla_rank * q_out
-    kv = d * (L + dr) + ((L + dr) if att.qkv_bias else 0) + L + L * nh * (att.head_dim + att.mla_v_head_dim)
-    out = nh * att.mla_v_head_dim * d + (d if att.out_bias else 0)
+        query = d * r + (r if att.qkv_bias else 0) + r + r * q_out
+    kv = d * (L + dr) + ((L + dr) if att.qkv_bias else 0) + L + L * nh * (att.head_dim + mla.v_head_dim)
+    out = nh * mla.v_head_dim * d + (d if att.out_bias else 0)
     return query + kv + out
 
 
@@ -181,7 +182,11 @@ def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
     if needs_full_window(spec):  # no cache: the window is recomputed at every step
         return 0
     att = spec.layer.attention
-    per_layer = att.mla_latent_dim + att.mla_rope_head_dim if att.mechanism == "mla" else 2 * att.num_kv_heads * att.head_dim
+    if att.mechanism == "mla":
+        mla = att.mla_dims()
+        per_layer = mla.latent_dim + mla.rope_head_dim
+    else:
+        per_layer = 2 * att.num_kv_heads * att.head_dim
     return spec.mixers().count("attention") * per_layer * DTYPE_BYTES[dtype]  # state layers' caches do not grow
 
 

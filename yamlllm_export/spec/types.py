@@ -149,6 +149,24 @@ class AttentionSpec:
     mla_rope_head_dim: int | None  # derived for MLA: head_dim // 2
     mla_v_head_dim: int | None  # derived for MLA: head_dim
 
+    def mla_dims(self) -> MLADims:
+        """The multi-latent attention sizes, all set: ``spec.load`` derives the optional ones for ``mechanism: mla``."""
+        latent, rope, value = self.mla_latent_dim, self.mla_rope_head_dim, self.mla_v_head_dim
+        if self.mechanism != "mla" or latent is None or rope is None or value is None:
+            raise ValueError(f"mla_dims: mechanism {self.mechanism!r} has no complete MLA sizes")  # spec.load guarantees them for mla
+        return MLADims(latent_dim=latent, rank=self.mla_rank, rope_head_dim=rope, v_head_dim=value)
+
+
+@dataclass(frozen=True)
+class MLADims:
+    """Multi-latent attention's sizes (DeepSeek-V2): the cached latent, the query's low rank (None: full-rank query), the
+    shared rotated key's head size and the value head size."""
+
+    latent_dim: int
+    rank: int | None
+    rope_head_dim: int
+    v_head_dim: int
+
 
 @dataclass(frozen=True)
 class ClampedSwiGLUSpec:

@@ -183,9 +183,12 @@ def unfused(state: State, pattern: str, split: FusedSplit) -> State:
         if m is None:
             out[name] = tensor
             continue
-        stem = name[: m.start(m.lastindex)]
+        last = m.lastindex
+        if last is None:
+            raise ValueError(f"unfused: {pattern!r} has no group for weight|bias")
+        stem = name[: m.start(last)]
         for part, t in zip("qkv", split(tensor), strict=True):
-            out[f"{stem}{part}.{m.group(m.lastindex)}"] = t.contiguous()
+            out[f"{stem}{part}.{m.group(last)}"] = t.contiguous()
     return out
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import torch
+
 from yamlllm_export.hf.config import HFConfig
 from yamlllm_export.hf.families.base import Family, State, layer_norm, plain_activation, refuse_if, renamed, unfused
 
@@ -50,9 +52,14 @@ def gpt2_spec(cfg: HFConfig) -> dict[str, Any]:
     }
 
 
+def _thirds(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    q, k, v = t.chunk(3, dim=0)  # c_attn: [q; k; v] along the output
+    return q, k, v
+
+
 def gpt2_weights(cfg: HFConfig, state: State) -> State:
     state = {name: t.t() if re.fullmatch(CONV1D, name) else t for name, t in state.items()}  # Conv1D: (in, out) → (out, in)
-    return renamed(cfg, unfused(state, r".*attn\.c_attn\.(weight|bias)", lambda t: t.chunk(3, dim=0)), RULES)
+    return renamed(cfg, unfused(state, r".*attn\.c_attn\.(weight|bias)", _thirds), RULES)
 
 
 FAMILY = Family(model_types=("gpt2",), to_spec=gpt2_spec, convert=gpt2_weights)
