@@ -18,7 +18,6 @@ from yamlllm_export import build_model, load_spec
 from yamlllm_export.model.activations import STATELESS
 from yamlllm_export.model.ffn import Activation
 
-
 CASES = FORGE_CASES
 GRID = [pytest.param(name, target, id=f"{name}-{target}") for name in CASES for target in TARGETS]
 

@@ -138,8 +138,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
     ]
     for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, activations)
-        if hasattr(m, "init_fixups"):
-            fixes.extend(m.init_fixups())
+        own = getattr(m, "init_fixups", None)
+        if callable(own):
+            fixes.extend(own())
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
     return fixes
