@@ -55,3 +55,32 @@ def test_every_stateless_activation_exports_exactly(tmp_path, opset):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     want = model(x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _ops(folder) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+
+
+def test_forge_norms_are_plain_ops_and_escape_the_ort_rmsnorm_fusion(export_case):
+    """DyT / identity / pRMSNorm / kRMSNorm / the hypersphere are plain ops: ORT's SkipSimplifiedLayerNormalization
+    fusion, which matches yamlllm::rms_norm's SimplifiedLayerNormalization, must not fire on them; Forge's
+    RMSNorm (eps 0) is yamlllm::rms_norm and keeps it."""
+    import json
+
+    for name in ("forge-peri-dyt-identity-dualpath", "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets"):
+        folder = export_case(name, CASES[name], "ort")
+        assert json.loads((folder / "build.json").read_text())["fusions"]["skip_simplified_layer_normalization"] == 0
+        assert not _ops(folder) & {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
+    folder = export_case("forge-rmsnorm-eps0-pfla", CASES["forge-rmsnorm-eps0-pfla"], "ort")
+    assert json.loads((folder / "build.json").read_text())["fusions"]["skip_simplified_layer_normalization"] >= 2
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_quantized_tables_and_weights_are_baked(export_case, target):
+    """deq(quant(W)) of the embedding tables and of quantized_linear weights depends on stored weights only: the
+    export folds it into initializers (no Round / ReduceMax left); BitLinear's per-token activations keep Round."""
+    for name in ("forge-factorized-shared-proj-qwte-qwpe", "forge-quantized-linear-sym4"):
+        assert not _ops(export_case(name, CASES[name], target)) & {"Round", "ReduceMax", "ReduceMin"}
+    assert "Round" in _ops(export_case("forge-bitlinear-vector-lsv-one_hot", CASES["forge-bitlinear-vector-lsv-one_hot"], target))
