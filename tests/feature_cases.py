@@ -7,6 +7,7 @@ with those dotted keys set (``...`` deletes a key). Dims stay tiny so one export
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 BASE: dict[str, Any] = {
@@ -49,6 +50,61 @@ FFN = "layer.ffn"
 MLA = (f"{ATT}.mechanism", "mla", f"{ATT}.num_kv_heads", ..., f"{ATT}.mla_latent_dim", 16)
 PLAIN_FFN = (f"{FFN}.use_gated_activation", False)
 SCALING = {"factor": 2.0, "original_max_position_embeddings": 32}  # the long-context check crosses position 32
+
+
+def _c(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``case`` from a {dotted key: value} dict; 64 positions keep the long-context check short."""
+    return case(*[x for kv in {"embedding.max_position_embeddings": 64, **overrides}.items() for x in kv])
+
+
+def _plain(activation: str) -> dict[str, Any]:
+    return {f"{FFN}.activation": activation, f"{FFN}.use_gated_activation": False}
+
+
+STEERING_NPY = str(Path(__file__).parent / "data" / "steering64.npy")  # (1, 1, 64), as Forge's obtain_vector saves
+# ReaLLM-Forge's per-token options (tests/test_features_forge_mlp.py exports each on every target). Cases combine
+# options that touch different code, so each export proves several.
+FORGE_CASES: dict[str, dict[str, Any]] = {
+    # Forge's swiglu: a GELU gate; pRMSNorm in the layers, kRMSNorm (first 8, fp16 slice) at the end; offsets
+    "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets": _c({
+        f"{FFN}.activation": "gelu", f"{FFN}.x_offset": 0.1, f"{FFN}.y_offset": -0.05,
+        "layer.layer_norm": {"type": "prmsnorm", "prmsnorm_pct": 0.2},
+        "final_layer_norm": {"type": "krmsnorm", "krmsnorm_num": 8, "krmsnorm_select": "first"},
+    }),
+    # the hypersphere in the layers, kRMSNorm (last 10, no gain) at the end; PReLU; two summed down projections.
+    # (kRMSNorm in every layer rounds each layer's slice to float16: a 1-ulp difference between runtimes can flip a
+    # rounding, measured 8.6e-5 max|Δ|/σ over a 60-token prompt on onnx, past validate's float32 limit)
+    "forge-krmsnorm-last-hypersphere-prelu-downprojs": _c({
+        **_plain("prelu"), f"{FFN}.down_projections": 2,
+        "layer.layer_norm": {"type": "hyperspherenorm", "hypersphere_radius": 3.0},
+        "final_layer_norm": {"type": "krmsnorm", "elementwise_affine": False},
+    }),
+    # peri-LN (sandwich) with DyT everywhere but the final norm (identity); dual-path MLP with offsets
+    "forge-peri-dyt-identity-dualpath": _c({
+        **_plain("gelu"), f"{FFN}.variant": "dual_path", f"{FFN}.x_offset": 0.2, f"{FFN}.y_offset": 0.1,
+        "layer.norm_placement": "sandwich", "layer.layer_norm": {"type": "dyt", "dyt_alpha_init": 0.8},
+        "final_layer_norm": {"type": "identity"},
+    }),
+    # Forge's RMSNorm (no epsilon) and the knot activations; DyT with softsign and no shift; a stateless one
+    "forge-rmsnorm-eps0-pfla": _c({**_plain("pfla"), "layer.layer_norm": {"type": "rmsnorm", "eps": 0.0}}),
+    "forge-learned-spline-gated": _c({f"{FFN}.activation": "learned_spline"}),
+    "forge-pfla_le-dyt-softsign-no-beta": _c({**_plain("pfla_le"), "layer.layer_norm": {"type": "dyt", "dyt_activation": "softsign", "dyt_beta": False}}),
+    "forge-mish": _c(_plain("mish")),
+    # factorized wte with one shared projection, learned scale, tied head on the raw table; quantized wte and wpe
+    "forge-factorized-shared-proj-qwte-qwpe": _c({
+        "embedding.embedding_dim": 32, "embedding.tie_projections": True, "embedding.learned_scale": True,
+        "embedding.quantize_wte": {}, "tie_word_embeddings": True,
+        ROPE: {"type": "learned"}, "embedding.quantize_wpe": {"method": "symmetric", "bits": 6},
+    }),
+    "forge-quantized-linear-sym4": _c({"layer.linear": {"type": "quantized", "method": "symmetric", "bits": 4}}),
+    # BitNet b1.58 everywhere; the manual vector after block 1 and a one-hot LSV after the embeddings
+    "forge-bitlinear-vector-lsv-one_hot": _c({
+        "layer.linear": {"type": "bitlinear_1p58"},
+        "steering": {"vector": {"file": STEERING_NPY, "layer": 1, "scale": 0.5},
+                     "lsv": {"variant": "one_hot", "num_vectors": 3, "layer": 0, "index": 1, "scale": 2.0}},
+    }),
+    "forge-lsv-ohmt": _c({"steering": {"lsv": {"variant": "ohmt", "num_vectors": 3, "layer": 1}}}),
+}  # fmt: skip
 
 # feature name (as in the schema's feature table) -> {case id: spec}. Every feature has at least one case;
 # tests/test_feature_matrix.py exports each case on each target the table claims and checks parity.
@@ -184,6 +240,32 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "Linear-attention layers with a recurrent state (ReaLLM-Forge attention_variant linear)": {
         "linear-attention-layer-0": case("layer_types", ["linear_attention", "attention"])
+    },
+    **{
+        feature: {cid: FORGE_CASES[cid]}
+        for feature, cid in {
+            "pRMSNorm (ReaLLM-Forge)": "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets",
+            "kRMSNorm, float16 slice (ReaLLM-Forge)": "forge-krmsnorm-last-hypersphere-prelu-downprojs",
+            "Hypersphere norm (ReaLLM-Forge)": "forge-krmsnorm-last-hypersphere-prelu-downprojs",
+            "Dynamic Tanh norm, DyT (ReaLLM-Forge dact)": "forge-peri-dyt-identity-dualpath",
+            "Identity norm (ReaLLM-Forge)": "forge-peri-dyt-identity-dualpath",
+            "FFN activations of ReaLLM-Forge (relu6, sigmoid, tanh, softsign, identity, elu, celu, selu, leaky_relu, rrelu, mish, softplus)": "forge-mish",
+            "FFN activations with a learned scalar (ReaLLM-Forge gelu_shifted, prelu)": "forge-krmsnorm-last-hypersphere-prelu-downprojs",
+            "FFN knot activations (ReaLLM-Forge piecewise, pfla, pfla_le, learned_spline)": "forge-rmsnorm-eps0-pfla",
+            "Gated FFN with any gate activation (ReaLLM-Forge swiglu)": "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets",
+            "Dual-path MLP (ReaLLM-Forge)": "forge-peri-dyt-identity-dualpath",
+            "Summed down projections (ReaLLM-Forge mlp_down_projs)": "forge-krmsnorm-last-hypersphere-prelu-downprojs",
+            "FFN activation x / y offsets (ReaLLM-Forge)": "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets",
+            "Learned embedding scale (ReaLLM-Forge use_embedding_scale)": "forge-factorized-shared-proj-qwte-qwpe",
+            "Factorized embeddings with one shared projection (ReaLLM-Forge scale tying)": "forge-factorized-shared-proj-qwte-qwpe",
+            "Quantized token-embedding table (ReaLLM-Forge quantize_wte)": "forge-factorized-shared-proj-qwte-qwpe",
+            "Quantized position-embedding table (ReaLLM-Forge quantize_wpe)": "forge-factorized-shared-proj-qwte-qwpe",
+            "Quantized linear weights (ReaLLM-Forge quantized_linear)": "forge-quantized-linear-sym4",
+            "BitNet b1.58 linears (ReaLLM-Forge bitlinear_1p58)": "forge-bitlinear-vector-lsv-one_hot",
+            "Steering vector from a .npy file (ReaLLM-Forge apply_vector_*)": "forge-bitlinear-vector-lsv-one_hot",
+            "Learned steering vectors, one-hot (ReaLLM-Forge LSV one_hot)": "forge-bitlinear-vector-lsv-one_hot",
+            "Learned steering MLPs (ReaLLM-Forge LSV one_hot_mlp, ohmg, ohmt, ohmm, ohma, mol)": "forge-lsv-ohmt",
+        }.items()
     },
 }
 # validate reports "incremental" n/a there: dynamic NTK's and LongRoPE's cached keys keep the rotation of their

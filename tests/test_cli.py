@@ -58,7 +58,10 @@ BAD_SPECS = {
         _with("layer.ffn.use_gated_activation", False),
         "layer.ffn.use_gated_activation: 'swiglu' is a gated activation",
     ),
-    "flag-without-gated": (_with("layer.ffn.activation", "gelu"), "layer.ffn.use_gated_activation: true with non-gated activation 'gelu'"),
+    "dual-path-with-gate": (
+        _with("layer.ffn.variant", "dual_path"),
+        "layer.ffn.use_gated_activation: dual_path has one up projection and no gate",
+    ),
     "parallel-post-norm": (
         _with("layer.norm_placement", "post", yaml.safe_load(_with("layer.parallel", True))),
         "layer.parallel: a parallel block is pre-norm",
@@ -76,7 +79,19 @@ BAD_SPECS = {
         _with("layer.attention.mechanism", "mla"),
         "layer.attention.mla_latent_dim: required with mechanism 'mla'",
     ),
-    "negative-eps": (_with("layer.layer_norm.eps", -1.0), "layer.layer_norm.eps: -1.0 is less than or equal to the minimum of 0"),
+    "negative-eps": (_with("layer.layer_norm.eps", -1.0), "layer.layer_norm.eps: -1.0 is less than the minimum of 0"),
+    "krmsnorm-int8": (
+        _with("layer.layer_norm", {"type": "krmsnorm", "krmsnorm_quantize": "int8"}),
+        "layer.layer_norm.krmsnorm_quantize: int8 quantizes with per-tensor statistics of the whole window",
+    ),
+    "steering-vector-missing-file": (
+        _with("steering", {"vector": {"file": "no-such-vector.npy", "layer": 1}}),
+        "no-such-vector.npy: no such file",
+    ),
+    "quantized-linear-with-bias": (
+        _with("layer.linear", {"type": "quantized"}, yaml.safe_load(_with("layer.ffn.bias", True))),
+        "layer.linear.type: quantized with layer.ffn.bias true",
+    ),
 }
 
 

@@ -12,63 +12,13 @@ import pytest
 import torch
 
 from tests.conftest import TARGETS
-from tests.feature_cases import case
+from tests.feature_cases import FORGE_CASES
 from tests.validate_fixtures import assert_parity
 from yamlllm_export import build_model, load_spec
 from yamlllm_export.model.activations import STATELESS
 from yamlllm_export.model.ffn import Activation
 
-
-def c(overrides: dict) -> dict:
-    """``case`` from a {dotted key: value} dict; 64 positions keep the long-context check short."""
-    return case(*[x for kv in {"embedding.max_position_embeddings": 64, **overrides}.items() for x in kv])
-
-
-def plain(activation: str) -> dict:
-    return {"layer.ffn.activation": activation, "layer.ffn.use_gated_activation": False}
-
-
-CASES = {
-    # Forge's swiglu: a GELU gate; pRMSNorm in the layers, kRMSNorm (first 8, fp16 slice) at the end; offsets
-    "prmsnorm-krmsnorm-first-gelu-gate-offsets": c(
-        {
-            "layer.ffn.activation": "gelu",
-            "layer.ffn.x_offset": 0.1,
-            "layer.ffn.y_offset": -0.05,
-            "layer.layer_norm": {"type": "prmsnorm", "prmsnorm_pct": 0.2},
-            "final_layer_norm": {"type": "krmsnorm", "krmsnorm_num": 8, "krmsnorm_select": "first"},
-        }
-    ),
-    # kRMSNorm (last 10, no gain) in the layers, the hypersphere at the end; PReLU; two summed down projections
-    "krmsnorm-last-hypersphere-prelu-downprojs": c(
-        {
-            **plain("prelu"),
-            "layer.ffn.down_projections": 2,
-            "layer.layer_norm": {"type": "krmsnorm", "elementwise_affine": False},
-            "final_layer_norm": {"type": "hyperspherenorm", "hypersphere_radius": 3.0},
-        }
-    ),
-    # peri-LN (sandwich) with DyT everywhere but the final norm (identity); dual-path MLP with offsets
-    "peri-dyt-identity-dualpath": c(
-        {
-            **plain("gelu"),
-            "layer.ffn.variant": "dual_path",
-            "layer.ffn.x_offset": 0.2,
-            "layer.ffn.y_offset": 0.1,
-            "layer.norm_placement": "sandwich",
-            "layer.layer_norm": {"type": "dyt", "dyt_alpha_init": 0.8},
-            "final_layer_norm": {"type": "identity"},
-        }
-    ),
-    # Forge's RMSNorm (no epsilon) and the knot activations
-    "rmsnorm-eps0-pfla": c({**plain("pfla"), "layer.layer_norm": {"type": "rmsnorm", "eps": 0.0}}),
-    "learned-spline-gated": c({"layer.ffn.activation": "learned_spline"}),
-    "pfla_le-dyt-softsign-no-beta": c(
-        {**plain("pfla_le"), "layer.layer_norm": {"type": "dyt", "dyt_activation": "softsign", "dyt_beta": False}}
-    ),
-    "gelu_shifted": c({**plain("gelu_shifted"), "layer.ffn.gelu_shift": 0.3}),
-    "piecewise": c({**plain("piecewise")}),
-}
+CASES = FORGE_CASES
 GRID = [pytest.param(name, target, id=f"{name}-{target}") for name in CASES for target in TARGETS]
 
 
@@ -105,3 +55,32 @@ def test_every_stateless_activation_exports_exactly(tmp_path, opset):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     want = model(x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _ops(folder) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+
+
+def test_forge_norms_are_plain_ops_and_escape_the_ort_rmsnorm_fusion(export_case):
+    """DyT / identity / pRMSNorm / kRMSNorm / the hypersphere are plain ops: ORT's SkipSimplifiedLayerNormalization
+    fusion, which matches yamlllm::rms_norm's SimplifiedLayerNormalization, must not fire on them; Forge's
+    RMSNorm (eps 0) is yamlllm::rms_norm and keeps it."""
+    import json
+
+    for name in ("forge-peri-dyt-identity-dualpath", "forge-prmsnorm-krmsnorm-first-gelu-gate-offsets"):
+        folder = export_case(name, CASES[name], "ort")
+        assert json.loads((folder / "build.json").read_text())["fusions"]["skip_simplified_layer_normalization"] == 0
+        assert not _ops(folder) & {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
+    folder = export_case("forge-rmsnorm-eps0-pfla", CASES["forge-rmsnorm-eps0-pfla"], "ort")
+    assert json.loads((folder / "build.json").read_text())["fusions"]["skip_simplified_layer_normalization"] >= 2
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_quantized_tables_and_weights_are_baked(export_case, target):
+    """deq(quant(W)) of the embedding tables and of quantized_linear weights depends on stored weights only: the
+    export folds it into initializers (no Round / ReduceMax left); BitLinear's per-token activations keep Round."""
+    for name in ("forge-factorized-shared-proj-qwte-qwpe", "forge-quantized-linear-sym4"):
+        assert not _ops(export_case(name, CASES[name], target)) & {"Round", "ReduceMax", "ReduceMin"}
+    assert "Round" in _ops(export_case("forge-bitlinear-vector-lsv-one_hot", CASES["forge-bitlinear-vector-lsv-one_hot"], target))

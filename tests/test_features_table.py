@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.feature_cases import case
+from tests.feature_cases import STEERING_NPY, case
 from yamlllm_export import SpecError, load_spec
 from yamlllm_export.cli import main
 from yamlllm_export.spec import features as feats
@@ -36,6 +36,10 @@ def test_every_feature_names_a_real_schema_key():
             {"num_experts": 2, "top_k": 1},
             "layer_overrides",
             [{"layers": [0], "attention": {"window_size": 4}}],
+            "layer.linear",
+            {"type": "quantized", "apply_to": ["attention"]},
+            "steering",
+            {"vector": {"file": STEERING_NPY, "layer": 1}, "lsv": {"variant": "one_hot", "num_vectors": 2, "layer": 0}},
         )  # fmt: skip
     )
     for f in feats.features():

@@ -66,7 +66,7 @@ class ShiftedGELU(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.shift, self.initial)
 
-    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]]:
         return [(self.shift, lambda t: nn.init.constant_(t, self.initial))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,7 @@ class PReLU(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.weight, 0.25)
 
-    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]]:
         return [(self.weight, lambda t: nn.init.constant_(t, 0.25))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ class Knots(nn.Module):
         self.x_vals.copy_(xs)
         self.y_vals.copy_(ys)
 
-    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]]:
         xs, ys = self._initial()
         return [(self.x_vals, lambda t: t.copy_(xs)), (self.y_vals, lambda t: t.copy_(ys))]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -65,18 +66,28 @@ from yamlllm_export.spec.types import (
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+T = TypeVar("T")
+
+
+def _derived(value: T | None) -> T:
+    """A value ``spec.load`` derives for its variant (never None in a loaded spec)."""
+    if value is None:
+        raise ValueError("a norm variant's own keys are filled in by spec.load; build from a loaded spec")
+    return value
+
+
 def _norm(spec: NormSpec, dim: int) -> nn.Module:
     """LayerNorm / RMSNorm, or one of ReaLLM-Forge's variants (``model/forge_norms.py``)."""
     if spec.type == "prmsnorm":
-        return PartialRMSNorm(dim, pct=spec.prmsnorm_pct, gain=spec.elementwise_affine)
+        return PartialRMSNorm(dim, pct=_derived(spec.prmsnorm_pct), gain=spec.elementwise_affine)
     if spec.type == "krmsnorm":
-        return KRMSNorm(dim, num=spec.krmsnorm_num, select=spec.krmsnorm_select, gain=spec.elementwise_affine)
+        return KRMSNorm(dim, num=_derived(spec.krmsnorm_num), select=_derived(spec.krmsnorm_select), gain=spec.elementwise_affine)
     if spec.type == "hyperspherenorm":
-        return HypersphereNorm(radius=spec.hypersphere_radius)
+        return HypersphereNorm(radius=_derived(spec.hypersphere_radius))
     if spec.type == "dyt":
         return DyT(
-            dim, act=make_activation(spec.dyt_activation), alpha_init=spec.dyt_alpha_init, alpha=bool(spec.dyt_alpha),
-            beta=bool(spec.dyt_beta), gamma=bool(spec.dyt_gamma),
+            dim, act=make_activation(_derived(spec.dyt_activation)), alpha_init=_derived(spec.dyt_alpha_init),
+            alpha=bool(spec.dyt_alpha), beta=bool(spec.dyt_beta), gamma=bool(spec.dyt_gamma),
         )  # fmt: skip
     if spec.type == "identity":
         return nn.Identity()

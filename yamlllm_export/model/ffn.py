@@ -14,6 +14,7 @@ Forge's ``mlp_down_projs`` k: the down projection writes k·d values, summed ove
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from yamlllm_export.ops.moe import ACTIVATIONS
 
-Fixup = tuple[nn.Parameter, Callable[[torch.Tensor], None]]
+Fixup = tuple[nn.Parameter, Callable[[torch.Tensor], object]]
 
 
 class Activation(nn.Module):
@@ -45,7 +46,8 @@ class Offsets(nn.Module):
 
     def __init__(self, act: nn.Module, *, x_offset: float | None = None, y_offset: float | None = None) -> None:
         super().__init__()
-        self.act, self.inits = act, {"x_offset": x_offset, "y_offset": y_offset}
+        self.act = act
+        self.inits = {name: v for name, v in (("x_offset", x_offset), ("y_offset", y_offset)) if v is not None}
         self.x_offset = nn.Parameter(torch.empty(1)) if x_offset is not None else None
         self.y_offset = nn.Parameter(torch.empty(1)) if y_offset is not None else None
         self.reset_parameters()
@@ -53,9 +55,7 @@ class Offsets(nn.Module):
     def init_fixups(self) -> list[Fixup]:
         out: list[Fixup] = []
         for name, value in self.inits.items():
-            param = getattr(self, name)
-            if param is not None:
-                out.append((param, lambda t, v=value: nn.init.constant_(t, v)))
+            out.append((getattr(self, name), functools.partial(nn.init.constant_, val=value)))
         return out
 
     def reset_parameters(self) -> None:

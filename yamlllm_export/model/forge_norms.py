@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-Fixup = tuple[nn.Parameter, Callable[[torch.Tensor], None]]
+Fixup = tuple[nn.Parameter, Callable[[torch.Tensor], object]]
 
 
 def _norm2(x: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ class LearnedScale(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.weight, self.initial)
 
-    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], None]]]:
+    def init_fixups(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], object]]]:
         return [(self.weight, lambda t: nn.init.constant_(t, self.initial))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

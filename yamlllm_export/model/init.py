@@ -149,8 +149,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         (sinks, nn.init.zeros_) for m in model.modules() if isinstance(sinks := getattr(m, "sinks", None), nn.Parameter)
     ]
     for m in model.modules():  # modules whose parameters start at values of their own (Forge's norms, FIRE, softmax variants)
-        if hasattr(m, "init_fixups"):
-            fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in m.init_fixups()]
+        own = getattr(m, "init_fixups", None)
+        if callable(own):
+            fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in own()]
     fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
         (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
     ]

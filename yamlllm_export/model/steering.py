@@ -39,6 +39,7 @@ class SteeringVector(nn.Module):
     def __init__(self, path: str, dim: int, *, scale: float) -> None:
         super().__init__()
         self.path, self.dim, self.scale = path, dim, scale
+        self.vector: torch.Tensor
         self.register_buffer("vector", torch.empty(dim), persistent=False)
         self.reset_buffers()
 
@@ -57,6 +58,7 @@ class OneHotLSV(nn.Module):
         super().__init__()
         self.lsv_matrix = nn.Parameter(torch.empty(num, dim))
         weights = torch.tensor(mixture) if mixture is not None else F.one_hot(torch.tensor(index), num).float() * scale
+        self.selector: torch.Tensor
         self.register_buffer("selector", weights.to(torch.float32), persistent=False)
         self.num, self.index, self.scale, self.mixture = num, index, scale, mixture
         self.reset_parameters()
@@ -96,6 +98,7 @@ class RoutedLSV(nn.Module):
         super().__init__()
         self.variant = variant
         self.mlps = nn.ModuleList(_mlp(dim, deep=variant in MLP3_VARIANTS) for _ in range(num))
+        self.router: nn.Module
         if variant == "ohma":
             self.queries = nn.Parameter(torch.empty(num, dim))
         elif variant in ("ohmg", "mol"):  # Forge's router is Sequential(Linear, Sigmoid | Softmax): router.0.*
