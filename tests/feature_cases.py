@@ -68,7 +68,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "learned_divisor_init": 3.0,
         "init_activation": "softplus",
     },  # fmt: skip
-    "pfla_softmax-linear-quad-knots": {"type": "pfla_softmax", "num_knots": 6, "x_min": -1.0, "x_max": 1.0, "density": "quad"},
+    "pfla_softmax-linear-quad-knots": {  # sigmoid knots: Σy stays well away from 0 (gelu's would not: a badly conditioned row)
+        "type": "pfla_softmax",
+        "num_knots": 6,
+        "x_min": -1.0,
+        "x_max": 1.0,
+        "density": "quad",
+        "init_activation": "sigmoid",
+    },
     "softermax": {"type": "softermax"},
     "consmax": {"type": "consmax", "beta_init": 0.5, "gamma_init": 4.0, "base": 2.0},
     "consmax_quan": {"type": "consmax_quan", "beta_init": 0.537, "gamma_init": 3.14},

@@ -401,6 +401,9 @@ def test_defaults_are_forges() -> None:
     assert (att.softmax.base, att.softmax.beta_init, att.softmax.gamma_init, att.softmax.divisor) == (E, 2.5, 100.0, None)
     assert (att.fire.mlp_width, att.fire.num_hidden_layers, att.fire.init_c, att.fire.init_L, att.fire.log_bias) == (32, 1, 0.1, 512.0, 1.0)
     assert pe.soap_num_angles == 512 and load_spec(s.to_dict()) == s
+    for name in VARIANTS:  # every variant's normalised spec (model.yaml) loads back to the same spec
+        s = load_spec(case(SOFTMAX, VARIANTS[name]))
+        assert load_spec(s.to_dict()) == s, name
 
 
 # --- the eager model: left padding exact ------------------------------------------------------------------
