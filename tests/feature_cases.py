@@ -106,6 +106,49 @@ FORGE_CASES: dict[str, dict[str, Any]] = {
     "forge-lsv-ohmt": _c({"steering": {"lsv": {"variant": "ohmt", "num_vectors": 3, "layer": 1}}}),
 }  # fmt: skip
 
+
+SOFTMAX = f"{ATT}.softmax"
+# ReaLLM-Forge's softmax variants, with options that keep the attention weights O(1) on this model's scores
+# (|x| ≲ 1: Forge's defaults, e.g. consmax's γ = 100, would shrink attention until parity could not see it) and
+# that reach each variant's pieces (clamps, saturation, polymax's linear piece from −1); tests/test_features_forge.py
+# runs every one, the feature grid below the first three (their exports are shared).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "consmax_v2": {"type": "consmax_v2", "beta_init": 0.2, "gamma_init": 3.0, "clamp": 0.1, "base": 3.0},
+    "strongermax": {"type": "strongermax", "base": 2.0, "temperature": 0.5, "obo": 1.0, "obo_per_head": True, "clamp": 0.3, "divisor": 2.0},
+    "pfla_softmax": {
+        "type": "pfla_softmax",
+        "num_knots": 8,
+        "x_min": -1.5,
+        "x_max": 1.5,
+        "mode": "quadratic",
+        "learned_divisor": True,
+        "learned_divisor_init": 3.0,
+        "init_activation": "softplus",
+    },  # fmt: skip
+    "pfla_softmax-linear-quad-knots": {  # sigmoid knots: Σy stays well away from 0 (gelu's would not: a badly conditioned row)
+        "type": "pfla_softmax",
+        "num_knots": 6,
+        "x_min": -1.0,
+        "x_max": 1.0,
+        "density": "quad",
+        "init_activation": "sigmoid",
+    },
+    "softermax": {"type": "softermax"},
+    "consmax": {"type": "consmax", "beta_init": 0.5, "gamma_init": 4.0, "base": 2.0},
+    "consmax_quan": {"type": "consmax_quan", "beta_init": 0.537, "gamma_init": 3.14},
+    "saturatingconsmax": {"type": "saturatingconsmax", "beta_init": 0.0, "gamma_init": 4.0, "saturation": 0.3},
+    "polymax": {"type": "polymax", "x_intercept": -1.0, "divisor": 10.0},
+    "vpolymax": {"type": "vpolymax", "x_intercept": -1.0, "divisor": 10.0},
+    "exppolymax": {"type": "exppolymax", "power": 3.0, "divisor": 10.0},
+    "strongermax-guess-no-sum": {"type": "strongermax", "xmax_guess": 0.5, "div_by_sum": False, "divisor": 8.0},
+    "sigsoftmax": {"type": "sigsoftmax"},
+    "relumax": {"type": "relumax", "divisor": 2.0},
+    "relu2max": {"type": "relu2max", "divisor": 2.0},
+    "sigmoidmax": {"type": "sigmoidmax", "divisor": 8.0},
+    "softplus": {"type": "softplus", "divisor": 8.0},
+}
+FIRE = {"init_L": 4.0, "mlp_width": 8}  # a threshold the 40-token prompts cross: the absolute query position matters
+
 # feature name (as in the schema's feature table) -> {case id: spec}. Every feature has at least one case;
 # tests/test_feature_matrix.py exports each case on each target the table claims and checks parity.
 FEATURES: dict[str, dict[str, dict[str, Any]]] = {
@@ -266,6 +309,16 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
             "Learned steering vectors, one-hot (ReaLLM-Forge LSV one_hot)": "forge-bitlinear-vector-lsv-one_hot",
             "Learned steering MLPs (ReaLLM-Forge LSV one_hot_mlp, ohmg, ohmt, ohmm, ohma, mol)": "forge-lsv-ohmt",
         }.items()
+    },
+    "RoPE with interleaved pairs (rope_layout; ReaLLM-Forge's rope_length = rotary_dim)": {
+        "rope-interleaved-partial": case(f"{ROPE}.rope_layout", "interleaved", f"{ROPE}.rotary_dim", 8)
+    },
+    "SOAP rotary positions (one frequency 2π/N; ReaLLM-Forge)": {
+        "soap-16-angles": case(f"{ROPE}.rope_layout", "interleaved", f"{ROPE}.rope_variant", "soap", f"{ROPE}.soap_num_angles", 16)
+    },
+    "FIRE positional bias (ReaLLM-Forge)": {"fire": case(f"{ATT}.fire", FIRE)},
+    "Attention softmax variants (ReaLLM-Forge; ort and onnx: MatMul attention, no GroupQueryAttention / Attention)": {
+        f"softmax-{v}": case(SOFTMAX, VARIANTS[v]) for v in ("consmax_v2", "strongermax", "pfla_softmax")
     },
 }
 # validate reports "incremental" n/a there: dynamic NTK's and LongRoPE's cached keys keep the rotation of their

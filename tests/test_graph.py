@@ -31,7 +31,8 @@ def test_checker_and_op_domains(built, model, target):
     spec = load_spec(folder / "model.yaml")
     if target == "ort":
         gqa = [n for n in graph.node if n.op_type == "GroupQueryAttention" and n.domain == "com.microsoft"]
-        if spec.layer.attention.mechanism == "mla":  # attends over the latent with plain ops (docs/design.md)
+        # MLA attends over the latent with plain ops (docs/design.md); a Forge softmax variant is MatMul attention
+        if spec.layer.attention.mechanism == "mla" or spec.layer.attention.softmax is not None:
             assert not gqa
         else:
             assert len(gqa) == spec.num_layers

@@ -29,7 +29,7 @@ def soap_inv_freq(rotary_dim: int, num_angles: int) -> torch.Tensor:
     """SOAP (ReaLLM-Forge's ``rope_variant: soap``): every pair turns by the one frequency 2π/N, float64.
     Forge rolls an angle table of N entries by one per call; q and k roll alike, so scores see only
     2π(p_q − p_k)/N, which is this table's rotation (periodic in p with period N)."""
-    return torch.full((rotary_dim // 2,), 2 * math.pi / num_angles, dtype=torch.float64)
+    return torch.full((rotary_dim // 2,), 2 * math.pi / num_angles, dtype=torch.float64, device="cpu")
 
 
 def rope_caches(max_positions: int, rotary_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -237,7 +237,7 @@ def _derive(d: dict[str, Any]) -> None:
     softmax = att["softmax"]
     if softmax is not None:
         for key, default in SOFTMAX_OPTIONS[softmax["type"]].items():
-            if softmax[key] is None:
+            if softmax[key] is None and (key != "learned_divisor_init" or softmax["learned_divisor"]):  # γ only when learned
                 softmax[key] = default
     scaling = pe["rope_scaling"]
     if scaling is not None and scaling["original_max_position_embeddings"] is None:
