@@ -76,7 +76,7 @@ BAD_SPECS = {
         _with("layer.attention.mechanism", "mla"),
         "layer.attention.mla_latent_dim: required with mechanism 'mla'",
     ),
-    "negative-eps": (_with("layer.layer_norm.eps", -1.0), "layer.layer_norm.eps: -1.0 is less than or equal to the minimum of 0"),
+    "negative-eps": (_with("layer.layer_norm.eps", -1.0), "layer.layer_norm.eps: -1.0 is less than the minimum of 0"),
 }
 
 
