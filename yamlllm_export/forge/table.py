@@ -32,6 +32,7 @@ FORGE_EPS = {"rmsnorm": 0.0, "layernorm": 1e-5}  # Forge's RMSNorm has no epsilo
 MLP_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "squared_relu": "squared_relu"}
 GATED_ACTIVATIONS = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}  # Forge's swiglu gate activation → ours
 KAN_ACTIVATIONS = ("silu", "gelu", "relu", "squared_relu")
+ADDED_KEYS = ("lsv_dataset_num",)  # model_args keys train.py adds beside the argparse ones (with --dataset_list)
 
 
 @cache
