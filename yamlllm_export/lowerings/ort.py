@@ -51,7 +51,8 @@ def attention(
     padding, a window and softcap)."""
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
-    if past_key.shape[3] % 8:  # ORT's GQA kernels refuse such head sizes at run time: plain ops instead
+    if past_key.shape[3] % 8 or past_key.shape[3] != past_value.shape[3]:  # GQA refuses such head sizes at run time,
+        # and has one head size for keys and values (infinite heads have two): plain ops instead
         return portable.attention(
             query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads,
             scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
