@@ -166,7 +166,7 @@ TABLE = {
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: moe,
     torch.ops.yamlllm.short_conv.default: recurrent.ort_short_conv,
-    torch.ops.yamlllm.linear_attention.default: recurrent.linear_attention,
+    torch.ops.yamlllm.linear_attention.default: recurrent.ort_linear_attention,
 }
 
 
