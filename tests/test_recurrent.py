@@ -253,3 +253,22 @@ def _infinite_error(group_of) -> float:
 def test_infinite_heads_match_the_formula():
     assert _infinite_error(lambda h: h // 3) < 1e-5  # head h reads group ⌊h / (H/G)⌋ (Forge's repeat_interleave)
     assert _infinite_error(lambda h: h % 2) > 1e-2  # the other grouping (repeat) must not pass
+
+
+# ---- generate: the torch-free runtime carries the states ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["short_conv", "linear_attention"])
+def test_generate_batch_equals_each_prompt_alone_and_pytorch(export_case, kind):
+    from yamlllm_export.runtime import Generator
+
+    spec = CASES_BY_ID[KINDS[kind]]
+    gen = Generator(export_case(KINDS[kind], spec, "ort"))
+    prompts = [[5, 9, 200, 31, 2, 77, 13], [8], [150, 151, 152]]
+    batch = gen.generate(prompts, max_new_tokens=6).tokens
+    model = build_model(spec, seed=0)
+    for prompt, got in zip(prompts, batch, strict=True):
+        ids = list(prompt)
+        for _ in range(6):
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+        assert list(got) == ids[len(prompt) :] == list(gen.generate([prompt], max_new_tokens=6).tokens[0])
