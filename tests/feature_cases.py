@@ -281,6 +281,14 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
         "short-conv-layer-0": case("layer_types", ["short_conv", "attention"], "layer.short_conv", {"L_cache": 4}),
         "short-conv-only-bias": case("layer_types", ["short_conv"], "layer.short_conv", {"bias": True}),  # no KV cache at all
     },
+    "Infinite-heads attention layers (ReaLLM-Forge attention_variant infinite)": {  # key and value head sizes differ
+        "infinite-heads-layer-0": case(
+            "layer_types",
+            ["infinite_attention", "attention"],
+            "layer.infinite_attention",
+            {"num_heads": 6, "num_kv_heads": 2, "qk_head_dim": 24, "v_head_dim": 8, "bias": True},
+        ),
+    },  # fmt: skip
     "Linear-attention layers with a recurrent state (ReaLLM-Forge attention_variant linear)": {
         "linear-attention-layer-0": case("layer_types", ["linear_attention", "attention"])
     },

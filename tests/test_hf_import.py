@@ -78,6 +78,7 @@ GENAI_CASES = [
     "gemma3-multimodal",
     "gpt-oss",
     "granite",
+    "lfm2-untied-kernel-4-multiplier",  # genai's lfm2 type: conv states past.%d.conv beside the KV caches
     "nemotron",
     "olmo-clip-qkv",
     "phi3",

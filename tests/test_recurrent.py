@@ -153,7 +153,7 @@ def test_linear_attention_clamp():
 # ---- 2. exported folders: padded batch + decode through the states, each row alone ----------------------
 
 KINDS = {"short_conv": "short-conv-layer-0", "short_conv_only": "short-conv-only-bias", "linear_attention": "linear-attention-layer-0",
-         "identity": "identity-layer-1"}  # fmt: skip
+         "identity": "identity-layer-1", "infinite_attention": "infinite-heads-layer-0"}  # fmt: skip
 GRID = [pytest.param(kind, target, id=f"{kind}-{target}") for kind in KINDS for target in ("ort", "onnx", "portable")]
 
 
@@ -208,3 +208,67 @@ def _compare_states(names: list[str], alone: list[np.ndarray], batch: list[np.nd
             assert np.abs(a[0] - b[row]).max() <= 1e-5, name
             compared += 1
     assert compared == sum(n.rsplit(".", 1)[-1] in ("conv", "kv_sum", "k_sum") for n in names)
+
+
+# ---- infinite heads: the module against the formula, written per head ---------------------------------------
+
+
+def infinite_heads_formula(x, wq, wk, wv, cproj_w, cproj_b, *, heads: int, groups: int, group_of):
+    """Forge's infinite heads per head: o_h = softmax(q_h k_g(h)ᵀ / sqrt(d_qk) + causal) v_g(h), s = Σ_h o_h,
+    y = Σ_i (W_i s + b_i) over the n_cproj projections."""
+    S = x.shape[0]
+    q, k, v = (x @ w.T for w in (wq, wk, wv))
+    dqk = q.shape[-1] // heads
+    q, k, v = q.view(S, heads, -1), k.view(S, groups, -1), v.view(S, groups, -1)
+    s = 0
+    for h in range(heads):
+        g = group_of(h)
+        scores = q[:, h] @ k[:, g].T / dqk**0.5 + torch.full((S, S), float("-inf")).triu(1)
+        s = s + torch.softmax(scores, -1) @ v[:, g]
+    return sum(w @ s.T for w in cproj_w).T + sum(cproj_b)
+
+
+def _infinite_error(group_of) -> float:
+    from yamlllm_export.model.infinite_attention import InfiniteHeadAttention
+
+    g = torch.Generator().manual_seed(0)
+    H, G, dqk, dv, d, S, n_cproj = 6, 2, 12, 5, 16, 7, 3
+    attn = InfiniteHeadAttention(d, num_heads=H, num_kv_heads=G, qk_head_dim=dqk, v_head_dim=dv, bias=True, rotary=None)
+    cproj_w = [torch.randn(d, dv, generator=g) * 0.3 for _ in range(n_cproj)]
+    cproj_b = [torch.randn(d, generator=g) * 0.3 for _ in range(n_cproj)]
+    for p in attn.parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    attn.q_proj.bias.zero_(), attn.k_proj.bias.zero_(), attn.v_proj.bias.zero_()  # the formula's projections have none
+    attn.o_proj.weight.copy_(sum(cproj_w)), attn.o_proj.bias.copy_(sum(cproj_b))  # n_cproj projections summed into one
+    x = torch.randn(1, S, d, generator=g)
+    bias = torch.zeros(1, 1, S, S)
+    y, k, v = attn(x, bias, torch.arange(S)[None], torch.zeros(1, G, 0, dqk), torch.zeros(1, G, 0, dv))
+    assert k.shape == (1, G, S, dqk) and v.shape == (1, G, S, dv)
+    ref = infinite_heads_formula(
+        x[0], attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, cproj_w, cproj_b, heads=H, groups=G, group_of=group_of
+    )
+    return (y[0] - ref).abs().max().item()
+
+
+def test_infinite_heads_match_the_formula():
+    assert _infinite_error(lambda h: h // 3) < 1e-5  # head h reads group ⌊h / (H/G)⌋ (Forge's repeat_interleave)
+    assert _infinite_error(lambda h: h % 2) > 1e-2  # the other grouping (repeat) must not pass
+
+
+# ---- generate: the torch-free runtime carries the states ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["short_conv", "linear_attention"])
+def test_generate_batch_equals_each_prompt_alone_and_pytorch(export_case, kind):
+    from yamlllm_export.runtime import Generator
+
+    spec = CASES_BY_ID[KINDS[kind]]
+    gen = Generator(export_case(KINDS[kind], spec, "ort"))
+    prompts = [[5, 9, 200, 31, 2, 77, 13], [8], [150, 151, 152]]
+    batch = gen.generate(prompts, max_new_tokens=6).tokens
+    model = build_model(spec, seed=0)
+    for prompt, got in zip(prompts, batch, strict=True):
+        ids = list(prompt)
+        for _ in range(6):
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+        assert list(got) == ids[len(prompt) :] == list(gen.generate([prompt], max_new_tokens=6).tokens[0])

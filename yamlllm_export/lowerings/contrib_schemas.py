@@ -21,10 +21,10 @@ from yamlllm_export.errors import BuildError
 
 DROPPED_OUTPUTS = {("GroupQueryAttention", "output_qk")}
 DEFAULT_DOMAIN_OPS = {"SimplifiedLayerNormalization"}
-EMITTED_CLASHES = {"RotaryEmbedding", "CausalConvWithState"}
+EMITTED_CLASHES = {"RotaryEmbedding", "CausalConvWithState", "LinearAttention"}
 # what target ``ort`` writes (lowerings/ort.py and its fusions): their schemas must register
 EMITTED = {"GroupQueryAttention", "RotaryEmbedding", "MoE", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization",
-           "SkipLayerNormalization", "CausalConvWithState"}  # fmt: skip
+           "SkipLayerNormalization", "CausalConvWithState", "LinearAttention"}  # fmt: skip
 _OPTION = {
     "Single": OpSchema.FormalParameterOption.Single,
     "Optional": OpSchema.FormalParameterOption.Optional,

@@ -56,7 +56,9 @@ def attention(
     padding, a window and softcap)."""
     if window_size > 0 and not causal:  # spec/rules.py refuses it for every target
         raise ValueError("GroupQueryAttention: local_window_size needs causal=1")
-    if past_key.shape[3] % 8 or softmax != "softmax":  # GQA refuses such head sizes at run time; it has no variants
+    if past_key.shape[3] % 8 or past_key.shape[3] != past_value.shape[3] or softmax != "softmax":
+        # GQA refuses such head sizes at run time, has one head size for keys and values (infinite heads have
+        # two) and no softmax variants: plain ops instead
         return portable.attention(
             query, key, value, past_key, past_value, attention_bias, cos_cache, sin_cache, position_ids, num_heads, num_kv_heads,
             scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks, rope_interleaved=rope_interleaved,
@@ -190,7 +192,7 @@ TABLE: dict[Any, Callable[..., Any]] = {
     torch.ops.yamlllm.rms_norm.default: rms_norm,
     torch.ops.yamlllm.moe.default: moe,
     torch.ops.yamlllm.short_conv.default: recurrent.ort_short_conv,
-    torch.ops.yamlllm.linear_attention.default: recurrent.linear_attention,
+    torch.ops.yamlllm.linear_attention.default: recurrent.ort_linear_attention,
 }
 
 

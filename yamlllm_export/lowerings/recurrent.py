@@ -101,3 +101,29 @@ def linear_attention(
     den = op.Max(op.ReduceSum(op.Mul(fq, k_sum), _ints(-1), keepdims=1), op.CastLike(op.Constant(value_float=1e-3), query))
     y = op.Reshape(op.Div(op.Mul(fq, kv_sum), den), _ints(0, 0, -1))  # (B, S, H·D)
     return y, _last(kv_sum), _last(k_sum)
+
+
+def ort_linear_attention(
+    query: Any, key: Any, value: Any, scale: Any, past_kv_sum: Any, past_k_sum: Any, token_mask: Any, num_heads: int
+) -> tuple[Any, Any, Any]:
+    """``yamlllm::linear_attention`` → two com.microsoft.LinearAttention nodes (``update_rule: linear``,
+    S_t = S_{t−1} + k_t ⊗ v_t, o_t = q_tᵀ S_t), fed φ(q) and φ(k)·mask: the element-wise sums are its outer-product
+    state with every (head, dim) pair a head of size 1 (numerator φ(q) ⊙ S), and the normaliser is one head per
+    head with keys of size D and a value of 1 (o = φ(q) · z). Both checked against numpy on ORT 1.31 CPU."""
+    hd = query.shape[2]
+    fq, fk = _features(query, key, scale, token_mask, num_heads)
+    fq, fk = op.Reshape(fq, _ints(0, 0, -1)), op.Reshape(fk, _ints(0, 0, -1))  # (B, S, H·D)
+    num, kv_sum = msft.LinearAttention(
+        fq, fk, value, op.Reshape(past_kv_sum, _ints(0, -1, 1, 1)), None, None,
+        q_num_heads=hd, kv_num_heads=hd, scale=1.0, update_rule="linear", _num_outputs=2,
+    )  # fmt: skip  # (B, S, H·D), (B, H·D, 1, 1)
+    ones = op.Expand(
+        op.CastLike(op.Constant(value_float=1.0), query), op.Concat(dim(op, query, 0), dim(op, query, 1), _ints(num_heads), axis=0)
+    )
+    den, k_sum = msft.LinearAttention(
+        fq, fk, ones, op.Unsqueeze(past_k_sum, _ints(-1)), None, None,
+        q_num_heads=num_heads, kv_num_heads=num_heads, scale=1.0, update_rule="linear", _num_outputs=2,
+    )  # fmt: skip  # (B, S, H), (B, H, D, 1)
+    den = op.Unsqueeze(op.Max(den, op.CastLike(op.Constant(value_float=1e-3), query)), _ints(-1))  # (B, S, H, 1)
+    y = op.Reshape(op.Div(op.Reshape(num, _ints(0, 0, num_heads, -1)), den), _ints(0, 0, -1))
+    return y, op.Reshape(kv_sum, _ints(0, num_heads, -1)), op.Squeeze(k_sum, _ints(-1))

@@ -29,6 +29,7 @@ from yamlllm_export.model.forge_weights import (
     TransposedProjection,
     swap_linears,
 )
+from yamlllm_export.model.infinite_attention import InfiniteHeadAttention
 from yamlllm_export.model.init import init_weights
 from yamlllm_export.model.kan import KANFFN
 from yamlllm_export.model.mla import LowRankQuery, MultiLatentAttention
@@ -218,6 +219,13 @@ def _mixer(kind: str, lay: LayerSpec, rotary: Rotary | None, scaling: RopeScalin
         assert lay.linear_attention is not None
         return LinearAttention(d, num_heads=lay.linear_attention.num_heads)
     rotary = None if att.nope else rotary
+    if kind == "infinite_attention":
+        inf = lay.infinite_attention
+        assert inf is not None
+        return InfiniteHeadAttention(
+            d, num_heads=inf.num_heads, num_kv_heads=inf.num_kv_heads, qk_head_dim=inf.qk_head_dim, v_head_dim=inf.v_head_dim,
+            bias=inf.bias, rotary=rotary,
+        )  # fmt: skip
     return _mla(lay, rotary, scaling) if att.mechanism == "mla" else _attention(att, d, rotary, interleaved=interleaved)
 
 

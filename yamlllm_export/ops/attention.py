@@ -131,12 +131,13 @@ def attention_op(
         k = apply_rotary(k, *rotary, interleaved=rope_interleaved)
     q = q.transpose(1, 2)  # (B, nh, S, hs)
     k = torch.cat([past_key, k.transpose(1, 2)], dim=2)  # (B, nkv, T, hs)
-    v = torch.cat([past_value, value.view(B, S, num_kv_heads, hs).transpose(1, 2)], dim=2)
+    dv = past_value.shape[-1]  # = hs, except for infinite heads (free value head size)
+    v = torch.cat([past_value, value.view(B, S, num_kv_heads, dv).transpose(1, 2)], dim=2)
     out = attend(
         q, k, v, attention_bias, scale=scale, causal=causal, window_size=window_size, softcap=softcap, sinks=sinks,
         softmax=softmax, softmax_params=softmax_params, softmax_consts=softmax_consts,
     )  # fmt: skip
-    return out.transpose(1, 2).reshape(B, S, num_heads * hs), k, v
+    return out.transpose(1, 2).reshape(B, S, num_heads * dv), k, v
 
 
 def attention_fake(
@@ -149,8 +150,9 @@ def attention_fake(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Output shapes of ``attention`` (and ``complex_attention``, whose signature is its first 16 arguments)."""
     B, S, _ = query.shape
-    present_shape = (B, num_kv_heads, past_key.shape[2] + S, past_key.shape[3])
-    return query.new_empty(B, S, num_heads * past_key.shape[3]), past_key.new_empty(present_shape), past_value.new_empty(present_shape)
+    T = past_key.shape[2] + S
+    k_shape, v_shape = (B, num_kv_heads, T, past_key.shape[3]), (B, num_kv_heads, T, past_value.shape[3])
+    return query.new_empty(B, S, num_heads * past_value.shape[3]), past_key.new_empty(k_shape), past_value.new_empty(v_shape)
 
 
 attention_op.op.register_fake(attention_fake)

@@ -14,13 +14,14 @@ from yamlllm_export.spec import ModelSpec
 from yamlllm_export.spec.features import full_window_line, needs_full_window
 
 GENAI_CONFIG = "genai_config.json"
+GENAI_LAYER_TYPES = {"attention": "full_attention", "short_conv": "conv"}  # our layer_types → genai's LFM2 names
 
 
 def genai_blocker(spec: ModelSpec) -> str | None:
     """Why onnxruntime-genai cannot run this model, or None when it can."""
     if needs_full_window(spec):
         return f"full-window graph without a KV cache ({full_window_line(spec)}); onnxruntime-genai's decoder needs a cache"
-    others = sorted(set(spec.mixers()) - {"attention"})
+    others = sorted(set(spec.mixers()) - {"attention", "short_conv"})
     if others:
         return f"layer_types {', '.join(others)}: onnxruntime-genai's decoder feeds key/value caches only; run the folder with yamlllm-export generate"
     if spec.layer.attention.mechanism == "mla":
@@ -44,9 +45,19 @@ def genai_config(spec: ModelSpec) -> dict[str, Any]:
         "eos_token_id": list(eos) if len(eos) > 1 else eos[0] if eos else None,
         "pad_token_id": tokens.pad_token_id,
     }
+    kinds = spec.mixers()
+    decoder_type = {}
+    if "short_conv" in kinds:  # genai's LFM2 model: conv states past.%d.conv beside the attention layers' KV caches
+        assert spec.layer.short_conv is not None
+        decoder_type = {
+            "layer_types": [GENAI_LAYER_TYPES[k] for k in kinds],
+            "conv_cache_size": spec.layer.short_conv.L_cache - 1,
+        }
+        inputs["past_conv_names"] = "past.%d.conv"
+    outputs = {"present_conv_names": "present.%d.conv"} if "short_conv" in kinds else {}
     return {
         "model": {
-            "type": "decoder",
+            "type": "lfm2" if "short_conv" in kinds else "decoder",
             "vocab_size": spec.embedding.vocab_size,
             "context_length": context,
             **{k: v for k, v in ids.items() if v is not None},
@@ -58,8 +69,14 @@ def genai_config(spec: ModelSpec) -> dict[str, Any]:
                 "num_attention_heads": att.num_heads,
                 "num_key_value_heads": att.num_kv_heads,
                 "num_hidden_layers": spec.num_layers,
+                **decoder_type,
                 "inputs": {**inputs, "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"},
-                "outputs": {"logits": "logits", "present_key_names": "present.%d.key", "present_value_names": "present.%d.value"},
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                    **outputs,
+                },
             },
         },
         # our presents are past ++ new (dense), not a buffer preallocated at max_length: no sharing

@@ -31,7 +31,8 @@ context length (docs/recurrent.md); an ``identity`` layer carries nothing:
          past.{i}.kv_sum     (batch_size, heads, head_dim)          linear_attention: S = Σ φ(k) ⊙ v
          past.{i}.k_sum      (batch_size, heads, head_dim)          linear_attention: z = Σ φ(k)
          present.{i}.conv / .kv_sum / .k_sum                        the same shapes, after the new tokens
-A pad (attention_mask 0) never changes a state. ``attention_mask`` still spans past + new tokens; a state layer
+An ``infinite_attention`` layer has a KV cache of its own head sizes: keys (batch_size, kv_heads, length, qk_head_dim),
+values (batch_size, kv_heads, length, v_head_dim), named as above. A pad (attention_mask 0) never changes a state. ``attention_mask`` still spans past + new tokens; a state layer
 reads only its last sequence_length columns.
 
 Plain data, no torch: the export traces its graph to this contract (``export/flat_io.py`` makes the tracing
@@ -79,6 +80,10 @@ def layer_cache(spec: ModelSpec, kind: str) -> tuple[CacheTensor, ...]:
         assert layer.linear_attention is not None
         heads = layer.linear_attention.num_heads
         return tuple(CacheTensor(name, heads, layer.hidden_dim // heads, state=True) for name in ("kv_sum", "k_sum"))
+    if kind == "infinite_attention":  # keys and values of their own head sizes
+        inf = layer.infinite_attention
+        assert inf is not None
+        return (CacheTensor("key", inf.num_kv_heads, inf.qk_head_dim), CacheTensor("value", inf.num_kv_heads, inf.v_head_dim))
     if att.mechanism == "mla":  # without RoPE (mla_rope_head_dim 0) the latent alone
         mla = att.mla_dims()
         rope = (CacheTensor("rope_key", 1, mla.rope_head_dim),) if mla.rope_head_dim else ()

@@ -25,6 +25,7 @@ from yamlllm_export.spec.types import (
     EmbeddingSpec,
     FFNSpec,
     FireSpec,
+    InfiniteAttentionSpec,
     InitSpec,
     KANSpec,
     LayerOverrideSpec,
@@ -265,12 +266,22 @@ def _derive(d: dict[str, Any]) -> None:
     if d["layer_types"] is not None:  # the cycle resolved: one entry per layer (layer i uses layer_types[i mod len])
         cycle = d["layer_types"]
         d["layer_types"] = [cycle[i % len(cycle)] for i in range(d["num_layers"])]
-    for kind in ("short_conv", "linear_attention"):  # a kind's block gets its defaults when set or when a layer uses it
+    for kind in (
+        "short_conv",
+        "linear_attention",
+        "infinite_attention",
+    ):  # a kind's block gets its defaults when set or when a layer uses it
         if layer[kind] is not None or kind in (d["layer_types"] or ()):
             props = schema.schema()["$defs"]["layer"]["properties"][kind]["properties"]
             layer[kind] = {key: sub["default"] for key, sub in props.items()} | (layer[kind] or {})
     if layer["linear_attention"] is not None and layer["linear_attention"]["num_heads"] is None:
         layer["linear_attention"]["num_heads"] = att["num_heads"]
+    if (inf := layer["infinite_attention"]) is not None:
+        inf["num_heads"] = inf["num_heads"] or att["num_heads"]
+        inf["num_kv_heads"] = inf["num_kv_heads"] or inf["num_heads"]
+        inf["qk_head_dim"] = inf["qk_head_dim"] or att["head_dim"]
+        inf["v_head_dim"] = inf["v_head_dim"] or inf["qk_head_dim"]
+        inf["bias"] = att["bias"] if inf["bias"] is None else inf["bias"]
     eos = d["tokens"]["eos_token_id"]
     d["tokens"]["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else eos
 
@@ -386,6 +397,7 @@ def _freeze(d: dict[str, Any]) -> ModelSpec:
                 "linear": lay["linear"] and LinearVariantSpec(**{**lay["linear"], "apply_to": tuple(lay["linear"]["apply_to"])}),
                 "short_conv": _optional(ShortConvSpec, lay["short_conv"]),
                 "linear_attention": _optional(LinearAttentionSpec, lay["linear_attention"]),
+                "infinite_attention": _optional(InfiniteAttentionSpec, lay["infinite_attention"]),
             }
         ),
         embedding_layer_norm=_optional(NormSpec, d["embedding_layer_norm"]),

@@ -385,8 +385,25 @@ def _mixers(d: dict[str, Any]) -> Iterator[Problem]:
             "layer.linear_attention.num_heads",
             f"null takes layer.attention.num_heads, which does not divide hidden_dim {layer['hidden_dim']}",
         )
+    inf = layer["infinite_attention"] or {}
+    if inf or "infinite_attention" in kinds:
+        yield from _infinite(d, inf)
     if "attention" not in kinds and d["layer_overrides"]:
         yield "layer_overrides", "override attention settings, but layer_types has no attention layer"
+
+
+def _infinite(d: dict[str, Any], inf: dict[str, Any]) -> Iterator[Problem]:
+    """Infinite heads: GQA groups divide the heads; RoPE rotates within the q/k head; ALiBi's per-head bias has
+    the attention layers' head count."""
+    heads, kv = inf.get("num_heads") or d["layer"]["attention"]["num_heads"], inf.get("num_kv_heads")
+    if kv is not None and (kv > heads or heads % kv):
+        yield "layer.infinite_attention.num_kv_heads", f"{kv} does not divide num_heads {heads}"
+    pe = d["embedding"]["positional_encoding"]
+    qk = inf.get("qk_head_dim") or _head_dim(d)
+    if pe["type"] == "rope" and _rotary_dim(d, pe) > qk:
+        yield "layer.infinite_attention.qk_head_dim", f"{qk} is smaller than the rotary dim {_rotary_dim(d, pe)}"
+    if pe["type"] == "alibi":
+        yield "layer_types", "infinite_attention layers take no ALiBi bias (embedding.positional_encoding.type alibi)"
 
 
 RULES = (_attention, _mla, _positions, _forge_positions, _forge_attention, _ffn, _layout, _mixers, _tokens, *forge_rules.RULES)

@@ -133,6 +133,10 @@ def _mixer_params(kind: str, lay: LayerSpec) -> int:
         return 3 * d * d + d * lay.short_conv.L_cache + d * d + ((3 * d + d + d) if lay.short_conv.bias else 0)
     if kind == "linear_attention":
         return 3 * d * d + 3 * d + d * d + d + 1
+    if kind == "infinite_attention" and lay.infinite_attention is not None:  # q, k, v, then W_o on the heads' sum
+        inf = lay.infinite_attention
+        out = inf.num_heads * inf.qk_head_dim + inf.num_kv_heads * (inf.qk_head_dim + inf.v_head_dim)
+        return d * out + inf.v_head_dim * d + ((out + d) if inf.bias else 0)
     return (_mla_params(att, d) if att.mechanism == "mla" else _attention_params(att, d)) + _sink_params(att) + _softmax_params(att)
 
 
@@ -187,7 +191,10 @@ def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "float32") -> int:
         per_layer = mla.latent_dim + mla.rope_head_dim
     else:
         per_layer = 2 * att.num_kv_heads * att.head_dim
-    return spec.mixers().count("attention") * per_layer * DTYPE_BYTES[dtype]  # state layers' caches do not grow
+    inf = spec.layer.infinite_attention
+    infinite = inf.num_kv_heads * (inf.qk_head_dim + inf.v_head_dim) if inf is not None else 0
+    kinds = spec.mixers()  # state layers' caches do not grow
+    return (kinds.count("attention") * per_layer + kinds.count("infinite_attention") * infinite) * DTYPE_BYTES[dtype]
 
 
 def state_bytes(spec: ModelSpec, dtype: str = "float32") -> int:

@@ -262,11 +262,21 @@ class LinearAttentionSpec:
 
 
 @dataclass(frozen=True)
+class InfiniteAttentionSpec:
+    num_heads: int  # derived: layer.attention.num_heads when unset
+    num_kv_heads: int  # derived: num_heads
+    qk_head_dim: int  # derived: layer.attention.head_dim
+    v_head_dim: int  # derived: qk_head_dim
+    bias: bool  # derived: layer.attention.bias
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     hidden_dim: int
     attention: AttentionSpec
     short_conv: ShortConvSpec | None  # settings of the short_conv layers (layer_types); derived when a layer is one
     linear_attention: LinearAttentionSpec | None  # settings of the linear_attention layers; derived when a layer is one
+    infinite_attention: InfiniteAttentionSpec | None  # settings of the infinite_attention layers; derived when a layer is one
     ffn: FFNSpec
     layer_norm: NormSpec
     norm_placement: str  # pre | post | sandwich | output
@@ -353,7 +363,7 @@ class ModelSpec:
     layer_types: tuple[str, ...] | None = None  # one mixer kind per layer (resolved from the cycle); None: all attention
 
     def mixers(self) -> tuple[str, ...]:
-        """Each layer's token mixer: attention | identity | short_conv | linear_attention (``layer_types`` resolved)."""
+        """Each layer's token mixer: attention | identity | short_conv | linear_attention | infinite_attention (``layer_types`` resolved)."""
         return self.layer_types if self.layer_types is not None else ("attention",) * self.num_layers
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,7 +377,11 @@ class ModelSpec:
             for o in d["layer_overrides"]
         ]
         d["tokens"]["eos_token_id"] = list(self.tokens.eos_token_id)  # YAML has no tuples
-        for kind in ("short_conv", "linear_attention"):  # unused kinds' blocks stay out, as does an all-attention list,
+        for kind in (
+            "short_conv",
+            "linear_attention",
+            "infinite_attention",
+        ):  # unused kinds' blocks stay out, as does an all-attention list,
             if d["layer"][kind] is None:  # so the model.yaml of an attention-only spec reads as before
                 del d["layer"][kind]
         if self.layer_types is None:
