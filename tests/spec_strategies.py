@@ -139,7 +139,8 @@ def _integers(node: dict[str, Any], path: str) -> st.SearchStrategy[int]:
 def _numbers(node: dict[str, Any]) -> st.SearchStrategy[float]:
     lo, exclusive = _lower(node, -NUMBER_SPAN)
     lo += EXCLUSIVE_GAP if exclusive else 0.0
-    drawn = st.floats(lo, node.get("maximum", lo + NUMBER_SPAN), allow_nan=False, allow_subnormal=False)
+    # width 32 without subnormals: float32's normal numbers (and 0), the range SpecValidator admits
+    drawn = st.floats(lo, node.get("maximum", lo + NUMBER_SPAN), allow_nan=False, allow_subnormal=False, width=32)
     defaults = [node["default"]] if isinstance(node.get("default"), float) else []
     extremes = [v for vs in EXTREME_FLOATS.values() for v in vs if admits(node, v)]  # -0.0 where 0 is in range
     return st.sampled_from(defaults + extremes) | drawn if defaults + extremes else drawn

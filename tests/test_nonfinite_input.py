@@ -57,6 +57,8 @@ NUMBERS = {
     "dropout-nan": ("layer.ffn.dropout", ".nan", "nan is not a finite number"),  # NaN passes minimum and maximum
     "rope-theta-huge": ("embedding.positional_encoding.rope_theta", "1e300", "1e+300 overflows float32"),
     "rope-theta-huge-int": ("embedding.positional_encoding.rope_theta", "1" + "0" * 60, "1e+60 overflows float32"),
+    "rope-theta-401-digits": ("embedding.positional_encoding.rope_theta", "1" + "0" * 400, "an integer of 401 digits overflows float32"),
+    "rope-theta-1e400": ("embedding.positional_encoding.rope_theta", "1.0e+400", "inf is not a finite number"),  # YAML reads inf
     "eps-subnormal": ("layer.layer_norm.eps", "5e-324", "4.94066e-324 underflows float32"),
     "eps-negative-zero": ("layer.layer_norm.eps", "-0.0", "-0.0 is less than or equal to the minimum of 0"),
     "num-layers-float": ("num_layers", "2.0", "2.0 is not of type 'integer'"),  # was an internal error (range(2.0))
@@ -106,6 +108,7 @@ PATHOLOGICAL = {
         ),
         f"more than {MAX_SPEC_VALUES:,} YAML values",
     ),
+    "5001-digit-integer": (lambda: "name: x\nnum_layers: 1" + "0" * 5000 + "\n", "an integer of 5001 digits is too long"),
     "too-large": (lambda: "name: x\n" + "#" * MAX_SPEC_BYTES + "\n", f"larger than {MAX_SPEC_BYTES:,} bytes"),
 }
 

@@ -111,6 +111,17 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:  # Python refuses to read an int of more than 4300 digits (sys.get_int_max_str_digits)
+        digits = sum(c.isdigit() for c in node.value)
+        raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits is too long", node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.exists():
         raise SpecError(f"{path}: no such file")

@@ -29,6 +29,13 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def brief(value: int | float) -> str:
+    """A number in at most a dozen characters: ``1e+300``, or for an int past float's range its digit count."""
+    if isinstance(value, int) and abs(value) >= 10**300:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"{value:.6g}"
+
+
 def number_problem(value: Any) -> str | None:
     """Why ``value`` (a JSON number) cannot be a number of the spec, or None: NaN and ±inf never (JSON Schema's
     bounds all pass NaN, and YAML's ``.nan`` / ``.inf`` and Python's json ``NaN`` / ``Infinity`` read as floats),
@@ -38,7 +45,7 @@ def number_problem(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is not a finite number"
     if abs(value) > FLOAT32_MAX:
-        return f"{value:.6g} overflows float32 (largest {FLOAT32_MAX:.6g})"
+        return f"{brief(value)} overflows float32 (largest {FLOAT32_MAX:.6g})"
     if value and abs(value) < FLOAT32_TINY:
         return f"{value:.6g} underflows float32 (smallest normal {FLOAT32_TINY:.6g}; 0 is allowed where the range admits it)"
     return None
@@ -50,7 +57,7 @@ def _finite_numbers(check: jsonschema.protocols.Validator, types: Any, instance:
     yield from jsonschema.Draft202012Validator.VALIDATORS["type"](check, types, instance, node)
     kinds = types if isinstance(types, list) else [types]
     if "integer" in kinds and check.is_type(instance, "integer") and abs(instance) > INT64_MAX:
-        yield ValidationError(f"{instance:.6g} does not fit int64 (largest {INT64_MAX})", validator="finite")
+        yield ValidationError(f"{brief(instance)} does not fit int64 (largest {INT64_MAX})", validator="finite")
     if "number" not in kinds or not check.is_type(instance, "number"):
         return
     if node.get("x-nonfinite") and isinstance(instance, float) and not math.isfinite(instance):
