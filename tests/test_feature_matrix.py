@@ -71,8 +71,13 @@ def test_feature_changes_the_model(spec, baseline):
     assert got.shape == base.shape and (got - base).abs().max() > 1e-5
 
 
+POSITIVE = (".c", ".init_L", ".L_multiplier")  # FIRE's scales: log(c·(|i − j| + ε) + b) is NaN for c < 0, upstream too
+
+
 def _randomized(model: torch.nn.Module) -> torch.nn.Module:
     g = torch.Generator().manual_seed(1)
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        if name.endswith(POSITIVE):
+            p.abs_()
     return model

@@ -56,14 +56,15 @@ def test_positions_and_padding_same_in_both_languages(mask: list[list[int]]) -> 
     np.testing.assert_array_equal(_run(onnx_masking.padding_bias(op, m)), masking.padding_bias(torch.from_numpy(m)).numpy())
 
 
+@pytest.mark.parametrize("interleaved", [False, True], ids=["half", "interleaved"])
 @pytest.mark.parametrize("rd", [8, 4], ids=["full", "partial"])
-def test_rotary_same_in_both_languages(rd: int) -> None:
+def test_rotary_same_in_both_languages(rd: int, interleaved: bool) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 2, 8, generator=g)  # (B, S, n, hs)
     positions = torch.tensor([[0, 0, 1], [4, 5, 9]])  # a repeat (pad) and a jump, as masks with holes give
     cos, sin = rope_caches(16, rd, 10000.0)
-    expected = apply_rotary(x, positions, cos, sin)
-    got = onnx_rotary.apply_rotary(op, x.numpy(), positions.numpy(), cos.numpy(), sin.numpy())
+    expected = apply_rotary(x, positions, cos, sin, interleaved=interleaved)
+    got = onnx_rotary.apply_rotary(op, x.numpy(), positions.numpy(), cos.numpy(), sin.numpy(), interleaved)
     np.testing.assert_allclose(_run(got), expected.numpy(), rtol=0, atol=1e-6)
 
 

@@ -41,8 +41,8 @@ class SelfAttention(nn.Module):
     the kernel applies), as in OLMo-2, Qwen3 and Gemma 3; an optional clamp of q, k, v comes first (OLMo);
     optional sinks (GPT-OSS) are a learned logit per query head that the kernel adds to the softmax's denominator.
     ReaLLM-Forge's options: ``rope_interleaved`` RoPE pairs, a ``softmax`` variant in place of the softmax (its
-    parameters live here, under ``softmax.``), and ``fire``, a FIRE bias module the decoder evaluates and adds
-    to this layer's bias (one instance may serve every layer)."""
+    parameters live here, under ``softmax.``), and ``fire``, this layer's FIRE bias module, which the decoder
+    evaluates and adds to the layer's bias (a FIRE shared by every layer belongs to the decoder instead)."""
 
     RESIDUAL_OUTPUT = "o_proj"  # the projection onto the residual stream (gpt2 init scales it)
 

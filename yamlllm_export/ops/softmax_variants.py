@@ -105,6 +105,8 @@ def variant_weights(
     c = named(kind, consts)
     x = scores.masked_fill(masked, 0.0)  # what the variant sees at masked keys; their weight is zeroed below
     nh = scores.shape[1]
+    if params is None:  # the variants without learned parameters never read it
+        params = scores.new_zeros(0)
     if kind == "softermax":
         m = scores.amax(-1, keepdim=True) if c["use_xmax"] else 0.0
         return _normalise(torch.pow(2.0, x - m).masked_fill(masked, 0.0))
@@ -134,7 +136,7 @@ def variant_weights(
     return _pointwise(x, kind, params, c, nh).masked_fill(masked, 0.0)
 
 
-def _pointwise(x: torch.Tensor, kind: str, params: torch.Tensor | None, c: dict[str, float], nh: int) -> torch.Tensor:
+def _pointwise(x: torch.Tensor, kind: str, params: torch.Tensor, c: dict[str, float], nh: int) -> torch.Tensor:
     """The unnormalised variants, elementwise."""
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     if kind in ("consmax", "consmax_quan", "saturatingconsmax"):
