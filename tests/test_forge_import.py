@@ -47,7 +47,9 @@ def forge_folder(tmp_path_factory: pytest.TempPathFactory):
             tmp = tmp_path_factory.mktemp("forge")
             spec = _import(DATA / f"{case}.pt", tmp / f"{case}.yaml")
             out = tmp / f"{case}-{target}"
-            result = CliRunner().invoke(main, ["build", str(spec), "--weights", str(DATA / f"{case}.pt"), "-o", str(out), "--target", target])
+            result = CliRunner().invoke(
+                main, ["build", str(spec), "--weights", str(DATA / f"{case}.pt"), "-o", str(out), "--target", target]
+            )
             assert result.exit_code == 0, result.output
             assert ("full-window graph, no KV cache (layer.ffn.kan" in result.output) == (case == "kan")
             cache[case, target] = out
@@ -121,9 +123,19 @@ def test_later_revisions_peri_ln_names_and_the_rope_permutation(tmp_path: Path, 
 # ---- checkpoints written here in Forge's layout --------------------------------------------------------------
 
 LAYOUTS = {
-    "post_factorized_down_projs": dict(use_pre_ln=False, use_post_ln=True, norm_variant_attn="layernorm", norm_variant_output="layernorm",
-                                       bias=True, n_embd_wte=8, mlp_down_projs=2, use_rotary_embeddings=True, use_abs_pos_embeddings=False,
-                                       rope_length=2, wte_weight_tying=False),
+    "post_factorized_down_projs": dict(
+        use_pre_ln=False,
+        use_post_ln=True,
+        norm_variant_attn="layernorm",
+        norm_variant_output="layernorm",
+        bias=True,
+        n_embd_wte=8,
+        mlp_down_projs=2,
+        use_rotary_embeddings=True,
+        use_abs_pos_embeddings=False,
+        rope_length=2,
+        wte_weight_tying=False,
+    ),
     "output_peri_kan": dict(use_pre_ln=False, use_peri_ln=True, mlp_variant="kan", kan_middle_layers=[12], kan_poly_order=2),
     "parallel_swiglu_gelu": dict(use_parallel_mlp=True, mlp_variant="swiglu", mlp_size=24, n_kv_group=2),
 }
@@ -147,7 +159,11 @@ def _forge_name(ours: str, args: dict) -> str:
             if rest.startswith(our + "."):
                 return f"transformer.h.{i}.{forge}.{parts[-1]}"
         swiglu = args["mlp_variant"] == "swiglu"
-        for our, forge in (("ffn.gate", "c_fc_in1"), ("ffn.up", "c_fc_in2" if swiglu else "c_fc"), ("ffn.down", "c_fc_out" if swiglu else "c_proj")):
+        for our, forge in (
+            ("ffn.gate", "c_fc_in1"),
+            ("ffn.up", "c_fc_in2" if swiglu else "c_fc"),
+            ("ffn.down", "c_fc_out" if swiglu else "c_proj"),
+        ):
             if rest.startswith(our + "."):
                 return f"transformer.h.{i}.mlp.{forge}.{parts[-1]}"
         if rest.startswith("ffn.layers."):  # ffn.layers.k.base_weight | poly_weight | norm.weight | norm.bias
@@ -190,7 +206,6 @@ def _to_forge(state: dict[str, torch.Tensor], args: dict) -> dict[str, torch.Ten
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_checkpoints_in_forges_layout_load_exactly(tmp_path: Path, layout: str) -> None:
     from yamlllm_export import build_model
-    from yamlllm_export.export.weights_source import load_weights_from
 
     args = {**defaults(), **TINY, **LAYOUTS[layout]}
     spec, _ = forge_spec(args)
