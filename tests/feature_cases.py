@@ -236,6 +236,9 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     "Clamped SwiGLU experts (GPT-OSS)": {  # a limit the gate and up projections cross (their std is ~0.6 here)
         "moe-clamped-swiglu": case(f"{FFN}.moe", {"num_experts": 4, "top_k": 2, "clamped_swiglu": {"limit": 0.5}})
     },
+    "KAN FFN (Legendre KAL-Net, ReaLLM-Forge; a full-window graph, no KV cache)": {  # tests/test_full_window.py has the rest
+        "kan": case(f"{FFN}.kan", {"middle_layers": [32], "poly_order": 3})
+    },
     "LayerNorm": {"layernorm": case("layer.layer_norm", {"type": "layernorm"})},
     "RMSNorm": {"rmsnorm": case()},
     "Norm scale with unit offset (Gemma)": {"unit-offset": case("layer.layer_norm.unit_offset", True)},
@@ -330,8 +333,8 @@ FEATURES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 # validate reports "incremental" n/a there: dynamic NTK's and LongRoPE's cached keys keep the rotation of their
-# own step, and a bidirectional model's cached token never saw the tokens after it
-NOT_INCREMENTAL = {"rope-dynamic", "rope-longrope-partial", "bidirectional"}
+# own step, a bidirectional model's cached token never saw the tokens after it, and a full-window graph has no cache
+NOT_INCREMENTAL = {"rope-dynamic", "rope-longrope-partial", "bidirectional", "kan"}  # kan: full-window, no cache
 # Case the "feature changes the model" test compares with, where BASE would differ for another reason
 # (BASE has RoPE: sinusoidal vs BASE would differ even if the sinusoidal table were never added).
 LIVE_BASELINE = {

@@ -186,3 +186,18 @@ def test_kan_with_moe_is_refused() -> None:
     ffn = {"intermediate_size": 16, "kan": {}, "moe": {"num_experts": 2, "top_k": 1}}
     with pytest.raises(SpecError, match=r"layer\.ffn\.kan"):
         load_spec({**_minimal(), "layer": {**_minimal()["layer"], "ffn": ffn}})
+
+
+def test_an_enum_value_joins_the_predicate_by_its_annotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the other full-window options (div_by_seq_len, krmsnorm int8) will do: annotate, nothing else."""
+    import copy
+
+    from yamlllm_export.spec import features, schema
+
+    patched = copy.deepcopy(schema.schema())
+    placement = patched["$defs"]["layer"]["properties"]["norm_placement"]
+    placement["x-values"]["post"]["full_window"] = "a stand-in reason"
+    monkeypatch.setattr(features, "schema", lambda: patched)
+    post = {**_minimal(), "layer": {**_minimal()["layer"], "norm_placement": "post"}}
+    assert features._full_window(load_spec(post).to_dict()) == (("layer.norm_placement=post", "a stand-in reason"),)
+    assert features._full_window(load_spec(_minimal()).to_dict()) == ()

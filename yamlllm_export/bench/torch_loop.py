@@ -29,10 +29,10 @@ class TorchRunner:
         self.static = StaticCache(model, workload.batch, workload.prompt_len + workload.gen_len) if system.kind == "compile" else None
         self.model = torch.compile(model, dynamic=True) if self.static else model
         self.empty_cache = model.empty_cache
-        if read_build_info(system.folder).get("cache", "kv") != "kv":  # a full-window folder: recompute, as its ORT row does
+        self.full_window = read_build_info(system.folder).get("cache", "kv") != "kv"
+        if self.full_window:  # no cache: recompute the window at every step, as the folder's ORT row does
             window = load_spec(f"{system.folder}/model.yaml").embedding.max_position_embeddings
             self.model = WindowRecompute(model, window)
-            self.empty_cache = lambda batch: None
         self.workload = workload
         gen = torch.Generator().manual_seed(workload.seed)
         vocab = model.embed.num_embeddings
@@ -43,7 +43,7 @@ class TorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def _step(self, ids: torch.Tensor, length: int, presents: list) -> tuple[torch.Tensor, list]:
+    def _step(self, ids: torch.Tensor, length: int, presents: list | None) -> tuple[torch.Tensor, list]:
         """Logits (B, 1, V) of the last position and the cache after ``ids`` joined ``length`` cached tokens."""
         past = self.static.past(length) if self.static else presents
         return self.model(ids, self.mask[:, : length + ids.shape[1]], None, past, last_logits=True)
@@ -53,7 +53,7 @@ class TorchRunner:
         w = self.workload
         self._sync()
         start = time.perf_counter()
-        logits, past = self._step(self.prompt, 0, self.empty_cache(w.batch))
+        logits, past = self._step(self.prompt, 0, None if self.full_window else self.empty_cache(w.batch))
         token = logits[:, -1:].argmax(-1)  # (B, 1)
         self._sync()
         prefill = time.perf_counter() - start

@@ -56,10 +56,15 @@ ORDER = ("name", "embedding", "num_layers", "layer", "final_layer_norm", "tie_wo
 
 
 def _ordered(draft: Draft) -> Draft:
-    spec: Draft = {k: draft[k] for k in ORDER if k in draft}
-    spec.update({k: v for k, v in draft.items() if k not in spec})
+    """Top-level keys in a reader's order; unset options (None: our default too) left out."""
+    spec: Draft = {k: _without_none(draft[k]) for k in ORDER if k in draft}
+    spec.update({k: _without_none(v) for k, v in draft.items() if k not in spec})
     spec["lm_head_bias"] = False
-    return spec
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def _without_none(value: Any) -> Any:
+    return {k: _without_none(v) for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
 
 def import_forge(path: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[str, Any], str, list[str]]:

@@ -120,6 +120,11 @@ def _rope_ok(args: Args) -> str | None:
     return None
 
 
+def _widths(draft: Draft, args: Args) -> None:
+    _set(draft, "layer.hidden_dim", int(args["n_embd"]))
+    _set(draft, "embedding.embedding_dim", int(args["n_embd_wte"] or args["n_embd"]))  # factorized: the table's width
+
+
 def _norm(kind: str) -> dict[str, Any]:
     return {"type": kind, "eps": FORGE_EPS[kind], "elementwise_affine": True}
 
@@ -223,10 +228,7 @@ ROWS: tuple[Row, ...] = (
         "n_embd",
         "map",
         "layer.hidden_dim, embedding.embedding_dim",
-        lambda d, a: (
-            _set(d, "layer.hidden_dim", int(a["n_embd"])),
-            _set(d, "embedding.embedding_dim", int(a["n_embd_wte"] or a["n_embd"])),
-        )[0],
+        _widths,
     ),
     Row("n_embd_wte", "map", "embedding.embedding_dim (factorized: scale_up / scale_down become the embedding and head projections)"),
     Row("n_embd_wte_scale_tying", "ignore", "shares scale_up and scale_down: weight sharing only (both are read from the state dict)"),

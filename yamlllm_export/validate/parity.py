@@ -29,6 +29,7 @@ off-by-one decode position measure ≥ 16× the limit on tiny-llama and ≥ 460�
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +45,12 @@ from yamlllm_export.spec import ModelSpec
 TOP2_GAP = 1e-3  # a greedy-token disagreement counts only where the reference's top-2 gap exceeds this
 EPS32 = float(np.finfo(np.float32).eps)  # 2⁻²³ ≈ 1.19e-7
 FP32_HEADROOM = 16.0  # C of the float32 limit ε·√L·(C·√d + T) (module docstring)
+# The KAN FFN normalises each feature by its min/max over the window, dividing rounding errors by a range that
+# a short window makes small: one float32 rounding (relative noise ε) in every weight of the feature grid's
+# KAN case moves its logits by 1.0e-4 σ, against 2.9e-6 σ for the same model with its MLP (34×, measured
+# 2026-12-07); ORT vs PyTorch measured 3.3e-5 σ there, 1.4× the plain limit. The limit is multiplied by this
+# for a spec with a KAN FFN; the mutations of tests/test_full_window.py move the logits by > 1e-3.
+KAN_CONDITION = 8.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Tolerance:
     min_agreement: float  # share of decided greedy tokens that must agree
     layers: int = 1
     width: int = 0  # d, the hidden width
+    condition: float = 1.0  # how much more the model amplifies float32 rounding than a plain transformer
 
     @classmethod
     def for_dtype(cls, dtype: str, layers: int = 1, width: int = 0) -> Tolerance:
@@ -86,13 +94,15 @@ class Tolerance:
     @classmethod
     def for_spec(cls, dtype: str, spec: ModelSpec) -> Tolerance:
         """The tolerance for a ``ModelSpec``'s build in ``dtype``."""
-        return cls.for_dtype(dtype, spec.num_layers, spec.layer.hidden_dim)
+        tol = cls.for_dtype(dtype, spec.num_layers, spec.layer.hidden_dim)
+        kan = any(layer.ffn.kan is not None for layer in spec.layer_specs())
+        return dataclasses.replace(tol, condition=KAN_CONDITION) if kan and tol.metric == "max_rel" else tol
 
     def limit(self, keys: int) -> float:
         """The limit for a step whose cache holds ``keys`` keys."""
         if self.metric != "max_rel":
             return self.base
-        return self.base * math.sqrt(self.layers) * (FP32_HEADROOM * math.sqrt(self.width) + keys)
+        return self.condition * self.base * math.sqrt(self.layers) * (FP32_HEADROOM * math.sqrt(self.width) + keys)
 
     def measure(self, ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
         return max_rel(ref, got, valid) if self.metric == "max_rel" else rel_l2(ref, got, valid)
@@ -105,7 +115,8 @@ class Tolerance:
 
     def describe(self, keys: int) -> str:
         if self.metric == "max_rel":
-            return f"{self.label()} ≤ {self.limit(keys):.1e} (ε·√{self.layers}·({FP32_HEADROOM:g}·√{self.width} + {keys}))"
+            factor = f"{self.condition:g}·" if self.condition != 1.0 else ""
+            return f"{self.label()} ≤ {self.limit(keys):.1e} ({factor}ε·√{self.layers}·({FP32_HEADROOM:g}·√{self.width} + {keys}))"
         return f"{self.label()} ≤ {self.limit(keys):.0e}"
 
     def tie_gap(self, ref: np.ndarray) -> np.ndarray:
