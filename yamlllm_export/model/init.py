@@ -136,7 +136,9 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         (m.sinks, nn.init.zeros_) for m in model.modules() if isinstance(getattr(m, "sinks", None), nn.Parameter)
     ]
     fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
-        (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
+        (m.scale, partial(nn.init.constant_, val=float(m.scale_init)))
+        for m in model.modules()
+        if hasattr(m, "scale_init")
     ]
     if padding_idx is not None:
         fixes.append((model.embed.weight, lambda t: t[padding_idx].zero_()))
