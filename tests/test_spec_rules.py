@@ -215,7 +215,9 @@ RULES = {
         "layer.infinite_attention.qk_head_dim: 8 is smaller than the rotary dim 16",
     ),
     "infinite-with-alibi": (
-        case("layer_types", ["infinite_attention"], "embedding.positional_encoding", {"type": "alibi"}, "layer.attention.mechanism", "alibi"),
+        case(
+            "layer_types", ["infinite_attention"], "embedding.positional_encoding", {"type": "alibi"}, "layer.attention.mechanism", "alibi"
+        ),
         "layer_types: infinite_attention layers take no ALiBi bias",
     ),
     "overrides-without-attention": (
