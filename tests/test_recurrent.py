@@ -302,3 +302,20 @@ def test_contract_names_shapes_and_sizes():
     assert spec.to_dict()["layer_types"] == list(spec.mixers())  # model.yaml records each layer's kind
     assert kv_cache_bytes_per_token(spec) == (2 * 2 * 16 + 2 * (24 + 8)) * 4  # the attention and infinite layers only
     assert state_bytes(spec) == (64 * 2 + 2 * 64) * 4  # constant in the context length
+
+
+def test_bench_runs_a_hybrid_folder_with_its_states(export_case, tmp_path):
+    """``bench`` drives the folder's states like caches: ORT and the eager PyTorch loop, sane numbers."""
+    import json
+
+    from click.testing import CliRunner
+
+    from yamlllm_export.cli import main
+
+    folder = export_case(KINDS["short_conv"], CASES_BY_ID[KINDS["short_conv"]], "ort")
+    out = tmp_path / "rep"
+    args = ["bench", str(folder), "--prompt-len", "8", "--gen-len", "4", "--rounds", "2", "--warmup", "1", "--no-bandwidth"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["ort", "eager"] and all(r["error"] == "" and r["decode_tok_s"] > 0 for r in rows)
