@@ -272,3 +272,50 @@ def test_generate_batch_equals_each_prompt_alone_and_pytorch(export_case, kind):
         for _ in range(6):
             ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
         assert list(got) == ids[len(prompt) :] == list(gen.generate([prompt], max_new_tokens=6).tokens[0])
+
+
+# ---- the contract and the sizes -----------------------------------------------------------------------------
+
+
+def test_contract_names_shapes_and_sizes():
+    from tests.feature_cases import case
+    from yamlllm_export import load_spec
+    from yamlllm_export.runtime.io_contract import IOContract
+    from yamlllm_export.spec.sizes import kv_cache_bytes_per_token, state_bytes
+
+    spec = load_spec(
+        case(
+            "num_layers", 5, "layer_types", ["short_conv", "attention", "linear_attention", "identity", "infinite_attention"],
+            "layer.infinite_attention", {"num_kv_heads": 2, "qk_head_dim": 24, "v_head_dim": 8},
+        )
+    )  # fmt: skip
+    io = IOContract.for_spec(spec)
+    assert io.past_names() == [
+        "past.0.conv", "past_key_values.1.key", "past_key_values.1.value", "past.2.kv_sum", "past.2.k_sum",
+        "past_key_values.4.key", "past_key_values.4.value",
+    ]  # fmt: skip
+    assert io.present_names()[0] == "present.0.conv" and io.present_names()[3] == "present.2.kv_sum"
+    assert io.cache_shape("past.0.conv", "B", "T") == ("B", 64, 2)  # (batch, hidden, L_cache - 1): no length axis
+    assert io.cache_shape("past.2.k_sum", "B", "T") == ("B", 4, 16)
+    assert io.cache_shape("past_key_values.4.key", "B", "T") == ("B", 2, "T", 24)
+    assert io.cache_shape("present.4.value", "B", "T") == ("B", 2, "T", 8)
+    assert spec.to_dict()["layer_types"] == list(spec.mixers())  # model.yaml records each layer's kind
+    assert kv_cache_bytes_per_token(spec) == (2 * 2 * 16 + 2 * (24 + 8)) * 4  # the attention and infinite layers only
+    assert state_bytes(spec) == (64 * 2 + 2 * 64) * 4  # constant in the context length
+
+
+def test_bench_runs_a_hybrid_folder_with_its_states(export_case, tmp_path):
+    """``bench`` drives the folder's states like caches: ORT and the eager PyTorch loop, sane numbers."""
+    import json
+
+    from click.testing import CliRunner
+
+    from yamlllm_export.cli import main
+
+    folder = export_case(KINDS["short_conv"], CASES_BY_ID[KINDS["short_conv"]], "ort")
+    out = tmp_path / "rep"
+    args = ["bench", str(folder), "--prompt-len", "8", "--gen-len", "4", "--rounds", "2", "--warmup", "1", "--no-bandwidth"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["ort", "eager"] and all(r["error"] == "" and r["decode_tok_s"] > 0 for r in rows)

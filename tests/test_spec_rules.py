@@ -268,6 +268,35 @@ RULES = {
         case("layer.ffn.activation", "learned_spline", "layer.ffn.activation_knots", {"num": 2, "left_bound": -1, "right_bound": 1}),
         "layer.ffn.activation_knots.num: 2: a cubic spline needs at least 3 knots",
     ),
+    # layer_types (docs/recurrent.md)
+    "unknown-layer-type": (case("layer_types", ["attention", "mamba"]), "layer_types[1]: 'mamba' is not one of attention, identity"),
+    "recurrent-bidirectional": (
+        case("layer_types", ["short_conv", "attention"], "layer.attention.causal", False),
+        "layer_types: short_conv layers are causal (a recurrent state); layer.attention.causal is false",
+    ),
+    "linear-heads-do-not-divide": (
+        case("layer_types", ["linear_attention"], "layer.linear_attention", {"num_heads": 5}),
+        "layer.linear_attention.num_heads: 5 does not divide hidden_dim 64",
+    ),
+    "short-conv-kernel-1": (case("layer_types", ["short_conv"], "layer.short_conv", {"L_cache": 1}), "layer.short_conv.L_cache: 1 is less"),
+    "infinite-groups-do-not-divide": (
+        case("layer_types", ["infinite_attention"], "layer.infinite_attention", {"num_heads": 6, "num_kv_heads": 4}),
+        "layer.infinite_attention.num_kv_heads: 4 does not divide num_heads 6",
+    ),
+    "infinite-head-below-rotary-dim": (
+        case("layer_types", ["infinite_attention"], "layer.infinite_attention", {"qk_head_dim": 8}),
+        "layer.infinite_attention.qk_head_dim: 8 is smaller than the rotary dim 16",
+    ),
+    "infinite-with-alibi": (
+        case(
+            "layer_types", ["infinite_attention"], "embedding.positional_encoding", {"type": "alibi"}, "layer.attention.mechanism", "alibi"
+        ),
+        "layer_types: infinite_attention layers take no ALiBi bias",
+    ),
+    "overrides-without-attention": (
+        case("layer_types", ["short_conv"], "layer_overrides", [{"layers": [1], "attention": {"window_size": 8}}]),
+        "layer_overrides: override attention settings, but layer_types has no attention layer",
+    ),
 }
 
 

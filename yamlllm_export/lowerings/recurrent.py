@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import onnx_ir as ir
-from onnxscript import opset18 as op
-from onnxscript import values
+from onnxscript import opset18, values
 
 from yamlllm_export.lowerings.common import dim
 
+op: Any = opset18  # the traced values carry no static ONNX element types for mypy to check the opset's type variables against
 msft = values.Opset("com.microsoft", 1)
 
 

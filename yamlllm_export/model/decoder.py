@@ -9,6 +9,8 @@ mutated on the Python side, and missing inputs are derived with tensor ops only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -158,12 +160,14 @@ class DecoderLM(nn.Module):
         ``cache_dims`` gives (heads, dim) of its cache tensors: (key, value), MLA's (latent, rope_key), or the
         latent alone for MLA without RoPE; a recurrent mixer's ``state_dims`` the shapes of its zero states."""
         new = self.embed.weight.new_zeros
-        return [
-            tuple(new(batch, *dims) for dims in block.attn.state_dims)
-            if hasattr(block.attn, "state_dims")
-            else tuple(new(batch, heads, 0, dim) for heads, dim in block.attn.cache_dims)
-            for block in self.layers()
-        ]
+        out: list[KV] = []
+        for block in self.blocks:
+            mixer: Any = block.attn
+            if hasattr(mixer, "state_dims"):
+                out.append(tuple(new(batch, *dims) for dims in mixer.state_dims))
+            else:
+                out.append(tuple(new(batch, heads, 0, dim) for heads, dim in mixer.cache_dims))
+        return out
 
     def layers(self) -> list[Block | ParallelBlock]:
         """The blocks, typed (iterating ``nn.ModuleList`` yields plain ``nn.Module``s)."""

@@ -153,7 +153,7 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         if callable(own):
             fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in own()]
     fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
-        (m.scale, partial(nn.init.constant_, val=m.scale_init)) for m in model.modules() if hasattr(m, "scale_init")
+        (m.scale, partial(nn.init.constant_, val=float(m.scale_init))) for m in model.modules() if hasattr(m, "scale_init")
     ]
     if padding_idx is not None:
         fixes.append((model.get_parameter("embed.weight"), lambda t: t[padding_idx].zero_()))

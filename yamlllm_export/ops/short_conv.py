@@ -43,7 +43,9 @@ def short_conv(
     x = x * token_mask[..., None].to(x.dtype)  # a pad's input is 0 (it lands after the real ones)
     compact = torch.zeros_like(x).scatter(1, idx, x)  # (B, S, C): real inputs first
     seq = torch.cat([past_state.transpose(1, 2), compact], dim=1)  # (B, L − 1 + S, C)
-    y = sum(seq[:, j : j + S] * weight[:, j] for j in range(L))  # (B, S, C): tap j reads u_{t − L + 1 + j}
+    y = seq[:, 0:S] * weight[:, 0]  # (B, S, C): tap j reads u_{t − L + 1 + j}
+    for j in range(1, L):
+        y = y + seq[:, j : j + S] * weight[:, j]
     if bias is not None:
         y = y + bias
     keep = (n + torch.arange(L - 1, device=x.device))[..., None].expand(B, L - 1, C)  # the L − 1 inputs ending at the last real one

@@ -31,9 +31,9 @@ context length (docs/recurrent.md); an ``identity`` layer carries nothing:
          past.{i}.kv_sum     (batch_size, heads, head_dim)          linear_attention: S = Σ φ(k) ⊙ v
          past.{i}.k_sum      (batch_size, heads, head_dim)          linear_attention: z = Σ φ(k)
          present.{i}.conv / .kv_sum / .k_sum                        the same shapes, after the new tokens
-An ``infinite_attention`` layer has a KV cache of its own head sizes: keys (batch_size, kv_heads, length, qk_head_dim),
-values (batch_size, kv_heads, length, v_head_dim), named as above. A pad (attention_mask 0) never changes a state. ``attention_mask`` still spans past + new tokens; a state layer
-reads only its last sequence_length columns.
+An ``infinite_attention`` layer has a KV cache of its own head sizes, named as above: keys (batch_size, kv_heads,
+length, qk_head_dim), values (batch_size, kv_heads, length, v_head_dim). A pad (attention_mask 0) never changes a
+state. ``attention_mask`` still spans past + new tokens; a state layer reads only its last sequence_length columns.
 
 Plain data, no torch: the export traces its graph to this contract (``export/flat_io.py`` makes the tracing
 inputs), and the runtime feeds a built folder by it.
