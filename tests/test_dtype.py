@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from tests.conftest import MODELS
@@ -102,3 +103,46 @@ def test_mutations_fail_at_half_precision(half_build, tmp_path, dtype, name):
     rows = [r for r in deviations(reference, runnable(mutated, dtype, tmp_path / "run")) if where == "all" or r[0] != "prefill"]
     worst = max(value / tol.limit(keys) for _, value, keys in rows)
     assert worst > 1.0, f"{dtype} {name}: at most {worst:.2f}× the limit, validate would pass it"
+
+
+def _if_branches(folder: Path) -> list[tuple[onnx.NodeProto, onnx.NodeProto]]:
+    """(then GQA, else GQA) of every If in the graph (a half-precision ort build's run-time choice)."""
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    pairs = []
+    for node in model.graph.node:
+        if node.op_type == "If":
+            branches = {a.name: a.g for a in node.attribute}
+            gqa = [next(n for n in branches[b].node if n.op_type == "GroupQueryAttention") for b in ("then_branch", "else_branch")]
+            pairs.append((gqa[0], gqa[1]))
+    return pairs
+
+
+@pytest.mark.xdist_group(name="half")
+def test_unpadded_rows_take_the_bias_free_branch_exactly(half_build, tmp_path):
+    """Without padding the bias is all zeros and GroupQueryAttention runs without it (what lets CUDA pick its fused
+    kernels): exact on unpadded rows; making that branch bidirectional then fails them, so it is the one that ran."""
+    reference, folder = half_build("float16")
+    pairs = _if_branches(folder)
+    assert len(pairs) == 2  # one per layer
+    for fused, exact in pairs:
+        assert len(fused.input) <= 10 or not fused.input[10]  # no attention_bias
+        assert exact.input[10]  # the padded path keeps it
+    tol = Tolerance.for_spec("float16", load_spec(SPEC))
+    contract = IOContract.for_spec(load_spec(SPEC))
+
+    def unpadded(f: Path) -> float:
+        stepper = GraphStepper.for_session(cpu_session(f), contract)
+        ids, mask = padded_batch([12, 12], contract.vocab_size, "left", np.random.default_rng(1))
+        assert mask.all()
+        return max(max_rel(s.ref, s.got, s.valid) / tol.limit(s.keys) for s in trace(reference, stepper, ids, mask, decode_steps=2))
+
+    assert unpadded(folder) <= 0.5
+
+    def bidirectional(model: onnx.ModelProto) -> None:
+        for node in model.graph.node:
+            if node.op_type == "If":
+                then = next(a.g for a in node.attribute if a.name == "then_branch")
+                gqa = next(n for n in then.node if n.op_type == "GroupQueryAttention")
+                gqa.attribute.append(onnx.helper.make_attribute("causal", 0))
+
+    assert unpadded(edit_graph(copy_folder(folder, tmp_path / "mutated"), bidirectional)) > 1.0
