@@ -11,6 +11,8 @@ of docs/design.md: not worth a graph input that does nothing.)
 Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and where new keys are
 written from ``seqlens_k``, which is only right for right padding and would make the present cache ragged. With every row "full", present = past ++ new exactly, and padding (either side)
 and ALiBi come through ``attention_bias``; pad keys are masked with a finite value (see ops/masking.py).
+In float16 / bfloat16 builds and with sinks, an ``If`` chosen at run time drops the bias when it is all zeros
+(no padding, no ALiBi): CUDA's GQA then uses its fused kernels and accepts ``head_sink`` (docs/cuda.md).
 A head size that is not a multiple of 8 (which GQA's kernels refuse when the model runs) gets the portable
 target's MatMul/Softmax attention instead. Limit (ORT CPU kernel): batch > 1 with several new tokens *and* a non-empty past is refused by ORT with
 an error; it never returns wrong numbers. Split such work per row or token.
