@@ -164,3 +164,14 @@ def test_conflict_rule_sees_bias_with_sink():
     assert gqa_cuda_conflicts(gqa([*base, "bias", "sink"])) == ["gqa: attention_bias with head_sink", "gqa: attention_bias with head_sink"]
     assert gqa_cuda_conflicts(gqa([*base, "", "sink"])) == []
     assert gqa_cuda_conflicts(gqa([*base, "bias", "", "ks", "vs"])) == ["gqa: attention_bias with k_scale, v_scale"] * 2
+
+
+@pytest.mark.xdist_group(name="cuda-placement")
+def test_float32_gqa_build_is_refused_on_cuda_before_a_session(cuda_build):
+    """validate / bench / generate --ep cuda on it: one line pointing at --dtype float16, before ORT is asked."""
+    from yamlllm_export.runtime.session import EpUnsupported, refuse_half_only_ops
+
+    with pytest.raises(EpUnsupported, match=r"^GroupQueryAttention x2: .* has no kernel for them in float32 .* --dtype float16"):
+        refuse_half_only_ops(cuda_build("tiny-llama", "ort", "float32", None))
+    refuse_half_only_ops(cuda_build("tiny-llama", "ort", "float16", None))  # half builds pass
+    refuse_half_only_ops(cuda_build("tiny-llama", "portable", "float32", None))  # no GQA

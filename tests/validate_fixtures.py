@@ -151,6 +151,19 @@ def set_rope_tables(model: onnx.ModelProto, *, theta: float, from_position: int 
 
 
 ATTENTION_OPS = ("GroupQueryAttention", "Attention", "MultiHeadAttention")
+
+
+def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The graph's nodes and those of its If / Loop bodies, depth first."""
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                nodes.extend(all_nodes(sub))
+    return nodes
+
+
 GQA_POSITIONS = 9  # com.microsoft.GroupQueryAttention's position_ids input
 
 
@@ -158,7 +171,7 @@ def scale_softmax(model: onnx.ModelProto, factor: float, head_dim: int) -> int:
     """The softmax scale × ``factor``: the ``scale`` attribute of fused attention nodes (0 means 1/√head_dim),
     and the scalar 1/√head_dim initializers the portable graph multiplies its scores by. Returns the edits."""
     default, edits = 1.0 / np.sqrt(head_dim), 0
-    for node in model.graph.node:
+    for node in all_nodes(model.graph):  # If bodies too (a half-precision ort build's run-time choice)
         if node.op_type in ATTENTION_OPS:
             attr = next((a for a in node.attribute if a.name == "scale"), None)
             if attr is None:
@@ -190,7 +203,7 @@ def decode_position_off_by_one(model: onnx.ModelProto) -> int:
     when one token is fed. Returns how many position tensors were shifted."""
     graph = model.graph
     sources = {"position_ids"} if any("position_ids" in n.input for n in graph.node) else set()
-    sources |= {n.input[GQA_POSITIONS] for n in graph.node if n.op_type == "GroupQueryAttention" and len(n.input) > GQA_POSITIONS}
+    sources |= {n.input[GQA_POSITIONS] for n in all_nodes(graph) if n.op_type == "GroupQueryAttention" and len(n.input) > GQA_POSITIONS}
     sources.discard("")
     for k, src in enumerate(sorted(sources)):
         p, new = f"obo{k}", f"obo{k}_shifted"

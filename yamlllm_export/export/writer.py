@@ -215,13 +215,13 @@ def export_onnx(
         fusions = tgt.fuse(program.model) if tgt.fuse else {}
         onnx_path = tmp / "model.onnx"
         program.save(str(onnx_path), external_data=True)
-        ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in program.model.graph)
+        ops = op_counts(program.model.graph)
         if keep_quantized:
             source["quantized"], ops = _keep_quantized(onnx_path, weights)
         quantization = quantize_folder(tmp, quant, tgt.name, seeded or model, EXTERNAL_DATA) if quant is not None else None
         _check(onnx_path)
         if quant is not None:
-            ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in _graph_nodes(onnx_path))
+            ops = op_counts(_graph(onnx_path))
         (tmp / "model.yaml").write_text(_spec_yaml(spec))
         copy_tokenizer(tokenizer_paths, tmp)
         if tokenizer is None and weights is not None and is_gguf(weights):
@@ -295,14 +295,38 @@ def _keep_quantized(onnx_path: Path, weights: Any) -> tuple[dict[str, Any], Coun
     summary = keep_quantized(model, weights)
     (onnx_path.parent / EXTERNAL_DATA).unlink()
     onnx.save_model(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True, location=EXTERNAL_DATA)
-    ops = Counter(f"{n.domain + '.' if n.domain else ''}{n.op_type}" for n in model.graph.node)
-    return summary, ops
+    return summary, op_counts(model.graph)
 
 
-def _graph_nodes(onnx_path: Path) -> Any:
+def _graph(onnx_path: Path) -> Any:
     import onnx
 
-    return onnx.load(str(onnx_path), load_external_data=False).graph.node
+    return onnx.load(str(onnx_path), load_external_data=False).graph
+
+
+def op_counts(graph: Any) -> Counter[str]:
+    """ "domain.Op" → nodes, for an onnx_ir or a protobuf graph. An If counts itself and, per op, the larger of its
+    two branches (what one run executes at most): a GroupQueryAttention in both branches of a layer counts once."""
+    counts = Counter[str]()
+    import onnx
+
+    for node in graph.node if isinstance(graph, onnx.GraphProto) else graph:
+        counts[f"{node.domain + '.' if node.domain else ''}{node.op_type}"] += 1
+        branches = Counter[str]()
+        for sub in _subgraphs(node):
+            branches |= op_counts(sub)  # |: the larger count per op
+        counts += branches
+    return counts
+
+
+def _subgraphs(node: Any) -> list[Any]:
+    import onnx
+
+    if isinstance(node, onnx.NodeProto):
+        return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else [])]
+    import onnx_ir as ir
+
+    return [a.value for a in node.attributes.values() if a.type == ir.AttributeType.GRAPH]
 
 
 def _spec_yaml(spec: ModelSpec) -> str:

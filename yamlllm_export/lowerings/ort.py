@@ -11,6 +11,8 @@ of docs/design.md: not worth a graph input that does nothing.)
 Why ``seqlens_k = total - 1`` for every row: GQA derives each row's valid keys and where new keys are
 written from ``seqlens_k``, which is only right for right padding and would make the present cache ragged. With every row "full", present = past ++ new exactly, and padding (either side)
 and ALiBi come through ``attention_bias``; pad keys are masked with a finite value (see ops/masking.py).
+In float16 / bfloat16 builds and with sinks, an ``If`` chosen at run time drops the bias when it is all zeros
+(no padding, no ALiBi): CUDA's GQA then uses its fused kernels and accepts ``head_sink`` (docs/cuda.md).
 A head size that is not a multiple of 8 (which GQA's kernels refuse when the model runs) gets the portable
 target's MatMul/Softmax attention instead. Limit (ORT CPU kernel): batch > 1 with several new tokens *and* a non-empty past is refused by ORT with
 an error; it never returns wrong numbers. Split such work per row or token.
@@ -37,6 +39,7 @@ from yamlllm_export.lowerings.rotary import rotary_dim
 
 OPSET = 18
 msft = values.Opset("com.microsoft", 1)
+HALF = (ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 
 
 def attention(
@@ -64,6 +67,7 @@ def attention(
             scale, window_size=window_size, causal=causal, softcap=softcap, sinks=sinks, rope_interleaved=rope_interleaved,
             softmax=softmax, softmax_params=softmax_params, softmax_consts=softmax_consts,
         )  # fmt: skip
+    half = query.dtype in HALF  # (RotaryEmbedding's output below has no inferred type)
     if cos_cache is not None:
         rd = rotary_dim(cos_cache)
         partial = {"rotary_embedding_dim": rd} if rd < past_key.shape[3] else {}  # full rotary: the graph as before
@@ -93,20 +97,25 @@ def attention(
             num_heads=num_heads, kv_num_heads=num_kv_heads, scale=scale, **variants, _num_outputs=3,
         )  # fmt: skip
 
-    if sinks is None or attention_bias is None:
+    if attention_bias is None or (sinks is None and not half):
         return gqa(attention_bias, sinks)
-    # ORT's CUDA GroupQueryAttention refuses attention_bias together with head_sink (NOT_IMPLEMENTED). A bias that
-    # is all zeros (no padding, no ALiBi) changes nothing, so it is left out and GQA takes head_sink; otherwise the
-    # plain-op attention computes sinks and bias together, on every EP
+    # A bias that is all zeros (no padding, no ALiBi) changes nothing, so GQA can go without it: on CUDA that is
+    # what lets it pick its fused Flash / memory-efficient / XQA kernels (any attention_bias selects the unfused
+    # one), and the only form in which CUDA takes head_sink at all (NOT_IMPLEMENTED with attention_bias). The
+    # choice is made at run time, once per step for every layer (the same condition): padded batches keep the
+    # exact bias path, with sinks the plain-op attention. Float32 builds without sinks (the CPU's dtype; CUDA's
+    # GQA has no float32 kernel) keep one GQA node: on the CPU an If per layer costs more than it saves.
     no_bias = all_zeros(op, attention_bias)  # over (B, 1|nh, S, T)
 
     def exact() -> tuple[Any, Any, Any]:
+        if sinks is None:
+            return gqa(attention_bias, None)
         return portable.attention(
             query, key, value, past_key, past_value, attention_bias, None, None, None, num_heads, num_kv_heads, scale,
             window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
         )  # fmt: skip
 
-    return choose(op, no_bias, lambda: gqa(None, sinks), exact, "sinks")  # type: ignore[return-value]
+    return choose(op, no_bias, lambda: gqa(None, sinks), exact, "attention")  # type: ignore[return-value]
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:

@@ -116,6 +116,8 @@ def open_session(model_dir: str | Path, ep: str, *, profile_dir: str | None = No
     before ORT sees a graph whose external data lies outside ``model_dir``.
     """
     check_external_data(model_dir)
+    if ep == "cuda":
+        refuse_half_only_ops(model_dir)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if profile_dir is not None:  # the profile says which provider ran each node (see ``fallback_nodes``)
@@ -136,6 +138,40 @@ def open_session(model_dir: str | Path, ep: str, *, profile_dir: str | None = No
     if EP_PROVIDERS[ep] not in session.get_providers():
         raise EpUnsupported(f"{EP_PROVIDERS[ep]} did not load (CUDA 13 and cuDNN 9 libraries missing?)")
     return session
+
+
+# com.microsoft ops whose CUDA kernels are float16 / bfloat16 only (onnxruntime-gpu 1.31's kernel registry)
+CUDA_HALF_ONLY = ("GroupQueryAttention",)
+
+
+def refuse_half_only_ops(model_dir: str | Path) -> None:
+    """``EpUnsupported`` before any session when a float32 build holds ops CUDA has no float32 kernel for: ORT
+    would run them on the CPU behind Memcpy nodes, and a benchmark or a parity check would time or test that mix."""
+    info = Path(model_dir) / "build.json"
+    try:
+        dtype = json.loads(info.read_text()).get("dtype")
+    except (OSError, ValueError):
+        return  # not our build: the profiled probe after the first run still says where nodes ran
+    if dtype != "float32":
+        return
+    import onnx
+
+    model = onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False)
+    found = Counter(n.op_type for n in _nodes(model.graph) if n.op_type in CUDA_HALF_ONLY and n.domain == "com.microsoft")
+    if found:
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(found.items()))
+        raise EpUnsupported(
+            f"{ops}: {EP_PROVIDERS['cuda']} has no kernel for them in float32 (float16 / bfloat16 only); "
+            "build with --dtype float16 (or --target portable)"
+        )
+
+
+def _nodes(graph: Any) -> Iterator[Any]:
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:  # If / Loop bodies
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _nodes(sub)
 
 
 def fallback_nodes(profile: list[dict[str, Any]], ep: str) -> Counter[str]:

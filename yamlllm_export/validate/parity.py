@@ -22,6 +22,17 @@ C = ``FP32_HEADROOM``. Why this shape:
   3.3e-5, maximum 1.4e-3 at one position, 3.9× under the limit).
 - Depth. Each layer adds its own independent error to the residual stream: variances add, √L.
 
+Half precision (float16, bfloat16): the same per-position metric, at most √L·(C·ε_h + ε·(C·√d + T)), ε_h the
+half type's machine epsilon (2⁻¹⁰ float16, 2⁻⁷ bfloat16). Every weight and every tensor between two kernels is
+stored in the half type, each rounding a relative ε_h/2, independently: about k ≈ 16 roundings per layer on the
+residual path (norms, q/k/v, scores, probabilities, attention output, projections, gate/up/down, residual
+adds) add to ε_h/2·√k ≈ 2·ε_h per layer in units of σ, and again √L over layers; C = ``FP32_HEADROOM`` is
+the headroom over that (measured on a 2-layer model with init std 0.08: 2.2·ε_h·√L at float16). The kernels
+accumulate in float32 (ORT's CPU casts half MatMuls to float32; CUDA's half GEMMs and attention accumulate in
+float32), which is the float32 term, unchanged. The width does not enter the half term: a sum of d products
+with independently rounded weights has a rounding error of ε_h/2 of its own size, not of √d times it.
+(docs/cuda.md has the measurements and what the mutations measure at float16.)
+
 docs/validation.md has SmolLM2's measured margins; a 2 % softmax-scale error, a swapped rotary half or an
 off-by-one decode position measure ≥ 16× the limit on tiny-llama and ≥ 460× on SmolLM2
 (tests/test_mutations.py).
@@ -51,6 +62,8 @@ FP32_HEADROOM = 16.0  # C of the float32 limit ε·√L·(C·√d + T) (module d
 # 2026-12-07); ORT vs PyTorch measured 3.3e-5 σ there, 1.4× the plain limit. The limit is multiplied by this
 # for a spec with a KAN FFN; the mutations of tests/test_full_window.py move the logits by > 1e-3.
 KAN_CONDITION = 8.0
+EPS_HALF = {"float16": 2.0**-10, "bfloat16": 2.0**-7}  # ε_h of the half-precision limit (module docstring)
+HALF_REL_L2 = 1e-2  # ‖Δ‖/‖ref‖ of a quantized half build's compute (validate/quantized.py)
 
 
 @dataclass(frozen=True)
@@ -78,18 +91,19 @@ class StepLogits:
 class Tolerance:
     """How close is close enough for a build dtype, for a model of ``layers`` layers of width ``width``."""
 
-    metric: str  # "max_rel" (float32: max|Δ|/σ per position) or "rel_l2" (‖Δ‖/‖ref‖, half precision)
+    metric: str  # "max_rel" (max|Δ|/σ per position) or "rel_l2" (‖Δ‖/‖ref‖, quantized builds)
     base: float  # max_rel: ε, the limit per √L·(C·√d + T); rel_l2: the limit itself
     min_agreement: float  # share of decided greedy tokens that must agree
     layers: int = 1
     width: int = 0  # d, the hidden width
     condition: float = 1.0  # how much more the model amplifies float32 rounding than a plain transformer
+    storage_eps: float = 0.0  # ε_h of a half-precision build (0 for float32): adds √L·C·ε_h to the limit
 
     @classmethod
     def for_dtype(cls, dtype: str, layers: int = 1, width: int = 0) -> Tolerance:
         if dtype == "float32":
             return cls("max_rel", EPS32, 1.0, layers, width)
-        return cls("rel_l2", 1e-2, 0.99, layers, width)  # half rounding (2⁻¹¹, 2⁻⁸) dominates whatever the size
+        return cls("max_rel", EPS32, 0.99, layers, width, storage_eps=EPS_HALF[dtype])
 
     @classmethod
     def for_spec(cls, dtype: str, spec: ModelSpec) -> Tolerance:
@@ -102,7 +116,8 @@ class Tolerance:
         """The limit for a step whose cache holds ``keys`` keys."""
         if self.metric != "max_rel":
             return self.base
-        return self.condition * self.base * math.sqrt(self.layers) * (FP32_HEADROOM * math.sqrt(self.width) + keys)
+        compute = self.condition * self.base * (FP32_HEADROOM * math.sqrt(self.width) + keys)
+        return math.sqrt(self.layers) * (FP32_HEADROOM * self.storage_eps + compute)
 
     def measure(self, ref: np.ndarray, got: np.ndarray, valid: np.ndarray) -> float:
         return max_rel(ref, got, valid) if self.metric == "max_rel" else rel_l2(ref, got, valid)
@@ -114,6 +129,9 @@ class Tolerance:
         return "max|Δ|/σ" if self.metric == "max_rel" else "‖Δ‖/‖ref‖"
 
     def describe(self, keys: int) -> str:
+        if self.metric == "max_rel" and self.storage_eps:
+            h = {v: k for k, v in EPS_HALF.items()}.get(self.storage_eps, "h")
+            return f"{self.label()} ≤ {self.limit(keys):.1e} (√{self.layers}·({FP32_HEADROOM:g}·ε_{h} + ε·({FP32_HEADROOM:g}·√{self.width} + {keys})))"
         if self.metric == "max_rel":
             factor = f"{self.condition:g}·" if self.condition != 1.0 else ""
             return f"{self.label()} ≤ {self.limit(keys):.1e} ({factor}ε·√{self.layers}·({FP32_HEADROOM:g}·√{self.width} + {keys}))"
@@ -123,6 +141,9 @@ class Tolerance:
         """Per position (ref's leading dims), the top-2 gap under which a greedy flip is within tolerance: fp32
         graphs, TOP2_GAP; a relative-L2 bound (half precision, quantized activations) allows each logit an error
         of about base·rms(row), so two of them can close a gap of 2·base·rms(row)."""
+        if self.metric == "max_rel" and self.storage_eps:  # each logit may move by the storage term's σ units
+            sigma = ref.astype(np.float64).std(-1)
+            return np.maximum(TOP2_GAP, 2 * math.sqrt(self.layers) * FP32_HEADROOM * self.storage_eps * sigma)
         if self.metric == "max_rel":
             return np.full(ref.shape[:-1], TOP2_GAP)
         rms = np.sqrt(np.mean(np.square(ref.astype(np.float64)), axis=-1))

@@ -35,7 +35,7 @@ from yamlllm_export.quant.dequant import load_dequantized
 from yamlllm_export.quant.requantize import recipe_weights
 from yamlllm_export.runtime.io_contract import IOContract
 from yamlllm_export.runtime.stepper import GraphStepper
-from yamlllm_export.validate.parity import Tolerance, padded_batch, trace
+from yamlllm_export.validate.parity import HALF_REL_L2, Tolerance, padded_batch, trace
 from yamlllm_export.validate.quality import mean_kl, perplexity, top1_agreement
 from yamlllm_export.validate.report import FAIL, PASS, CheckResult
 
@@ -56,10 +56,10 @@ WEIGHTS_REL_L2 = {"float32": REL_L2[1], "float16": 2e-3}
 def export_tolerance(quant: dict, dtype: str) -> Tolerance:
     """The accuracy level's bound, or the half-precision build's where that is looser."""
     level = int(quant.get("accuracy_level", 4))
-    half = Tolerance.for_dtype(dtype) if dtype != "float32" else None
-    if half is None:
+    if dtype == "float32":
         return Tolerance("rel_l2", REL_L2[level], AGREEMENT[level])
-    return Tolerance("rel_l2", max(REL_L2[level], half.base), min(AGREEMENT[level], half.min_agreement))
+    half = Tolerance.for_dtype(dtype)
+    return Tolerance("rel_l2", max(REL_L2[level], HALF_REL_L2), min(AGREEMENT[level], half.min_agreement))
 
 
 def _fp32_compute_copy(folder: Path, tmp: Path) -> Path:
