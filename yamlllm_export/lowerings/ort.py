@@ -115,7 +115,7 @@ def attention(
             window_size=window_size, causal=causal, softcap=softcap, sinks=sinks,
         )  # fmt: skip
 
-    return choose(op, no_bias, lambda: gqa(None, sinks), exact, "attention")  # type: ignore[return-value]
+    return choose(op, no_bias, lambda: gqa(None, sinks), exact, "attention")
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:

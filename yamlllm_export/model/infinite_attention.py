@@ -21,14 +21,14 @@ import torch
 from torch import nn
 
 from yamlllm_export import ops
-from yamlllm_export.model.positions import RotaryCache
+from yamlllm_export.model.positions import Rotary
 
 
 class InfiniteHeadAttention(nn.Module):
     RESIDUAL_OUTPUT = "o_proj"
 
     def __init__(
-        self, dim: int, *, num_heads: int, num_kv_heads: int, qk_head_dim: int, v_head_dim: int, bias: bool, rotary: RotaryCache | None
+        self, dim: int, *, num_heads: int, num_kv_heads: int, qk_head_dim: int, v_head_dim: int, bias: bool, rotary: Rotary | None
     ) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.v_head_dim = num_heads, num_kv_heads, v_head_dim

@@ -152,9 +152,10 @@ def init_fixups(model: nn.Module, padding_idx: int | None) -> list[tuple[nn.Para
         own = getattr(m, "init_fixups", None)
         if callable(own):
             fixes += [(p, fill if callable(fill) else partial(_fill_with, value=fill)) for p, fill in own()]
-    fixes += [  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
-        (m.scale, partial(nn.init.constant_, val=float(m.scale_init))) for m in model.modules() if hasattr(m, "scale_init")
-    ]
+    for m in model.modules():  # a learned scalar with a fixed initial value (linear attention's scale, 1/sqrt(D))
+        scale, initial = getattr(m, "scale", None), getattr(m, "scale_init", None)
+        if isinstance(scale, nn.Parameter) and initial is not None:
+            fixes.append((scale, partial(nn.init.constant_, val=float(initial))))
     if padding_idx is not None:
         fixes.append((model.get_parameter("embed.weight"), lambda t: t[padding_idx].zero_()))
     return fixes

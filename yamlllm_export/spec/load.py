@@ -73,8 +73,8 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_NESTING:
-                raise _TooDeep(self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]  # PyYAML's stubs leave it untyped
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -205,18 +205,20 @@ def _best(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationErro
     """jsonschema's best match, taken down to the deepest key a ``oneOf`` branch reports (jsonschema stops at the
     ``oneOf`` when two errors of a branch tie, e.g. a type and a bound of ``moe.top_k: 1e-40``); at that key, a
     value that is no finite float32 number (schema.number_problem) says more than the bound it also breaks."""
-    best = jsonschema.exceptions.best_match(errors)
+    best: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(errors)
     assert best is not None
     while best.validator in ("oneOf", "anyOf") and best.context:
         deepest = max(len(e.absolute_path) for e in best.context)
         if deepest <= len(best.absolute_path):
             break
-        inner = jsonschema.exceptions.best_match([e for e in best.context if len(e.absolute_path) == deepest])
+        inner: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(
+            [e for e in best.context if len(e.absolute_path) == deepest]
+        )
         assert inner is not None
         best = inner
-    stack = list(errors)
+    stack: list[jsonschema.ValidationError] = list(errors)
     while stack:
-        err = stack.pop(0)
+        err: jsonschema.ValidationError = stack.pop(0)
         if err.validator == "finite" and err.absolute_path == best.absolute_path:
             return err
         stack.extend(err.context or ())

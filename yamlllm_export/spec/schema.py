@@ -73,7 +73,7 @@ def _is_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-SpecValidator = jsonschema.validators.extend(
+SpecValidator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # untyped in types-jsonschema
     jsonschema.Draft202012Validator,
     {"type": _finite_numbers},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
@@ -82,7 +82,8 @@ SpecValidator = jsonschema.validators.extend(
 
 @functools.cache
 def validator() -> jsonschema.protocols.Validator:
-    return SpecValidator(schema())
+    validator: jsonschema.protocols.Validator = SpecValidator(schema())
+    return validator
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
