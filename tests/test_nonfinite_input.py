@@ -215,3 +215,11 @@ def test_checkpoint_with_nonfinite_values_is_named_by_build(tmp_path: Path, suff
     nan, inf = (1, 0) if bad != bad else (0, 1)
     assert line.startswith(f"{path}: tensor '{name}' holds {nan} NaN and {inf} infinite values"), line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_value_inside_a_oneof_object_is_named_by_its_own_key(tmp_path: Path) -> None:
+    """jsonschema stops at the ``oneOf`` (object or null) when the value breaks two keywords of its branch (type and
+    minimum here); the line must still name the key inside it (found by the fuzzer's subnormal draws)."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(dump_yaml(with_value("layer.ffn.moe", "MOE")).replace("MOE", "{num_experts: 4, top_k: 1.0e-40}"))
+    assert one_line(_cli("check", path)) == "layer.ffn.moe.top_k: 1e-40 is not of type 'integer'"
