@@ -1,6 +1,7 @@
-"""ReaLLM-Forge's per-token options against their formulas, written here independently from FORGE.md (§3, §5,
-§6) in numpy float64; for the delicate ones (kRMSNorm's slice and float16 rounding, pRMSNorm's k, the
-learned spline's coefficients, the piecewise ends) a deliberate mutation of the formula is shown to fail."""
+"""ReaLLM-Forge's per-token options against their formulas, written here independently from FORGE.md (§3,
+§5–§9) in numpy float64; for the delicate ones (kRMSNorm's slice and float16 rounding, pRMSNorm's k, the
+learned spline's coefficients, the piecewise ends, BitLinear's 1e-5 clamp, round half to even) a deliberate
+mutation of the formula is shown to fail."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from yamlllm_export import build_model, load_spec
 from yamlllm_export.model.activations import STATELESS, LearnedSpline, Piecewise, PReLU, ShiftedGELU
 from yamlllm_export.model.ffn import MLP, DualPathMLP, GatedMLP, Offsets
 from yamlllm_export.model.forge_norms import DyT, HypersphereNorm, KRMSNorm, PartialRMSNorm
+from yamlllm_export.model.forge_weights import (
+    BitLinear158,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    TransposedProjection,
+    bitlinear_activations,
+    bitlinear_weight,
+    fake_quant,
+)
 from yamlllm_export.model.norms import RMSNorm
+from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV
 
 torch.manual_seed(0)
 C = 40
@@ -284,16 +295,6 @@ def test_forge_parameters_start_at_their_own_values(scheme):
 
 # --- weights (FORGE.md §7, §8)
 
-from yamlllm_export.model.forge_weights import (  # noqa: E402
-    BitLinear158,
-    QuantizedEmbedding,
-    QuantizedLinear,
-    TransposedProjection,
-    bitlinear_activations,
-    bitlinear_weight,
-    fake_quant,
-)
-
 
 def _quant_formula(w: np.ndarray, method: str, bits: int, rnd=np.round) -> np.ndarray:
     """FORGE.md §8 in float64 (np.round is half to even, as torch.round and ONNX Round)."""
@@ -388,8 +389,6 @@ def test_factorized_embeddings_with_a_shared_projection_and_learned_scale():
 
 
 # --- steering (FORGE.md §9)
-
-from yamlllm_export.model.steering import OneHotLSV, OneHotMLPLSV, RoutedLSV  # noqa: E402
 
 
 def _relu(v: np.ndarray) -> np.ndarray:
