@@ -122,9 +122,10 @@ def _greedy_logits(model, step, batch: int = 2, prompt: int = 7, steps: int = 4)
     return out
 
 
-@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2", "tiny-mistral", "tiny-alibi"])
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2", "tiny-mistral", "tiny-alibi", "tiny-forge-consmax-fire"])
 def test_static_cache_computes_what_the_exported_cache_does(model):
-    """The compile row's static cache (RoPE, learned positions, sliding window, ALiBi) against the module as
+    """The compile row's static cache (RoPE, learned positions, sliding window, ALiBi, a Forge softmax variant
+    with FIRE) against the module as
     exported, whose cache is past ++ new: the same logits at every step."""
     from yamlllm_export import build_model, load_spec
     from yamlllm_export.bench.static_cache import StaticCache, StaticKV
