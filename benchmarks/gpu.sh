@@ -39,7 +39,8 @@ step() {
 
 build() {  # build NAME SPEC ARGS...: a build folder under builds/ (reused when it exists)
     local name="$1" spec="$2"; shift 2
-    [ -f "$OUT/builds/$name/model.onnx" ] || "$PY" -m yamlllm_export build "$spec" -o "$OUT/builds/$name" --overwrite "$@"
+    if [ -f "$OUT/builds/$name/model.onnx" ]; then echo "reused $OUT/builds/$name"; return 0; fi
+    "$PY" -m yamlllm_export build "$spec" -o "$OUT/builds/$name" --overwrite "$@"
 }
 
 : >"$RESULTS"
