@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA path in one command, into one results file (docs/cuda.md).
 #
-#   benchmarks/gpu.sh [OUT_DIR]          (default: ./gpu-results; the summary is OUT_DIR/results.md)
+#   [TINY="tiny-llama ..."] benchmarks/gpu.sh [OUT_DIR]   (default: ./gpu-results; the summary is OUT_DIR/results.md)
 #
 # Always: ORT's CUDA placement of fp16 / bf16 / int4 / int8 / float32 builds of the tiny models
 # (`validate --cuda-placement`, no GPU needed: a C shim built with cc) and tests/test_cuda_placement.py.
@@ -17,7 +17,7 @@ OUT="$(mkdir -p "${1:-gpu-results}" && cd "${1:-gpu-results}" && pwd)"
 PY="${PYTHON:-python}"
 RESULTS="$OUT/results.md"
 LOGS="$OUT/logs"
-TINY="tiny-llama tiny-alibi tiny-mixtral tiny-mla"
+TINY="${TINY:-tiny-llama tiny-alibi tiny-mixtral tiny-mla}"  # TINY="tiny-llama" for a quicker run
 mkdir -p "$LOGS" "$OUT/builds"
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
@@ -39,7 +39,8 @@ step() {
 
 build() {  # build NAME SPEC ARGS...: a build folder under builds/ (reused when it exists)
     local name="$1" spec="$2"; shift 2
-    [ -f "$OUT/builds/$name/model.onnx" ] || "$PY" -m yamlllm_export build "$spec" -o "$OUT/builds/$name" --overwrite "$@"
+    if [ -f "$OUT/builds/$name/model.onnx" ]; then echo "reused $OUT/builds/$name"; return 0; fi
+    "$PY" -m yamlllm_export build "$spec" -o "$OUT/builds/$name" --overwrite "$@"
 }
 
 : >"$RESULTS"

@@ -100,7 +100,7 @@ def rewire_input(model: onnx.ModelProto, name: str, make: Callable[[str, str], l
     """Every consumer of graph input ``name`` reads ``make(name, new)``'s result instead."""
     graph = model.graph
     new = f"{name}_broken"
-    for node in graph.node:
+    for node in all_nodes(graph):  # If bodies read outer values by name too
         for k, inp in enumerate(node.input):
             if inp == name:
                 node.input[k] = new
