@@ -23,7 +23,15 @@ from yamlllm_export.forge import forge_spec
 from yamlllm_export.forge.table import ADDED_KEYS, ROWS, defaults, family_for, row_for
 
 DATA = Path(__file__).parent / "data" / "forge"
-CASES = ("default", "rope_gqa_swiglu_peri", "parallel_partial_rope_window", "kan")
+CASES = (
+    "default",
+    "rope_gqa_swiglu_peri",
+    "parallel_partial_rope_window",
+    "kan",
+    "consmax_fire_ropelen",
+    "polymax_prmsnorm_dualpath",
+    "infinite_soap_lsv",
+)
 TOL = 1e-4  # the acceptance bound of issue 23
 
 
@@ -83,7 +91,9 @@ def test_onnx_equals_forges_sampler(forge_folder, case: str, target: str) -> Non
     n = len(tokens) if contract.full_window else spec.embedding.max_position_embeddings
     assert contract.full_window == (case == "kan")
     got = _sampler_logits(lambda ids, mask, past: stepper.step(ids, mask, past or stepper.empty_past(1)), tokens, n)
-    assert np.abs(got - want[:n]).max() <= TOL
+    delta = float(np.abs(got - want[:n]).max())
+    print(f"forge parity {case} {target}: max|Δ| {delta:.3g}")
+    assert delta <= TOL
 
 
 def _eager(ckpt: Path, tmp: Path) -> torch.nn.Module:
