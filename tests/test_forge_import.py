@@ -274,7 +274,24 @@ BAD = {
     "gate": (lambda: _args(gate=True), "model_args.gate = True: builds a fresh random Linear"),
     "ssm": (lambda: _args(attention_variant="ssm"), "model_args.attention_variant = 'ssm': 'ssm' is not constructible upstream"),
     "mlp-identity": (lambda: _args(mlp_variant="identity"), "model_args.mlp_variant = 'identity': 'identity' is broken upstream"),
-    "consmax": (lambda: _args(softmax_variant_attn="consmax"), "model_args.softmax_variant_attn = 'consmax'"),
+    "squareplus": (
+        lambda: _args(softmax_variant_attn="squareplus"),
+        "softmax_variant_attn = 'squareplus': 'squareplus' is NaN at a masked",
+    ),
+    "div-by-seq-len": (lambda: _args(softmax_variant_attn="relumax", div_by_seq_len=True), "with div_by_seq_len: every row divided"),
+    "fire-init-c": (lambda: _args(use_fire_embeddings=True, fire_init_c=0.0), "use_fire_embeddings = True: fire_init_c 0.0 must be > 0"),
+    "fire-log-bias": (lambda: _args(use_fire_embeddings=True, fire_log_bias=0.5), "fire_log_bias 0.5 must be >= 1"),
+    "mixed-linears": (lambda: _args(linear_variant_q="bitlinear_1p58"), "linear_variant_attn = 'linear': different linear variants"),
+    "concat-heads": (lambda: _args(attention_variant="infinite", use_concat_heads=True), "use_concat_heads: concatenated infinite"),
+    "krmsnorm-random": (lambda: _args(norm_variant_attn="krmsnorm", krmsnorm_selection_type="random"), "a fresh random subset"),
+    "lsv-linear-comb": (lambda: _args(use_lsv=True, lsv_variant="linear_comb", lsv_dataset_num=2, apply_lsv_at_layer_idx=1), "linear_comb"),
+    "vector-at-0": (lambda: _args(apply_vector_at_layer_idx=0, apply_vector_file="v.npy"), "Forge's 0 never fires"),
+    "nan-arg": (lambda: _args(fire_init_L=float("nan")), "bad.pt: model_args.fire_init_L = nan is not a finite number"),
+    "inf-arg-nested": (lambda: _args(kan_middle_layers=[4.0, float("inf")]), "model_args.kan_middle_layers[1] = inf is not a finite"),
+    "nan-tensor": (
+        lambda: {**(c := _args()), "model": {**c["model"], "transformer.ln_f.gain": torch.full((32,), float("nan"))}},
+        "bad.pt: tensor 'transformer.ln_f.gain' holds 32 NaN and 0 infinite values",
+    ),
     "unknown-key": (lambda: _args(brand_new_option=3), "model_args.brand_new_option = 3: not read by yamlllm-export"),
     "abs-and-rope": (lambda: _args(use_rotary_embeddings=True), "model_args.use_abs_pos_embeddings = True: True together with use_rotary"),
     "no-vocab": (lambda: _args(vocab_size=None), "model_args.vocab_size = None: is not set"),
@@ -297,6 +314,7 @@ def test_build_with_a_nonzero_activation_offset_is_refused(tmp_path: Path) -> No
     path = _save(tmp_path, ckpt)
     spec = _import(path, tmp_path / "m.yaml")
     result = CliRunner().invoke(main, ["build", str(spec), "--weights", str(path), "-o", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "activation_x_offset is 0.5" in result.output and not (tmp_path / "out").exists()
+    assert result.exit_code == 2 and "activation_x_offset is 0.5 while model_args' mlp_x/y_offset are 0" in result.output
+    assert not (tmp_path / "out").exists()
     with pytest.raises(BuildError):
         _eager(path, tmp_path)
