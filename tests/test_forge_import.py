@@ -31,6 +31,9 @@ CASES = (
     "consmax_fire_ropelen",
     "polymax_prmsnorm_dualpath",
     "infinite_soap_lsv",
+    "dyt_hsnorm_gelugate_qlinear_factorized",
+    "list_linear_identity_strongermax_krms_prelu",
+    "bitlinear_mlp",
 )
 TOL = 1e-4  # the acceptance bound of issue 23
 

@@ -361,6 +361,8 @@ def linear_ok(args: Args) -> str | None:
     for v in choice.values():
         if v not in _LINEAR_TYPES:
             return f"{v!r}: only quantized_linear and bitlinear_1p58 are in the dialect"
+    if "ffn" in choice and int(args["mlp_down_projs"]) > 1:
+        return "a linear variant on an MLP with mlp_down_projs > 1 (quantized as one k·C matrix upstream) is not expressible"
     if "quantized_linear" in choice.values():
         if args["quantize_linear_method"] not in QUANT_METHODS:
             return f"quantize_linear_method {args['quantize_linear_method']!r} is not one of {', '.join(QUANT_METHODS)}"

@@ -170,8 +170,6 @@ def _ffn(draft: Draft, args: Args) -> None:
     opt.activation(ffn, args)
     if variant == "swiglu":
         ffn["use_gated_activation"] = True
-    if int(args["mlp_down_projs"]) > 1:
-        ffn["down_projections"] = int(args["mlp_down_projs"])
     _set(draft, "layer.ffn", ffn)
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from yamlllm_export.errors import BuildError
 from yamlllm_export.forge.checkpoint import ForgeCheckpoint, forge_checkpoint
-from yamlllm_export.forge.options import has_offsets
+from yamlllm_export.forge.options import has_offsets, mixers
 from yamlllm_export.forge.table import Args, defaults, qk_head_dim, rope_length
 from yamlllm_export.weights.checkpoint import load_weights
 
@@ -39,7 +39,8 @@ NORM_SLOTS = {
 }  # fmt: skip
 ATTN = {"c_attn_q": "q_proj", "c_attn_k": "k_proj", "c_attn_v": "v_proj", "c_proj": "o_proj"}
 MLP = {"c_fc": "up", "c_proj": "down", "c_fc_in1": "gate", "c_fc_in2": "up", "c_fc_out": "down", "c_proj1": "down", "c_proj2": "down_neg"}
-SKIPPED = re.compile(r"h\.\d+\.attn\.bias$")  # the causal-mask buffer
+# the causal-mask buffer; a quantized linear's step and zero point (recomputed from its weight at every forward)
+SKIPPED = re.compile(r"h\.\d+\.attn\.bias|.*\._step|.*\.weight_zero_point")
 PARAM = {"gain": "weight", "weight": "weight", "bias": "bias", "radius": "radius", "alpha": "alpha", "beta": "beta", "gamma": "gamma"}
 SOFTMAX = {"temperature_factor": "temperature", "obo_offset": "obo", "_gamma_raw": "gamma_raw"}  # else the same name
 # Our parameters that Forge keeps as plain floats when they are not learned (consmax β/γ, strongermax's temperature
@@ -101,6 +102,7 @@ def forge_state(ckpt: ForgeCheckpoint) -> dict[str, torch.Tensor]:
     perm = rope_permutation(hs, rope_length(args)) if args["use_rotary_embeddings"] else None
     k = int(args["mlp_down_projs"])
     offsets, dual = has_offsets(args), args["mlp_variant"] == "dual_path"
+    kinds = mixers(args)
     out: dict[str, torch.Tensor] = {}
     for forge, tensor in ckpt.state.items():
         name = forge.removeprefix("transformer.")
@@ -115,7 +117,13 @@ def forge_state(ckpt: ForgeCheckpoint) -> dict[str, torch.Tensor]:
             continue
         if m := re.fullmatch(r"h\.(\d+)\.mlp\.activation_variant\.(.+)", name):
             nested = "act.act" if offsets and not dual else "act"  # with offsets the activation sits one level deeper
-            out[f"blocks.{m[1]}.ffn.{nested}.{m[2]}"] = tensor.reshape(-1) if tensor.dim() == 0 else tensor
+            param = m[2].removeprefix("activation.")  # torch activations sit in a wrapper's .activation
+            out[f"blocks.{m[1]}.ffn.{nested}.{param}"] = tensor.reshape(-1) if tensor.dim() == 0 else tensor
+            continue
+        if name == "scale_down.weight" and args["n_embd_wte"] and args["n_embd_wte_scale_tying"]:
+            continue  # tied to scale_up (the same tensor): our head side is embed_proj's transpose
+        if (m := re.fullmatch(r"h\.(\d+)\.attn\.(.+)", name)) and kinds[int(m[1]) % len(kinds)] == "linear":
+            out[f"blocks.{m[1]}.attn.{m[2]}"] = tensor  # linear attention: Forge's own names (c_attn, c_proj, scale)
             continue
         ours = _name(name)
         if ours is None:
