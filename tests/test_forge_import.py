@@ -9,6 +9,7 @@ ones do not (``peri_ln_*`` of later revisions, post-LN, factorized embeddings, s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ CASES = (
     "dyt_hsnorm_gelugate_qlinear_factorized",
     "list_linear_identity_strongermax_krms_prelu",
     "bitlinear_mlp",
+    "steering_vector",
 )
 TOL = 1e-4  # the acceptance bound of issue 23
 
@@ -56,7 +58,12 @@ def forge_folder(tmp_path_factory: pytest.TempPathFactory):
     def get(case: str, target: str) -> Path:
         if (case, target) not in cache:
             tmp = tmp_path_factory.mktemp("forge")
-            spec = _import(DATA / f"{case}.pt", tmp / f"{case}.yaml")
+            cwd = os.getcwd()
+            os.chdir(DATA)  # a relative apply_vector_file is read from the working directory, as Forge's sampler does
+            try:
+                spec = _import(DATA / f"{case}.pt", tmp / f"{case}.yaml")
+            finally:
+                os.chdir(cwd)
             out = tmp / f"{case}-{target}"
             result = CliRunner().invoke(
                 main, ["build", str(spec), "--weights", str(DATA / f"{case}.pt"), "-o", str(out), "--target", target]

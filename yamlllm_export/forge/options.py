@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Args = dict[str, Any]
@@ -304,7 +305,12 @@ def steering_vector(draft: Draft, args: Args) -> None:
         put(
             draft,
             "steering.vector",
-            {"file": str(args["apply_vector_file"]), "layer": int(layer), "scale": float(args["apply_vector_scaling_factor"])},
+            # Forge's np.load reads the path from the working directory: so does the importer (written absolute)
+            {
+                "file": str(Path(args["apply_vector_file"]).resolve()),
+                "layer": int(layer),
+                "scale": float(args["apply_vector_scaling_factor"]),
+            },
         )
 
 

@@ -538,3 +538,21 @@ def family_for(key: str) -> Family | None:
 
 _ROWS = {r.key: r for r in ROWS}
 assert len(_ROWS) == len(ROWS), "one row per model_args key"
+
+
+def markdown() -> str:
+    """The mapped / ignored / refused tables and the option families, as docs/forge-import.md shows them."""
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out = []
+    for kind, title, head in (("map", "Mapped", "becomes"), ("ignore", "Ignored", "why"), ("refuse", "Refused", "why")):
+        out += [f"### {title}", "", f"| `model_args` key | {head} |", "|---|---|"]
+        out += [f"| `{r.key}` | {esc(r.why)} |" for r in ROWS if r.kind == kind]
+        out.append("")
+    out += ["### Parameters of an option (inert while it is off)", "", "| option | keys |", "|---|---|"]
+    for f in FAMILIES:
+        keys = [f"`{p}*`" for p in f.prefixes] + [f"`{k}`" for k in f.keys]
+        out.append(f"| {esc(f.option)} | {', '.join(keys)} |")
+    return "\n".join(out) + "\n"
