@@ -246,6 +246,12 @@ def test_every_model_args_key_is_read() -> None:
     assert not [r.key for r in ROWS if r.key not in keys and r.key not in ADDED_KEYS], "a row for a key Forge does not have (a typo?)"
 
 
+def test_docs_show_the_table() -> None:
+    from yamlllm_export.forge.table import markdown
+
+    assert markdown() in (Path(__file__).parents[1] / "docs" / "forge-import.md").read_text()
+
+
 def test_header_names_the_source_and_notes_training_only_keys(tmp_path: Path) -> None:
     ckpt = torch.load(DATA / "default.pt", weights_only=True)
     ckpt["model_args"].update(dropout=0.2, consmax_initial_beta=3.0)  # training only; a parameter of an option that is off
