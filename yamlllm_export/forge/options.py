@@ -82,6 +82,8 @@ def softmax(draft: Draft, args: Args) -> None:
         spec["clamp"] = float(args["strongermax_clamp_value"])
     if variant == "strongermax" and not args["strongermax_use_learned_obo_per_head"]:
         spec.pop("obo_per_head")
+    if variant == "pfla_softmax" and not args["pfla_softmax_use_learned_divisor"]:
+        spec.pop("learned_divisor_init")  # read only with the learned divisor
     put(draft, "layer.attention.softmax", spec)
 
 
@@ -223,7 +225,8 @@ def activation(ffn: dict[str, Any], args: Args) -> None:
         n, left, right = (args[k] for k in _KNOTS[act])
         ffn["activation_knots"] = {"num": int(n), "left_bound": float(left), "right_bound": float(right)}
     if act == "learned_spline":
-        ffn["activation_knots"] = {"num": int(args["lsa_num_knots"]), "left_bound": -5.0, "right_bound": 5.0}
+        # Forge stores lsa_num_knots but builds its knots from the constructor's default, 10 on [-5, 5]
+        ffn["activation_knots"] = {"num": 10, "left_bound": -5.0, "right_bound": 5.0}
     if has_offsets(args):
         ffn["x_offset"], ffn["y_offset"] = float(args["mlp_x_offset"]), float(args["mlp_y_offset"])
     if args["mlp_variant"] == "dual_path":
@@ -282,8 +285,10 @@ def lsv(draft: Draft, args: Args) -> None:
         # Forge's sampler selects vector 0 at scale 1 unless --lsv_size / --lsv_scaling_factor / --lsv_mixture say
         # otherwise (the LSV module starts at index 0; model_args' lsv_index is not read by the forward)
         spec = {"variant": args["lsv_variant"], "num_vectors": int(args["lsv_dataset_num"]), "layer": int(args["apply_lsv_at_layer_idx"])}
-        if args["lsv_variant"] in ("one_hot", "one_hot_mlp"):
+        if args["lsv_variant"] == "one_hot":
             spec.update(index=0, scale=1.0)
+        elif args["lsv_variant"] == "one_hot_mlp":
+            spec.update(index=0)  # Forge scales no other variant
         put(draft, "steering.lsv", spec)
 
 

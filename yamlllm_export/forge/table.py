@@ -347,7 +347,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "use_lsv",
         "map",
-        "steering.lsv {variant, num_vectors, layer; one_hot(_mlp): index 0, scale 1 (the sampler's defaults)}",
+        "steering.lsv {variant, num_vectors, layer; one_hot: index 0, scale 1; one_hot_mlp: index 0 (the sampler's defaults)}",
         opt.lsv,
         opt.lsv_ok,
     ),

@@ -68,7 +68,7 @@ def _name(forge: str) -> str | None:
         if m[2] in NORM_SLOTS and m[3] in PARAM:
             return f"blocks.{m[1]}.{NORM_SLOTS[m[2]]}.{PARAM[m[3]]}"
     if m := re.fullmatch(r"h\.(\d+)\.attn\.fire_pos_enc\.(.+)", forge):
-        return f"blocks.{m[1]}.attn.fire.{m[2]}"
+        return f"blocks.{m[1]}.attn.fire.{m[2]}"  # a shared FIRE: forge_state moves layer 0's to the top level
     if m := re.fullmatch(r"h\.(\d+)\.attn\.softmax_layer_attn\.(\w+)", forge):
         return f"blocks.{m[1]}.attn.softmax.{SOFTMAX.get(m[2], m[2])}"
     if m := re.fullmatch(r"h\.(\d+)\.attn\.c_proj_list\.\d+\.(weight|bias)", forge):
@@ -124,6 +124,10 @@ def forge_state(ckpt: ForgeCheckpoint) -> dict[str, torch.Tensor]:
             continue  # tied to scale_up (the same tensor): our head side is embed_proj's transpose
         if (m := re.fullmatch(r"h\.(\d+)\.attn\.(.+)", name)) and kinds[int(m[1]) % len(kinds)] == "linear":
             out[f"blocks.{m[1]}.attn.{m[2]}"] = tensor  # linear attention: Forge's own names (c_attn, c_proj, scale)
+            continue
+        if (m := re.fullmatch(r"h\.(\d+)\.attn\.fire_pos_enc\.(.+)", name)) and args["shared_fire_embeddings"]:
+            if m[1] == "0":  # one module for every layer, repeated under each in Forge's state dict
+                out[f"fire.{m[2]}"] = tensor
             continue
         ours = _name(name)
         if ours is None:
