@@ -96,7 +96,8 @@ def swap_linears(module: nn.Module, make: Callable[[nn.Linear], nn.Linear]) -> N
     state-dict names do not change. A subclass keeps its own forward, except a down projection of one block
     (``ffn.Down`` with ``blocks == 1`` computes a plain Linear: Forge's c_proj takes the variant too)."""
     for name, child in list(module.named_children()):
-        if type(child) is nn.Linear or (type(child).__name__ == "Down" and getattr(child, "blocks", None) == 1):
+        one_block_down = type(child).__name__ == "Down" and getattr(child, "blocks", None) == 1
+        if isinstance(child, nn.Linear) and (type(child) is nn.Linear or one_block_down):
             setattr(module, name, make(child))
         else:
             swap_linears(child, make)
