@@ -36,6 +36,7 @@ CASES = (
     "list_linear_identity_strongermax_krms_prelu",
     "bitlinear_mlp",
     "steering_vector",
+    "sharedfire_spline_lsvmlp_sigsoftmax",
 )
 TOL = 1e-4  # the acceptance bound of issue 23
 
