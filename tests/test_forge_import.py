@@ -300,6 +300,10 @@ BAD = {
     "fire-log-bias": (lambda: _args(use_fire_embeddings=True, fire_log_bias=0.5), "fire_log_bias 0.5 must be >= 1"),
     "mixed-linears": (lambda: _args(linear_variant_q="bitlinear_1p58"), "linear_variant_attn = 'linear': different linear variants"),
     "concat-heads": (lambda: _args(attention_variant="infinite", use_concat_heads=True), "use_concat_heads: concatenated infinite"),
+    "krmsnorm-int8": (
+        lambda: _args(norm_variant_output="krmsnorm", krmsnorm_quantize_type="int8"),
+        "norm_variant_output = 'krmsnorm': krmsnorm_quantize_type 'int8'",
+    ),
     "krmsnorm-random": (lambda: _args(norm_variant_attn="krmsnorm", krmsnorm_selection_type="random"), "a fresh random subset"),
     "lsv-linear-comb": (lambda: _args(use_lsv=True, lsv_variant="linear_comb", lsv_dataset_num=2, apply_lsv_at_layer_idx=1), "linear_comb"),
     "vector-at-0": (lambda: _args(apply_vector_at_layer_idx=0, apply_vector_file="v.npy"), "Forge's 0 never fires"),

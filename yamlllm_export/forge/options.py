@@ -183,6 +183,11 @@ def norm_ok(key: str) -> Callable[[Args], str | None]:
             return f"{kind!r} is not a Forge norm this exporter takes ({', '.join(NORMS)})"
         if kind == "krmsnorm" and args["krmsnorm_selection_type"] not in ("first", "last"):
             return f"krmsnorm_selection_type {args['krmsnorm_selection_type']!r}: a fresh random subset per call is not a function"
+        if kind == "krmsnorm" and args["krmsnorm_quantize_type"] != "none":
+            return (
+                f"krmsnorm_quantize_type {args['krmsnorm_quantize_type']!r}: per-tensor statistics over the whole window "
+                "(no KV cache reproduces them; not in the dialect even as a full-window graph)"
+            )
         if kind == "krmsnorm" and args["krmsnorm_recompute_percentage"] is not None:
             return "krmsnorm_recompute_percentage: the recomputation branch is not in the dialect"
         if kind == "hyperspherenorm" and args["hsnorm_radius"] is not None and not float(args["hsnorm_radius"]) > 0:
