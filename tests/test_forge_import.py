@@ -304,6 +304,12 @@ BAD = {
         lambda: _args(norm_variant_output="krmsnorm", krmsnorm_quantize_type="int8"),
         "norm_variant_output = 'krmsnorm': krmsnorm_quantize_type 'int8'",
     ),
+    "polymax-divisor-0": (
+        lambda: _args(softmax_variant_attn="polymax", polymax_divisor=0.0),
+        "model_args.polymax_divisor = 0.0: outside yamlllm-export's bounds (layer.attention.softmax.divisor: 0.0",
+    ),
+    "prmsnorm-pct": (lambda: _args(norm_variant_attn="prmsnorm", prmsnorm_pct=2.0), "model_args.prmsnorm_pct = 2.0: outside"),
+    "offset-overflow": (lambda: _args(mlp_x_offset=1e300), "model_args.mlp_x_offset = 1e+300: outside yamlllm-export's bounds"),
     "krmsnorm-random": (lambda: _args(norm_variant_attn="krmsnorm", krmsnorm_selection_type="random"), "a fresh random subset"),
     "lsv-linear-comb": (lambda: _args(use_lsv=True, lsv_variant="linear_comb", lsv_dataset_num=2, apply_lsv_at_layer_idx=1), "linear_comb"),
     "vector-at-0": (lambda: _args(apply_vector_at_layer_idx=0, apply_vector_file="v.npy"), "Forge's 0 never fires"),

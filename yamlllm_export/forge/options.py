@@ -430,3 +430,52 @@ def mixers_ok(args: Args) -> str | None:
     if "infinite" in mixers(args) and args["use_concat_heads"]:
         return "use_concat_heads: concatenated infinite heads are not in the dialect (heads summed are)"
     return None
+
+
+# ---- our key path → the model_args key it came from (to name Forge's key when our schema refuses a value) ----
+
+_NORM_SOURCES = {
+    "prmsnorm_pct": "prmsnorm_pct",
+    "krmsnorm_num": "krmsnorm_num",
+    "krmsnorm_select": "krmsnorm_selection_type",
+    "krmsnorm_quantize": "krmsnorm_quantize_type",
+    "hypersphere_radius": "hsnorm_radius",
+    "dyt_activation": "dact_activation",
+    "dyt_alpha_init": "dact_alpha_init",
+}
+_SOURCES = {
+    "embedding.positional_encoding.rotary_dim": "rope_length",
+    "embedding.positional_encoding.soap_num_angles": "sym_rot_num_angles",
+    "embedding.quantize_wte.bits": "quantize_wte_bits",
+    "embedding.quantize_wpe.bits": "quantize_wpe_bits",
+    "layer.ffn.intermediate_size": "mlp_size",
+    "layer.ffn.x_offset": "mlp_x_offset",
+    "layer.ffn.y_offset": "mlp_y_offset",
+    "layer.ffn.gelu_shift": "shifted_gelu_initial_shift",
+    "layer.infinite_attention.qk_head_dim": "n_qk_head_dim",
+    "layer.infinite_attention.v_head_dim": "n_v_head_dim",
+    "layer.linear.bits": "quantize_linear_bits",
+    "steering.lsv.num_vectors": "lsv_dataset_num",
+    "steering.lsv.layer": "apply_lsv_at_layer_idx",
+    "steering.vector.file": "apply_vector_file",
+    "steering.vector.layer": "apply_vector_at_layer_idx",
+    "steering.vector.scale": "apply_vector_scaling_factor",
+    **{f"layer.attention.fire.{ours}": forge for ours, forge in _FIRE.items()},
+}
+
+
+def source_key(path: str, args: Args) -> str | None:
+    """The ``model_args`` key our spec key ``path`` was written from, or None when it is not one of these options."""
+    if path in _SOURCES:
+        return _SOURCES[path]
+    head, _, leaf = path.rpartition(".")
+    if head == "layer.attention.softmax":
+        variant = args["softmax_variant_attn"]
+        extra = {"clamp": "consmax_v2_clamp_value" if variant == "consmax_v2" else "strongermax_clamp_value", "base": "consmax_base"}
+        return SOFTMAX_OPTIONS.get(variant, {}).get(leaf) or extra.get(leaf)
+    if head in ("layer.layer_norm", "final_layer_norm") and leaf in _NORM_SOURCES:
+        return _NORM_SOURCES[leaf]
+    if head == "layer.ffn.activation_knots":
+        keys = _KNOTS.get(args["activation_variant"])
+        return None if keys is None else dict(zip(("num", "left_bound", "right_bound"), keys, strict=True)).get(leaf)
+    return None
