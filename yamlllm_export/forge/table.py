@@ -418,7 +418,11 @@ ROWS: tuple[Row, ...] = (
             ("use_moe", "Forge's MoE layers are not mapped yet"),
             ("quantize_attn_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
             ("quantize_mlp_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
-            ("use_flash_lobo", "the flash path's learned off-by-one key is not mapped yet"),
+            (
+                "use_flash_lobo",
+                "Forge's flash path prepends the zero key but keeps SDPA's top-left causal mask, so each query loses its own key"
+                " (the manual path ignores lobo): not a sink our attention expresses",
+            ),
             ("n_lpe", "learned position-embedding transformers are not in the dialect"),
             ("use_ln_f_input_mixer", "mixing the layers' outputs before ln_f is not in the dialect"),
             ("use_attn_resid_scaling", "learned residual scaling is not in the dialect"),
