@@ -9,6 +9,7 @@ ones do not (``peri_ln_*`` of later revisions, post-LN, factorized embeddings, s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,20 @@ from yamlllm_export.forge import forge_spec
 from yamlllm_export.forge.table import ADDED_KEYS, ROWS, defaults, family_for, row_for
 
 DATA = Path(__file__).parent / "data" / "forge"
-CASES = ("default", "rope_gqa_swiglu_peri", "parallel_partial_rope_window", "kan")
+CASES = (
+    "default",
+    "rope_gqa_swiglu_peri",
+    "parallel_partial_rope_window",
+    "kan",
+    "consmax_fire_ropelen",
+    "polymax_prmsnorm_dualpath",
+    "infinite_soap_lsv",
+    "dyt_hsnorm_gelugate_qlinear_factorized",
+    "list_linear_identity_strongermax_krms_prelu",
+    "bitlinear_mlp",
+    "steering_vector",
+    "sharedfire_spline_lsvmlp_sigsoftmax",
+)
 TOL = 1e-4  # the acceptance bound of issue 23
 
 
@@ -45,7 +59,12 @@ def forge_folder(tmp_path_factory: pytest.TempPathFactory):
     def get(case: str, target: str) -> Path:
         if (case, target) not in cache:
             tmp = tmp_path_factory.mktemp("forge")
-            spec = _import(DATA / f"{case}.pt", tmp / f"{case}.yaml")
+            cwd = os.getcwd()
+            os.chdir(DATA)  # a relative apply_vector_file is read from the working directory, as Forge's sampler does
+            try:
+                spec = _import(DATA / f"{case}.pt", tmp / f"{case}.yaml")
+            finally:
+                os.chdir(cwd)
             out = tmp / f"{case}-{target}"
             result = CliRunner().invoke(
                 main, ["build", str(spec), "--weights", str(DATA / f"{case}.pt"), "-o", str(out), "--target", target]
@@ -83,7 +102,9 @@ def test_onnx_equals_forges_sampler(forge_folder, case: str, target: str) -> Non
     n = len(tokens) if contract.full_window else spec.embedding.max_position_embeddings
     assert contract.full_window == (case == "kan")
     got = _sampler_logits(lambda ids, mask, past: stepper.step(ids, mask, past or stepper.empty_past(1)), tokens, n)
-    assert np.abs(got - want[:n]).max() <= TOL
+    delta = float(np.abs(got - want[:n]).max())
+    print(f"forge parity {case} {target}: max|Δ| {delta:.3g}")
+    assert delta <= TOL
 
 
 def _eager(ckpt: Path, tmp: Path) -> torch.nn.Module:
@@ -226,6 +247,12 @@ def test_every_model_args_key_is_read() -> None:
     assert not [r.key for r in ROWS if r.key not in keys and r.key not in ADDED_KEYS], "a row for a key Forge does not have (a typo?)"
 
 
+def test_docs_show_the_table() -> None:
+    from yamlllm_export.forge.table import markdown
+
+    assert markdown() in (Path(__file__).parents[1] / "docs" / "forge-import.md").read_text()
+
+
 def test_header_names_the_source_and_notes_training_only_keys(tmp_path: Path) -> None:
     ckpt = torch.load(DATA / "default.pt", weights_only=True)
     ckpt["model_args"].update(dropout=0.2, consmax_initial_beta=3.0)  # training only; a parameter of an option that is off
@@ -264,7 +291,34 @@ BAD = {
     "gate": (lambda: _args(gate=True), "model_args.gate = True: builds a fresh random Linear"),
     "ssm": (lambda: _args(attention_variant="ssm"), "model_args.attention_variant = 'ssm': 'ssm' is not constructible upstream"),
     "mlp-identity": (lambda: _args(mlp_variant="identity"), "model_args.mlp_variant = 'identity': 'identity' is broken upstream"),
-    "consmax": (lambda: _args(softmax_variant_attn="consmax"), "model_args.softmax_variant_attn = 'consmax'"),
+    "squareplus": (
+        lambda: _args(softmax_variant_attn="squareplus"),
+        "softmax_variant_attn = 'squareplus': 'squareplus' is NaN at a masked",
+    ),
+    "div-by-seq-len": (lambda: _args(softmax_variant_attn="relumax", div_by_seq_len=True), "with div_by_seq_len: every row divided"),
+    "fire-init-c": (lambda: _args(use_fire_embeddings=True, fire_init_c=0.0), "use_fire_embeddings = True: fire_init_c 0.0 must be > 0"),
+    "fire-log-bias": (lambda: _args(use_fire_embeddings=True, fire_log_bias=0.5), "fire_log_bias 0.5 must be >= 1"),
+    "mixed-linears": (lambda: _args(linear_variant_q="bitlinear_1p58"), "linear_variant_attn = 'linear': different linear variants"),
+    "concat-heads": (lambda: _args(attention_variant="infinite", use_concat_heads=True), "use_concat_heads: concatenated infinite"),
+    "krmsnorm-int8": (
+        lambda: _args(norm_variant_output="krmsnorm", krmsnorm_quantize_type="int8"),
+        "norm_variant_output = 'krmsnorm': krmsnorm_quantize_type 'int8'",
+    ),
+    "polymax-divisor-0": (
+        lambda: _args(softmax_variant_attn="polymax", polymax_divisor=0.0),
+        "model_args.polymax_divisor = 0.0: outside yamlllm-export's bounds (layer.attention.softmax.divisor: 0.0",
+    ),
+    "prmsnorm-pct": (lambda: _args(norm_variant_attn="prmsnorm", prmsnorm_pct=2.0), "model_args.prmsnorm_pct = 2.0: outside"),
+    "offset-overflow": (lambda: _args(mlp_x_offset=1e300), "model_args.mlp_x_offset = 1e+300: outside yamlllm-export's bounds"),
+    "krmsnorm-random": (lambda: _args(norm_variant_attn="krmsnorm", krmsnorm_selection_type="random"), "a fresh random subset"),
+    "lsv-linear-comb": (lambda: _args(use_lsv=True, lsv_variant="linear_comb", lsv_dataset_num=2, apply_lsv_at_layer_idx=1), "linear_comb"),
+    "vector-at-0": (lambda: _args(apply_vector_at_layer_idx=0, apply_vector_file="v.npy"), "Forge's 0 never fires"),
+    "nan-arg": (lambda: _args(fire_init_L=float("nan")), "bad.pt: model_args.fire_init_L = nan is not a finite number"),
+    "inf-arg-nested": (lambda: _args(kan_middle_layers=[4.0, float("inf")]), "model_args.kan_middle_layers[1] = inf is not a finite"),
+    "nan-tensor": (
+        lambda: {**(c := _args()), "model": {**c["model"], "transformer.ln_f.gain": torch.full((32,), float("nan"))}},
+        "bad.pt: tensor 'transformer.ln_f.gain' holds 32 NaN and 0 infinite values",
+    ),
     "unknown-key": (lambda: _args(brand_new_option=3), "model_args.brand_new_option = 3: not read by yamlllm-export"),
     "abs-and-rope": (lambda: _args(use_rotary_embeddings=True), "model_args.use_abs_pos_embeddings = True: True together with use_rotary"),
     "no-vocab": (lambda: _args(vocab_size=None), "model_args.vocab_size = None: is not set"),
@@ -287,6 +341,7 @@ def test_build_with_a_nonzero_activation_offset_is_refused(tmp_path: Path) -> No
     path = _save(tmp_path, ckpt)
     spec = _import(path, tmp_path / "m.yaml")
     result = CliRunner().invoke(main, ["build", str(spec), "--weights", str(path), "-o", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "activation_x_offset is 0.5" in result.output and not (tmp_path / "out").exists()
+    assert result.exit_code == 2 and "activation_x_offset is 0.5 while model_args' mlp_x/y_offset are 0" in result.output
+    assert not (tmp_path / "out").exists()
     with pytest.raises(BuildError):
         _eager(path, tmp_path)

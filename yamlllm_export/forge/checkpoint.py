@@ -1,5 +1,6 @@
 """Read a ReaLLM-Forge checkpoint: ``train.py``'s ``torch.save`` dict with ``model`` (the state dict) and
-``model_args`` (its argparse model options), through ``torch.load(weights_only=True)`` (no code runs)."""
+``model_args`` (its argparse model options), through ``torch.load(weights_only=True)`` (no code runs). A NaN or
+±inf in ``model_args`` or in a tensor is refused here, naming the file and the key or tensor."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import torch
 
 from yamlllm_export.errors import BuildError
+from yamlllm_export.forge.table import defaults
+from yamlllm_export.hf.config import first_nonfinite
+from yamlllm_export.weights.checkpoint import check_finite
 
 PICKLES = {".pt", ".pth", ".ckpt"}
 
@@ -56,6 +60,11 @@ def forge_checkpoint(path: str | Path, obj: Any | None = None) -> ForgeCheckpoin
         raise BuildError(f"{path}: model_args is not a dict of option names")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise BuildError(f"{path}: 'model' is not a state dict (tensor name → tensor)")
+    base = defaults()  # Forge's own defaults hold an inf (gaussian_max_norm): only a value set otherwise is checked
+    if bad := first_nonfinite({k: v for k, v in args.items() if k not in base or v != base[k]}):
+        raise BuildError(f"{path}: model_args.{bad[0]} = {bad[1]} is not a finite number")
+    for name, tensor in state.items():
+        check_finite(tensor, name, path)
     iter_num = obj.get("iter_num")
     return ForgeCheckpoint(path, dict(args), dict(state), iter_num if isinstance(iter_num, int) else None)
 

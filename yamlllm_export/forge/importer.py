@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from yamlllm_export import __version__
-from yamlllm_export.errors import BuildError
+from yamlllm_export.errors import BuildError, SpecError
 from yamlllm_export.forge.checkpoint import ForgeCheckpoint, forge_checkpoint
+from yamlllm_export.forge.options import source_key
 from yamlllm_export.forge.table import ROWS, Args, Draft, defaults, family_for, row_for
 from yamlllm_export.spec import load_spec
 from yamlllm_export.spec.features import full_window_line, needs_full_window
@@ -73,7 +74,15 @@ def import_forge(path: str | Path, out: str | Path = "THIS.yaml") -> tuple[dict[
     ckpt = forge_checkpoint(path)
     draft, notes = forge_spec(ckpt.model_args)
     spec = {"name": _name(ckpt), **draft}
-    loaded = load_spec(spec)  # our schema and rules must accept what we write
+    try:
+        loaded = load_spec(spec)  # our schema and rules must accept what we write
+    except SpecError as err:  # name Forge's key when the refused value came from one
+        path = str(err).split(":", 1)[0]
+        key = source_key(path, {**defaults(), **ckpt.model_args})
+        if key is None:
+            raise
+        value = {**defaults(), **ckpt.model_args}[key]
+        raise BuildError(f"model_args.{key} = {_short(value)}: outside yamlllm-export's bounds ({err})") from None
     if needs_full_window(loaded):
         notes.append(f"full-window model ({full_window_line(loaded)}): build writes a graph without a KV cache")
     return spec, _header(ckpt, out, notes), notes

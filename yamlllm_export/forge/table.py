@@ -25,12 +25,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from yamlllm_export.forge import options as opt
+
 Args = dict[str, Any]
 Draft = dict[str, Any]
 
-FORGE_EPS = {"rmsnorm": 0.0, "layernorm": 1e-5}  # Forge's RMSNorm has no epsilon; its LayerNorm uses 1e-5
-MLP_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "silu": "silu", "squared_relu": "squared_relu"}
-GATED_ACTIVATIONS = {"silu": "swiglu", "gelu": "geglu", "relu": "reglu"}  # Forge's swiglu gate activation → ours
 KAN_ACTIVATIONS = ("silu", "gelu", "relu", "squared_relu")
 ADDED_KEYS = ("lsv_dataset_num",)  # model_args keys train.py adds beside the argparse ones (with --dataset_list)
 
@@ -75,10 +74,6 @@ def _value(key: str, path: str, convert: Callable[[Any], Any] = lambda v: v) -> 
     return lambda draft, args: _set(draft, path, convert(args[key]))
 
 
-def _one_of(key: str, allowed: tuple[Any, ...], why: str) -> Callable[[Args], str | None]:
-    return lambda args: None if args[key] in allowed else f"{args[key]!r} {why}"
-
-
 # ---- rows that read several keys -------------------------------------------------------------------------
 
 
@@ -86,16 +81,25 @@ def head_dim(args: Args) -> int:
     return int(args["n_embd"]) // int(args["n_head"])
 
 
+def qk_head_dim(args: Args) -> int:
+    """The q/k head size RoPE rotates within: n_qk_head_dim for infinite heads, else n_embd / n_head."""
+    infinite = "infinite" in opt.mixers(args)
+    return int(args["n_qk_head_dim"] or head_dim(args)) if infinite else head_dim(args)
+
+
 def rope_length(args: Args) -> int:
-    """Forge rotates the first rope_length dims of a head (all of it when unset)."""
-    return int(args["rope_length"] or head_dim(args))
+    """Forge rotates the first rope_length dims of a head (all of its q/k head when unset)."""
+    return int(args["rope_length"] or qk_head_dim(args))
 
 
 def _positions(draft: Draft, args: Args) -> None:
     if args["use_rotary_embeddings"]:
         # Forge pairs dims (2i, 2i+1); the importer permutes q/k rows into our half layout (forge/weights.py),
-        # which leaves every score q·k unchanged. θ_i = 10000^(-2i/R) with R = rope_length in both.
+        # which leaves every score q·k unchanged. θ_i = 10000^(-2i/R) with R = rope_length in both; SOAP: one
+        # frequency 2π/N on every pair.
         pe = {"type": "rope", "rope_theta": 10000.0, "rotary_dim": rope_length(args)}
+        if args["rope_variant"] == "soap":
+            pe.update(rope_variant="soap", soap_num_angles=int(args["sym_rot_num_angles"]))
     elif args["use_abs_pos_embeddings"]:
         pe = {"type": "learned"}
     else:
@@ -112,21 +116,21 @@ def _positions_ok(args: Args) -> str | None:
 def _rope_ok(args: Args) -> str | None:
     if not args["use_rotary_embeddings"]:
         return None
-    if args["rope_variant"] != "rope":
-        return f"{args['rope_variant']!r}: SOAP positions are not in the dialect yet"
-    r = rope_length(args)
-    if r % 2 or r > head_dim(args):
-        return f"rope_length {r} must be even and at most the head size {head_dim(args)}"
+    if args["rope_variant"] not in ("rope", "soap"):
+        return f"{args['rope_variant']!r} is not a Forge rope variant (rope, soap)"
+    if args["rope_variant"] == "soap" and int(args["sym_rot_num_angles"]) < 1:
+        return f"sym_rot_num_angles {args['sym_rot_num_angles']} must be >= 1"
+    r, kinds = rope_length(args), set(opt.mixers(args))
+    if not args["rope_length"] and "infinite" in kinds and kinds & {"causal", "linear"} and qk_head_dim(args) != head_dim(args):
+        return "rope_length unset with infinite heads of another q/k size than the other layers': one rotary_dim cannot be both"
+    if r % 2 or r > min(qk_head_dim(args), head_dim(args) if kinds - {"infinite", "identity"} else r):
+        return f"rope_length {r} must be even and at most the head size"
     return None
 
 
 def _widths(draft: Draft, args: Args) -> None:
     _set(draft, "layer.hidden_dim", int(args["n_embd"]))
     _set(draft, "embedding.embedding_dim", int(args["n_embd_wte"] or args["n_embd"]))  # factorized: the table's width
-
-
-def _norm(kind: str) -> dict[str, Any]:
-    return {"type": kind, "eps": FORGE_EPS[kind], "elementwise_affine": True}
 
 
 def _placement(draft: Draft, args: Args) -> None:
@@ -162,55 +166,34 @@ def _ffn(draft: Draft, args: Args) -> None:
         _set(draft, "layer.ffn", {"bias": False, "kan": {**kan, "base_activation": args["kan_base_activation"]}})
         return
     hidden = args["mlp_size"] or int(args["mlp_expansion_factor"]) * int(args["n_embd"])
-    act = args["activation_variant"]
-    gated = variant == "swiglu"
-    ffn = {
-        "intermediate_size": int(hidden),
-        "activation": GATED_ACTIVATIONS[act] if gated else MLP_ACTIVATIONS[act],
-        "bias": mlp_bias(args)[0],
-    }
-    _set(draft, "layer.ffn", {**ffn, **({"use_gated_activation": True} if gated else {})})
+    ffn: dict[str, Any] = {"intermediate_size": int(hidden), "bias": mlp_bias(args)[0]}
+    opt.activation(ffn, args)
+    if variant == "swiglu":
+        ffn["use_gated_activation"] = True
+    _set(draft, "layer.ffn", ffn)
 
 
 def _ffn_ok(args: Args) -> str | None:
     variant, act = args["mlp_variant"], args["activation_variant"]
     if variant == "kan":
         return None  # kan_base_activation's row checks its activation
-    if variant not in ("mlp", "swiglu"):
-        why = {"identity": "is broken upstream (NameError at construction)", "dual_path": "is not in the dialect yet"}
+    if variant not in ("mlp", "swiglu", "dual_path"):
+        why = {"identity": "is broken upstream (NameError at construction)"}
         return f"{variant!r} {why.get(variant, 'is not a Forge MLP variant')}"
-    table = GATED_ACTIVATIONS if variant == "swiglu" else MLP_ACTIVATIONS
-    if act not in table:
+    if act not in opt.ACTIVATIONS:
         return None  # activation_variant's own row names it
+    if variant == "dual_path" and int(args["mlp_down_projs"]) > 1:
+        return "dual_path with mlp_down_projs > 1 is not expressible (summed down projections are for the plain MLP)"
     up, down = mlp_bias(args)
     if up != down:
         return "mlp_up_bias and mlp_down_bias differ: one ffn.bias covers both projections here"
     return None
 
 
-def _activation_ok(args: Args) -> str | None:
-    if args["mlp_variant"] == "kan":
-        return None  # unused by the KAN MLP
-    table = GATED_ACTIVATIONS if args["mlp_variant"] == "swiglu" else MLP_ACTIVATIONS
-    return (
-        None
-        if args["activation_variant"] in table
-        else f"{args['activation_variant']!r} with mlp_variant {args['mlp_variant']!r} is not in the dialect yet"
-    )
-
-
 def _kan_ok(args: Args) -> str | None:
     if args["mlp_variant"] == "kan" and args["kan_base_activation"] not in KAN_ACTIVATIONS:
         return f"{args['kan_base_activation']!r}: the KAN base activation must be one of {', '.join(KAN_ACTIVATIONS)}"
     return None
-
-
-def _norm_ok(key: str) -> Callable[[Args], str | None]:
-    return lambda args: None if args[key] in FORGE_EPS else f"{args[key]!r} is not in the dialect yet (layernorm and rmsnorm are)"
-
-
-def _zero(key: str) -> Callable[[Args], str | None]:
-    return lambda args: None if not args[key] else f"{args[key]!r}: activation offsets are not in the dialect yet"
 
 
 ROWS: tuple[Row, ...] = (
@@ -231,7 +214,7 @@ ROWS: tuple[Row, ...] = (
         _widths,
     ),
     Row("n_embd_wte", "map", "embedding.embedding_dim (factorized: scale_up / scale_down become the embedding and head projections)"),
-    Row("n_embd_wte_scale_tying", "ignore", "shares scale_up and scale_down: weight sharing only (both are read from the state dict)"),
+    Row("n_embd_wte_scale_tying", "map", "embedding.tie_projections (with n_embd_wte)"),
     Row(
         "n_head",
         "map",
@@ -258,22 +241,18 @@ ROWS: tuple[Row, ...] = (
     Row(
         "use_rotary_embeddings", "map", "embedding.positional_encoding.type rope (rope_theta 10000, rotary_dim rope_length)", None, _rope_ok
     ),
-    Row("rope_variant", "map", "rope only (with use_rotary_embeddings)"),
+    Row("rope_variant", "map", "rope; soap: embedding.positional_encoding.rope_variant soap (with use_rotary_embeddings)"),
+    Row("sym_rot_num_angles", "map", "embedding.positional_encoding.soap_num_angles (with rope_variant soap)"),
     Row("rope_length", "map", "embedding.positional_encoding.rotary_dim"),
     # attention
     Row(
         "attention_variant",
         "map",
-        "causal: softmax attention with a KV cache",
-        accept=lambda a: (
-            None
-            if a["attention_variant"] == "causal"
-            else {
-                "ssm": "'ssm' is not constructible upstream (commented out of attention_dictionary)",
-                "co4": "'co4' is non-causal by design and experimental upstream (do not export)",
-            }.get(a["attention_variant"], f"{a['attention_variant']!r} is not in the dialect yet")
-        ),
+        "causal: attention; identity, linear, infinite: layer_types [identity | linear_attention | infinite_attention]",
+        opt.layer_types,
+        opt.mixers_ok,
     ),
+    Row("attention_list", "map", "layer_types (cycling over the layers, as Forge's list)"),
     Row(
         "window_size",
         "map",
@@ -288,7 +267,15 @@ ROWS: tuple[Row, ...] = (
             d, "layer.attention.logit_softcap", None if a["attn_logit_softcapping"] is None else float(a["attn_logit_softcapping"])
         ),
     ),
-    Row("softmax_variant_attn", "map", "softmax", accept=_one_of("softmax_variant_attn", ("softmax",), "is not in the dialect yet")),
+    Row("softmax_variant_attn", "map", "layer.attention.softmax {type, options} (docs/forge.md)", opt.softmax, opt.softmax_ok),
+    Row("shared_fire_embeddings", "map", "layer.attention.fire.shared (with use_fire_embeddings)"),
+    Row(
+        "use_fire_embeddings",
+        "map",
+        "layer.attention.fire {mlp_width, num_hidden_layers, outermost_relu, init_c, init_L, log_bias, shared}",
+        opt.fire,
+        opt.fire_ok,
+    ),
     Row("softmax_variant_output", "ignore", "used only to sample (renormalised by torch.multinomial): the logits are unchanged"),
     Row("disable_flash_attention", "ignore", "the flash and manual paths compute the same attention for every mapped option"),
     Row("use_flex_attn", "ignore", "flex attention computes the same sliding window as the manual path"),
@@ -300,9 +287,9 @@ ROWS: tuple[Row, ...] = (
     Row(
         "activation_variant",
         "map",
-        "layer.ffn.activation (gelu, relu, silu, squared_relu; swiglu: silu/gelu/relu gates)",
+        "layer.ffn.activation (+ gelu_shift, activation_knots); swiglu: silu/gelu/relu as the GLU names, any other gate with use_gated_activation",
         None,
-        _activation_ok,
+        opt.activation_ok,
     ),
     Row("mlp_expansion_factor", "map", "layer.ffn.intermediate_size = factor · n_embd"),
     Row("mlp_size", "map", "layer.ffn.intermediate_size"),
@@ -315,22 +302,22 @@ ROWS: tuple[Row, ...] = (
     Row("kan_poly_order", "map", "layer.ffn.kan.poly_order"),
     Row("kan_base_activation", "map", "layer.ffn.kan.base_activation", None, _kan_ok),
     Row("kan_middle_layers", "map", "layer.ffn.kan.middle_layers"),
-    Row("mlp_x_offset", "refuse", "activation offsets are not in the dialect yet", accept=_zero("mlp_x_offset")),
-    Row("mlp_y_offset", "refuse", "activation offsets are not in the dialect yet", accept=_zero("mlp_y_offset")),
+    Row("mlp_x_offset", "map", "layer.ffn.x_offset"),
+    Row("mlp_y_offset", "map", "layer.ffn.y_offset"),
     # norms and placement
     Row(
         "norm_variant_attn",
         "map",
-        "layer.layer_norm (rmsnorm eps 0, layernorm eps 1e-5)",
-        lambda d, a: _set(d, "layer.layer_norm", _norm(a["norm_variant_attn"])),
-        _norm_ok("norm_variant_attn"),
+        "layer.layer_norm (rmsnorm eps 0, layernorm eps 1e-5, prmsnorm, krmsnorm, hyperspherenorm, dact → dyt, identity)",
+        lambda d, a: _set(d, "layer.layer_norm", opt.norm(a["norm_variant_attn"], a)),
+        opt.norm_ok("norm_variant_attn"),
     ),
     Row(
         "norm_variant_output",
         "map",
         "final_layer_norm",
-        lambda d, a: _set(d, "final_layer_norm", _norm(a["norm_variant_output"])),
-        _norm_ok("norm_variant_output"),
+        lambda d, a: _set(d, "final_layer_norm", opt.norm(a["norm_variant_output"], a)),
+        opt.norm_ok("norm_variant_output"),
     ),
     Row("use_pre_ln", "map", "layer.norm_placement (with use_post_ln, use_peri_ln, use_parallel_mlp)", _placement, _placement_ok),
     Row("use_post_ln", "map", "layer.norm_placement post"),
@@ -344,6 +331,32 @@ ROWS: tuple[Row, ...] = (
         "final_logit_softcap",
         lambda d, a: _set(d, "final_logit_softcap", None if a["final_logit_softcapping"] is None else float(a["final_logit_softcapping"])),
     ),
+    # embeddings, linears, steering
+    Row("use_embedding_scale", "map", "embedding.learned_scale (starting at sqrt(n_embd))", opt.embedding_extras),
+    Row("quantize_wte", "map", "embedding.quantize_wte {method, bits}", *opt.quantize_table("wte")),
+    Row("quantize_wpe", "map", "embedding.quantize_wpe {method, bits}", *opt.quantize_table("wpe")),
+    *(
+        Row(
+            k,
+            "map",
+            "layer.linear {type: quantized | bitlinear_1p58, apply_to}",
+            *((opt.linear, opt.linear_ok) if k == "linear_variant_attn" else ()),
+        )
+        for k in opt.LINEAR_KEYS
+    ),
+    Row(
+        "use_lsv",
+        "map",
+        "steering.lsv {variant, num_vectors, layer; one_hot: index 0, scale 1; one_hot_mlp: index 0 (the sampler's defaults)}",
+        opt.lsv,
+        opt.lsv_ok,
+    ),
+    Row(
+        "lsv_index",
+        "ignore",
+        "not read by Forge's forward (the sampler picks the vector: index 0 unless --lsv_size); edit steering.lsv.index",
+    ),
+    Row("apply_vector_at_layer_idx", "map", "steering.vector {file, layer, scale}", opt.steering_vector, opt.steering_vector_ok),
     # training only
     *(Row(k, "ignore", "training only (dropout is off at inference)") for k in ("dropout",)),
     *(
@@ -395,25 +408,21 @@ ROWS: tuple[Row, ...] = (
             "shared_attn_size",
             "shared_attn_sym",
             "shared_attn_seq",
-            "shared_fire_embeddings",
         )
     ),
-    Row("lsv_dataset_num", "ignore", "the number of training datasets; without use_lsv it changes nothing"),
+    Row("lsv_dataset_num", "map", "steering.lsv.num_vectors (with use_lsv)"),
     # not in the dialect yet (other options of issue 23 add them; turn the row into a map row then)
     *(
         Row(k, "refuse", why)
         for k, why in (
-            ("attention_list", "per-layer attention kinds are not in the dialect yet"),
-            ("use_fire_embeddings", "FIRE positions are not in the dialect yet"),
-            ("use_embedding_scale", "the learned embedding scale is not in the dialect yet"),
             ("use_moe", "Forge's MoE layers are not mapped yet"),
-            ("use_lsv", "learned steering vectors are not in the dialect yet"),
-            ("apply_vector_at_layer_idx", "steering vectors are not in the dialect yet"),
-            ("quantize_wte", "quantized embedding tables are not in the dialect yet"),
-            ("quantize_wpe", "quantized position tables are not in the dialect yet"),
             ("quantize_attn_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
             ("quantize_mlp_act", "activation fake-quant (per-tensor statistics: a full-window option) is not in the dialect yet"),
-            ("use_flash_lobo", "the flash path's learned off-by-one key is not mapped yet"),
+            (
+                "use_flash_lobo",
+                "Forge's flash path prepends the zero key but keeps SDPA's top-left causal mask, so each query loses its own key"
+                " (the manual path ignores lobo): not a sink our attention expresses",
+            ),
             ("n_lpe", "learned position-embedding transformers are not in the dialect"),
             ("use_ln_f_input_mixer", "mixing the layers' outputs before ln_f is not in the dialect"),
             ("use_attn_resid_scaling", "learned residual scaling is not in the dialect"),
@@ -424,19 +433,6 @@ ROWS: tuple[Row, ...] = (
             ("n_qk_head_dim_layerlist", "per-layer head sizes are not in the dialect yet"),
             ("n_v_head_dim_layerlist", "per-layer head sizes are not in the dialect yet"),
             ("mlp_size_layerlist", "per-layer MLP sizes are not in the dialect yet"),
-            *(
-                (k, "linear variants (quantized / bit linears, KAN linears) are not in the dialect yet")
-                for k in (
-                    "linear_variant_attn",
-                    "linear_variant_q",
-                    "linear_variant_k",
-                    "linear_variant_v",
-                    "linear_variant_attn_proj",
-                    "linear_variant_mlp",
-                    "linear_variant_mlp_up",
-                    "linear_variant_mlp_down",
-                )
-            ),
         )
     ),
     # broken or not exportable upstream
@@ -469,7 +465,6 @@ FAMILIES: tuple[Family, ...] = (
         keys=("div_by_seq_len",),
     ),
     Family("use_fire_embeddings", lambda a: bool(a["use_fire_embeddings"]), prefixes=("fire_",)),
-    Family("rope_variant soap", lambda a: bool(a["use_rotary_embeddings"]) and a["rope_variant"] == "soap", keys=("sym_rot_num_angles",)),
     Family("norm_variant krmsnorm", lambda a: "krmsnorm" in (a["norm_variant_attn"], a["norm_variant_output"]), prefixes=("krmsnorm_",)),
     Family("norm_variant prmsnorm", lambda a: "prmsnorm" in (a["norm_variant_attn"], a["norm_variant_output"]), keys=("prmsnorm_pct",)),
     Family(
@@ -486,15 +481,15 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "learned MLP activation offsets",
-        lambda a: bool(a["mlp_x_offset"] or a["mlp_y_offset"]),
+        opt.has_offsets,
         keys=("learn_mlp_x_offset", "learn_mlp_y_offset"),
     ),
     Family("attention_variant ssm", lambda a: a["attention_variant"] == "ssm", prefixes=("ssm_",)),
     Family("attention_variant mla", lambda a: a["attention_variant"] == "mla", prefixes=("mla_",), keys=("use_mla_lobo",)),
     Family("attention_variant co4", lambda a: a["attention_variant"] == "co4", keys=("n_latent", "triadic_loops", "mod_fn")),
     Family(
-        "attention_variant infinite",
-        lambda a: a["attention_variant"] == "infinite",
+        "attention_variant / attention_list infinite",
+        lambda a: "infinite" in opt.mixers(a),
         keys=("n_qk_head_dim", "n_v_head_dim", "n_cproj", "use_concat_heads"),
     ),
     Family(
@@ -547,3 +542,21 @@ def family_for(key: str) -> Family | None:
 
 _ROWS = {r.key: r for r in ROWS}
 assert len(_ROWS) == len(ROWS), "one row per model_args key"
+
+
+def markdown() -> str:
+    """The mapped / ignored / refused tables and the option families, as docs/forge-import.md shows them."""
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    out = []
+    for kind, title, head in (("map", "Mapped", "becomes"), ("ignore", "Ignored", "why"), ("refuse", "Refused", "why")):
+        out += [f"### {title}", "", f"| `model_args` key | {head} |", "|---|---|"]
+        out += [f"| `{r.key}` | {esc(r.why)} |" for r in ROWS if r.kind == kind]
+        out.append("")
+    out += ["### Parameters of an option (inert while it is off)", "", "| option | keys |", "|---|---|"]
+    for f in FAMILIES:
+        keys = [f"`{p}*`" for p in f.prefixes] + [f"`{k}`" for k in f.keys]
+        out.append(f"| {esc(f.option)} | {', '.join(keys)} |")
+    return "\n".join(out) + "\n"

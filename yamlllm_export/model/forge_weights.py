@@ -92,10 +92,12 @@ class BitLinear158(nn.Linear):
 
 
 def swap_linears(module: nn.Module, make: Callable[[nn.Linear], nn.Linear]) -> None:
-    """Replace every plain ``nn.Linear`` below ``module`` (not subclasses: a summed down projection keeps its
-    own forward) by ``make(linear)``, under the same name, so the state-dict names do not change."""
+    """Replace every plain ``nn.Linear`` below ``module`` by ``make(linear)``, under the same name, so the
+    state-dict names do not change. A subclass keeps its own forward, except a down projection of one block
+    (``ffn.Down`` with ``blocks == 1`` computes a plain Linear: Forge's c_proj takes the variant too)."""
     for name, child in list(module.named_children()):
-        if type(child) is nn.Linear:
+        one_block_down = type(child).__name__ == "Down" and getattr(child, "blocks", None) == 1
+        if isinstance(child, nn.Linear) and (type(child) is nn.Linear or one_block_down):
             setattr(module, name, make(child))
         else:
             swap_linears(child, make)
