@@ -157,7 +157,7 @@ def test_init_starts_unit_offset_scales_at_zero(scheme):
 class _FakeAttention(nn.Module):
     """(x, ...) → (tanh(x) + 1, k, v): a cheap non-linear stand-in for attention."""
 
-    def forward(self, x, bias, position_ids, k, v):  # noqa: ANN001, ANN201
+    def forward(self, x, bias, position_ids, k, v, token_mask=None):  # noqa: ANN001, ANN201
         return torch.tanh(x) + 1, k, v
 
 

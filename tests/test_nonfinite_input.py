@@ -60,7 +60,8 @@ NUMBERS = {
     "rope-theta-401-digits": ("embedding.positional_encoding.rope_theta", "1" + "0" * 400, "an integer of 401 digits overflows float32"),
     "rope-theta-1e400": ("embedding.positional_encoding.rope_theta", "1.0e+400", "inf is not a finite number"),  # YAML reads inf
     "eps-subnormal": ("layer.layer_norm.eps", "5e-324", "4.94066e-324 underflows float32"),
-    "eps-negative-zero": ("layer.layer_norm.eps", "-0.0", "-0.0 is less than or equal to the minimum of 0"),
+    # (rmsnorm's eps may be 0, Forge's no-epsilon form, so -0.0 is taken there; rope_theta's bound excludes 0)
+    "rope-theta-negative-zero": ("embedding.positional_encoding.rope_theta", "-0.0", "-0.0 is less than or equal to the minimum of 0"),
     "num-layers-float": ("num_layers", "2.0", "2.0 is not of type 'integer'"),  # was an internal error (range(2.0))
     "num-heads-huge-float": ("layer.attention.num_heads", "1e300", "1e+300 is not of type 'integer'"),
     "vocab-past-int64": ("embedding.vocab_size", "1" + "0" * 29, "1e+29 does not fit int64"),

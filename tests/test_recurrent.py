@@ -20,8 +20,15 @@ from yamlllm_export import build_model
 from yamlllm_export.ops.linear_attention import linear_attention
 from yamlllm_export.ops.short_conv import short_conv
 
-torch.set_grad_enabled(False)
 MASK = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])  # left-, right-padded, full
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_grad():
+    """Inference only here; a module-level ``torch.set_grad_enabled(False)`` would leak into every test that an
+    xdist worker runs after importing this file (training tests then fail)."""
+    with torch.no_grad():
+        yield
 
 
 # ---- 1. token-by-token recurrences -------------------------------------------------------------------------

@@ -428,7 +428,7 @@ def _weights_source(weights: str | None, revision: str | None, gguf_file: str | 
     return str(resolve_model_dir(weights, revision=revision, weights=True))
 
 
-@main.command("import-forge")
+@main.command("import-forge", epilog=example("import-forge out-shakespeare/ckpt.pt -o forge.yaml"))
 @click.argument("ckpt_path", metavar="CKPT.pt", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="The YAML file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing YAML file.")

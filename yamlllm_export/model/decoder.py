@@ -55,8 +55,9 @@ class Block(nn.Module):
         self.attn, self.ffn, self.attn_norms, self.ffn_norms = attn, ffn, attn_norms, ffn_norms
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, KV]:
+        token_mask = _real_tokens(x, token_mask)
         h, *present = self.attn(self.attn_norms.pre(x), bias, position_ids, *past, token_mask=token_mask)
         x = self.attn_norms.close(x, h)
         return self.ffn_norms.close(x, _ffn(self.ffn, self.ffn_norms.pre(x), token_mask)), tuple(present)
@@ -76,12 +77,18 @@ class ParallelBlock(nn.Module):
         self.scale = Scale(scale) if scale != 1.0 else nn.Identity()  # on both branches, as Residual does
 
     def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor
+        self, x: torch.Tensor, bias: torch.Tensor, position_ids: torch.Tensor, past: KV, token_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, KV]:
         n = self.norm(x)
+        token_mask = _real_tokens(x, token_mask)
         h, *present = self.attn(n, bias, position_ids, *past, token_mask=token_mask)
         m = n if self.ffn_norm is None else self.ffn_norm(x)
         return x + self.scale(self.dropout(h)) + self.scale(self.dropout(_ffn(self.ffn, m, token_mask))), tuple(present)
+
+
+def _real_tokens(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, S) 1 for a real token, 0 for a pad; None (a block run on its own) means every token is real."""
+    return token_mask if token_mask is not None else torch.ones(x.shape[:2], dtype=torch.int64, device=x.device)
 
 
 def _ffn(ffn: nn.Module, x: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
