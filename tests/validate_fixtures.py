@@ -18,6 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from yamlllm_export.runtime.folder_check import FILES, check_files, record_files
+from yamlllm_export.runtime.session import graph_nodes
 from yamlllm_export.validate.runner import ValidateOptions, validate_folder
 
 FAST = {"steps": 3, "batch": 3, "prompt_len": 8}  # lengths 8/6/4; long context: max_positions - 3 + 3 steps
@@ -154,14 +155,8 @@ ATTENTION_OPS = ("GroupQueryAttention", "Attention", "MultiHeadAttention")
 
 
 def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    """The graph's nodes and those of its If / Loop bodies, depth first."""
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                nodes.extend(all_nodes(sub))
-    return nodes
+    """The graph's nodes and those of its If / Loop bodies, depth first (runtime/session.py's walk)."""
+    return list(graph_nodes(graph))
 
 
 GQA_POSITIONS = 9  # com.microsoft.GroupQueryAttention's position_ids input

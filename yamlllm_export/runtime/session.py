@@ -157,7 +157,7 @@ def refuse_half_only_ops(model_dir: str | Path) -> None:
     import onnx
 
     model = onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False)
-    found = Counter(n.op_type for n in _nodes(model.graph) if n.op_type in CUDA_HALF_ONLY and n.domain == "com.microsoft")
+    found = Counter(n.op_type for n in graph_nodes(model.graph) if n.op_type in CUDA_HALF_ONLY and n.domain == "com.microsoft")
     if found:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(found.items()))
         raise EpUnsupported(
@@ -166,12 +166,13 @@ def refuse_half_only_ops(model_dir: str | Path) -> None:
         )
 
 
-def _nodes(graph: Any) -> Iterator[Any]:
+def graph_nodes(graph: Any) -> Iterator[Any]:
+    """An ONNX graph's nodes and those of its If / Loop bodies, depth first."""
     for node in graph.node:
         yield node
         for attr in node.attribute:  # If / Loop bodies
             for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                yield from _nodes(sub)
+                yield from graph_nodes(sub)
 
 
 def fallback_nodes(profile: list[dict[str, Any]], ep: str) -> Counter[str]:

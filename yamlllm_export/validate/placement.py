@@ -27,6 +27,8 @@ from pathlib import Path
 
 import onnx
 
+from yamlllm_export.runtime.session import graph_nodes
+
 # what the placement check was last read against (validate/placement.py's findings in docs/cuda.md):
 # onnxruntime-gpu 1.31.1's CUDA kernel registry, dumped through the shim with get_all_opkernel_def()
 CHECKED_ORT = "1.31.1"
@@ -308,7 +310,7 @@ def gqa_cuda_conflicts(model: onnx.ModelProto) -> list[str]:
     (NOT_IMPLEMENTED): ``attention_bias`` together with ``head_sink`` or a quantized KV cache (k_scale / v_scale),
     or smooth_softmax with a bias. Placement cannot see these: the kernel is constructed, then refuses to run."""
     found = []
-    for node in _all_nodes(model.graph):
+    for node in graph_nodes(model.graph):
         if node.op_type != "GroupQueryAttention" or node.domain != "com.microsoft":
             continue
         given = {i for i, name in enumerate(node.input) if name}
@@ -320,13 +322,3 @@ def gqa_cuda_conflicts(model: onnx.ModelProto) -> list[str]:
         if clash:
             found.append(f"{node.name or node.output[0]}: attention_bias with {', '.join(clash)}")
     return found
-
-
-def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                nodes.extend(_all_nodes(sub))
-    return nodes
